@@ -1,0 +1,1 @@
+"""guomen guomen package."""

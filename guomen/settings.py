@@ -1,0 +1,57 @@
+"""One typed settings object for every guomen process (env prefix ``GUOMEN_``).
+
+Validated at start-up; nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field can be set as ``GUOMEN_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="GUOMEN_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("."), description="project root holding models/ and mlruns/")
+    store_dir: Path = Field(Path("data/store"), description="the ingested Parquet store")
+    timezone: str = Field("Asia/Shanghai", description="local time of timestamps without offset")
+    rates_file: Path | None = Field(None, description="currency rate table (CSV); default ships")
+    database_url: str = Field(
+        "sqlite:///data/guomen.db",
+        description="SQLAlchemy URL for audit log, keys, warnings and profiles",
+    )
+    mlflow_tracking_uri: str = Field("sqlite:///mlruns/mlflow.db")
+    mlflow_artifact_root: Path = Field(Path("mlruns/artifacts"))
+    model_name: str = Field("guomen-risk", description="registered model name in MLflow")
+    models_dir: Path = Field(Path("models"), description="where model bundles are written")
+    monitoring_secret: SecretStr = Field(
+        SecretStr("change-me-monitoring-secret"),
+        description="HMAC key selecting the random monitoring share",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_batch: int = Field(1000, ge=1, le=100_000, description="declarations per batch request")
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    reload_poll_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""guomen serving package."""

@@ -1,0 +1,1 @@
+"""guomen training package."""
