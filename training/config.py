@@ -1,0 +1,168 @@
+"""Training configuration: one typed object, loaded from YAML over the shipped defaults.
+
+The defaults live in ``training/default_config.yaml``; a user file only needs the keys it
+changes (nested mappings are merged key by key).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("default_config.yaml")
+
+Correction = Literal["none", "random_upweight", "ipw"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitConfig(_Strict):
+    """Time split: test is the last ``test_months``, validation the ``validation_months`` before."""
+
+    test_months: int = Field(4, ge=1)
+    validation_months: int = Field(3, ge=1)
+
+
+class LightGBMConfig(_Strict):
+    """Booster hyperparameters. Trees x leaves bounds the per-request SHAP cost."""
+
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = -1
+    learning_rate: float = Field(0.05, gt=0)
+    num_boost_round: int = Field(300, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    min_data_in_leaf: int = Field(100, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_freq: int = Field(1, ge=0)
+    lambda_l2: float = Field(1.0, ge=0)
+    max_bin: int = Field(255, ge=2)
+    num_threads: int = Field(2, ge=1)
+
+    def params(self, seed: int) -> dict[str, Any]:
+        """LightGBM parameters, deterministic for ``seed``."""
+        return {
+            "objective": "binary",
+            "metric": ["binary_logloss", "auc"],
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": self.bagging_freq,
+            "lambda_l2": self.lambda_l2,
+            "max_bin": self.max_bin,
+            "num_threads": self.num_threads,
+            "seed": seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "verbosity": -1,
+        }
+
+
+class SelectionConfig(_Strict):
+    """Selection-bias corrections tried in training; the one kept is chosen on validation."""
+
+    candidates: tuple[Correction, ...] = ("none", "random_upweight", "ipw")
+    random_weight: float = Field(5.0, gt=0, description="weight of random-sample rows")
+    ipw_clip: float = Field(20.0, gt=1, description="largest inverse-propensity weight")
+    # A correction must beat "none" on the validation random sample by this much (log loss).
+    min_improvement: float = Field(0.0, ge=0)
+
+    @field_validator("candidates")
+    @classmethod
+    def _has_none(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "none" not in value:
+            raise ValueError("selection.candidates must include 'none' (the reference)")
+        return value
+
+
+class PolicyConfig(_Strict):
+    """Inspection budget and random monitoring share (fractions of all declarations)."""
+
+    budget: float = Field(0.05, gt=0, lt=1)
+    monitoring_share: float = Field(0.01, ge=0, lt=1)
+
+
+class EvaluationConfig(_Strict):
+    """Budgets reported, ECE bins, SHAP sample size."""
+
+    budgets: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10, 0.20)
+    ece_bins: int = Field(10, ge=2)
+    shap_sample: int = Field(2000, ge=10)
+
+
+class GateConfig(_Strict):
+    """Promotion tolerances (absolute): the challenger may be worse by at most this much."""
+
+    precision_tolerance: float = Field(0.01, ge=0)
+    critical_recall_tolerance: float = Field(0.02, ge=0)
+    ece_tolerance: float = Field(0.005, ge=0)
+
+
+class TrainConfig(_Strict):
+    """Everything ``guomen train`` needs besides paths."""
+
+    seed: int = 7
+    split: SplitConfig = SplitConfig()
+    lightgbm: LightGBMConfig = LightGBMConfig()
+    selection: SelectionConfig = SelectionConfig()
+    policy: PolicyConfig = PolicyConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gate: GateConfig = GateConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """Flat ``section.key -> value`` mapping (for MLflow params)."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump())
+        return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read the defaults, then ``path`` (YAML) and ``overrides`` over them.
+
+    Parameters
+    ----------
+    path
+        Optional YAML file with only the keys to change.
+    overrides
+        Optional nested mapping applied last (tests and benchmarks use it).
+
+    Returns
+    -------
+    TrainConfig
+        Validated configuration; unknown keys are an error.
+    """
+    data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG_FILE.read_text(encoding="utf-8")) or {}
+    if path is not None:
+        user = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        data = _merge(data, user)
+    if overrides:
+        data = _merge(data, overrides)
+    return TrainConfig.model_validate(data)
