@@ -119,16 +119,24 @@ def load_rates(path: Path | None = None) -> RateTable:
     rate = pd.to_numeric(df["usd_per_unit"].str.strip(), errors="coerce")
     if rate.isna().any() or (rate <= 0).any():
         raise RateTableError(f"rate table {path}: column 'usd_per_unit' must be a number > 0")
-    start = pd.to_datetime(df["valid_from"].str.strip(), format="ISO8601", errors="coerce", utc=True)
+    start = pd.to_datetime(
+        df["valid_from"].str.strip(), format="ISO8601", errors="coerce", utc=True
+    )
     if start.isna().any():
         raise RateTableError(f"rate table {path}: column 'valid_from' has an unparseable date")
     frame = pd.DataFrame(
-        {"currency": codes, "rate": rate.astype("float64"), "start": start.astype("datetime64[ns, UTC]")}
+        {
+            "currency": codes,
+            "rate": rate.astype("float64"),
+            "start": start.astype("datetime64[ns, UTC]"),
+        }
     ).sort_values(["currency", "start"], kind="stable")
     if frame.duplicated(["currency", "start"]).any():
         raise RateTableError(f"rate table {path}: two rates for one currency and valid_from")
     by_currency: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for code, part in frame.groupby("currency", sort=True):
-        starts = part["start"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+        starts = (
+            part["start"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+        )
         by_currency[str(code)] = (starts, part["rate"].to_numpy())
     return RateTable(source=str(path), by_currency=by_currency)

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     max_batch: int = Field(1000, ge=1, le=100_000, description="declarations per batch request")
     max_body_bytes: int = Field(2_000_000, ge=1024)
     reload_poll_seconds: float = Field(10.0, gt=0)
+    # Serving (issue 5).
+    model_alias: str = Field("champion", description="registry alias the API serves")
+    snapshot_dir: Path = Field(Path("data/snapshot"), description="online feature snapshot")
+    key_cache_seconds: float = Field(
+        5.0, ge=0, description="how long a checked API key is trusted before the DB is asked again"
+    )
 
     @field_validator("timezone")
     @classmethod

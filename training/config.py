@@ -99,7 +99,14 @@ class EvaluationConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """Promotion tolerances (absolute): the challenger may be worse by at most this much."""
+    """Promotion tolerances (absolute): the challenger may be worse by at most this much.
+
+    ``subset`` is where the gate measures: ``all_inspected`` (default: enough labels to be
+    stable; both models face the same selection bias on the same period) or ``random_sample``
+    (unbiased but noisy: a few dozen positives at a 5% budget).
+    """
+
+    subset: Literal["all_inspected", "random_sample"] = "all_inspected"
 
     precision_tolerance: float = Field(0.01, ge=0)
     critical_recall_tolerance: float = Field(0.02, ge=0)

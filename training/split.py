@@ -30,8 +30,8 @@ class TimeSplit:
         """Segment name (``train``, ``validation``, ``test``) for each timestamp."""
         ts = _utc(declared_at)
         out = np.full(len(ts), TRAIN, dtype=object)
-        out[(ts >= self.validation_start).to_numpy()] = VALIDATION
-        out[(ts >= self.test_start).to_numpy()] = TEST
+        out[np.asarray(ts >= self.validation_start)] = VALIDATION
+        out[np.asarray(ts >= self.test_start)] = TEST
         return out
 
     def label_known(self, segment: np.ndarray, inspected_at: pd.Series) -> np.ndarray:
@@ -43,8 +43,8 @@ class TimeSplit:
         known = np.ones(len(segment), dtype=bool)
         tr = segment == TRAIN
         va = segment == VALIDATION
-        known[tr] = (ts[tr] < self.validation_start)
-        known[va] = (ts[va] < self.test_start)
+        known[tr] = np.asarray(ts[tr] < self.validation_start)
+        known[va] = np.asarray(ts[va] < self.test_start)
         # NaT (not inspected) compares False; those rows carry no label anyway.
         return known
 

@@ -1,0 +1,206 @@
+"""A flat, foreign-layout file of inspected declarations, for the bring-your-own-format path.
+
+The layout is the one at the end of the data contract (a Korean-customs-style export): one row per
+inspected import declaration, ``Item Price`` in KRW, dates like ``2020-01-02``, and two label
+columns, ``Fraud`` (0/1) and ``Critical Fraud`` (0/1/2, 0 when there is no fraud). It is loaded with
+``docs/examples/foreign_flat_mapping.yaml`` (walked through in ``docs/mapping.md``).
+
+The fraud mechanism is learnable, so a model trained on the mapped tables has signal:
+
+- latent risk of importers and sellers (heavy-tailed volumes, normal latent risk);
+- an HS6 x origin hazard (a few risky product/origin pairs);
+- two categorical columns matter: ``Payment Type`` ``43`` and ``Import Type`` ``29`` raise risk;
+- postal shipments are a little riskier;
+- fraud shows up as undervaluation: most fraudulent rows declare a price well below the HS6 norm.
+
+Deterministic by seed. Vectorised numpy; no loop over rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = (
+    "Declaration ID",
+    "Date",
+    "Office ID",
+    "Process Type",
+    "Import Type",
+    "Import Use",
+    "Payment Type",
+    "Mode of Transport",
+    "Declarant ID",
+    "Importer ID",
+    "Seller ID",
+    "Courier ID",
+    "HS6 Code",
+    "Country of Departure",
+    "Country of Origin",
+    "Tax Rate",
+    "Tax Type",
+    "Country of Origin Indicator",
+    "Net Mass",
+    "Item Price",
+    "Fraud",
+    "Critical Fraud",
+)
+
+# HS6 code, typical KRW per kg, typical kg per item line, tariff rate (%).
+HS6 = (
+    ("020130", 14_000, 800, 40.0),  # bovine meat, fresh
+    ("030389", 6_000, 1_500, 10.0),  # frozen fish
+    ("030617", 18_000, 600, 20.0),  # frozen shrimp
+    ("040690", 11_000, 300, 36.0),  # cheese
+    ("070200", 2_000, 2_000, 27.0),  # tomatoes
+    ("080810", 2_500, 2_500, 45.0),  # apples
+    ("090111", 6_500, 900, 2.0),  # coffee, not roasted
+    ("090210", 20_000, 150, 40.0),  # green tea
+    ("330499", 60_000, 60, 6.5),  # cosmetics
+    ("392690", 9_000, 200, 6.5),  # plastic articles
+    ("420221", 90_000, 20, 8.0),  # handbags, leather
+    ("610910", 25_000, 80, 13.0),  # T-shirts, cotton
+    ("620342", 30_000, 100, 13.0),  # trousers, cotton
+    ("640399", 45_000, 60, 13.0),  # footwear, leather
+    ("847130", 400_000, 10, 0.0),  # laptops
+    ("851762", 350_000, 15, 0.0),  # network equipment
+    ("852872", 250_000, 40, 8.0),  # televisions
+    ("870899", 20_000, 300, 8.0),  # car parts
+    ("950300", 15_000, 120, 8.0),  # toys
+    ("960321", 8_000, 50, 8.0),  # toothbrushes
+)
+ORIGINS = ("CN", "US", "JP", "VN", "DE", "TH", "AU", "NZ", "CL", "IN", "ID", "IT", "FR", "MY", "BR")
+ORIGIN_WEIGHTS = (30, 10, 9, 8, 5, 5, 4, 3, 3, 4, 4, 3, 3, 4, 5)
+OFFICES = ("010", "020", "030", "040", "041", "050", "060", "070")
+PROCESS_TYPES = ("A", "B", "C")
+IMPORT_TYPES = ("11", "21", "29", "51")
+IMPORT_USES = ("11", "12", "21", "22", "29")
+PAYMENT_TYPES = ("11", "13", "43", "99")
+TRANSPORT_CODES = ("1", "2", "3", "4", "5")  # sea, rail, road, air, post
+TRANSPORT_WEIGHTS = (0.55, 0.02, 0.03, 0.33, 0.07)
+TAX_TYPES = ("A", "C", "E", "FCN1", "FEU1")
+ORIGIN_INDICATORS = ("Y", "N", "B", "E", "G")
+DATE_START = np.datetime64("2020-01-01")
+N_DAYS = 731
+
+
+def _ids(rng: np.random.Generator, n: int, prefix: str) -> np.ndarray:
+    """n distinct random-looking 7-character ids (prefix letter + 6 base-36 characters)."""
+    alphabet = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    codes = rng.choice(36**6, size=n, replace=False)
+    chars = np.stack([alphabet[(codes // 36**k) % 36] for k in range(6)], axis=1)
+    return np.char.add(prefix, np.array(["".join(r) for r in chars]))
+
+
+def _heavy(rng: np.random.Generator, n: int, sigma: float = 1.3) -> np.ndarray:
+    w = rng.lognormal(0.0, sigma, n)
+    return w / w.sum()
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def write_foreign_flat(path: Path, n: int, seed: int) -> None:
+    """Write ``n`` inspected declarations in the flat foreign layout to a CSV file.
+
+    Parameters
+    ----------
+    path : Path
+        Output CSV (UTF-8, header row). Parent folders are created.
+    n : int
+        Number of rows (declarations).
+    seed : int
+        Random seed; the same seed gives the same bytes.
+    """
+    rng = np.random.default_rng(seed)
+    n_imp = max(20, n // 40)
+    n_sel = max(20, n // 30)
+    n_dec = max(5, n // 400)
+    importers = _ids(rng, n_imp, "I")
+    sellers = _ids(rng, n_sel, "S")
+    declarants = _ids(rng, n_dec, "D")
+    couriers = _ids(rng, 12, "C")
+    imp_risk = rng.normal(0.0, 1.0, n_imp)
+    sel_risk = rng.normal(0.0, 1.0, n_sel)
+
+    imp = rng.choice(n_imp, size=n, p=_heavy(rng, n_imp))
+    sel = rng.choice(n_sel, size=n, p=_heavy(rng, n_sel))
+    dec = rng.choice(n_dec, size=n, p=_heavy(rng, n_dec, 0.8))
+    hs_i = rng.choice(len(HS6), size=n, p=_heavy(rng, len(HS6), 0.6))
+    ow = np.array(ORIGIN_WEIGHTS, dtype=float)
+    org_i = rng.choice(len(ORIGINS), size=n, p=ow / ow.sum())
+    days = np.sort(rng.integers(0, N_DAYS, size=n))
+    dates = np.datetime_as_string(DATE_START + days.astype("timedelta64[D]"), unit="D")
+
+    # HS6 x origin hazard: a few pairs are much riskier than the rest.
+    hazard = rng.normal(0.0, 0.3, (len(HS6), len(ORIGINS)))
+    risky = rng.choice(hazard.size, size=max(3, hazard.size // 25), replace=False)
+    hazard.flat[risky] += rng.uniform(1.2, 2.2, risky.size)
+
+    payment = rng.choice(len(PAYMENT_TYPES), size=n, p=(0.55, 0.25, 0.12, 0.08))
+    import_type = rng.choice(len(IMPORT_TYPES), size=n, p=(0.6, 0.2, 0.12, 0.08))
+    transport = rng.choice(len(TRANSPORT_CODES), size=n, p=TRANSPORT_WEIGHTS)
+    logit = (
+        -3.0
+        + 0.9 * imp_risk[imp]
+        + 0.6 * sel_risk[sel]
+        + hazard[hs_i, org_i]
+        + 0.9 * (np.array(PAYMENT_TYPES)[payment] == "43")
+        + 0.7 * (np.array(IMPORT_TYPES)[import_type] == "29")
+        + 0.4 * (np.array(TRANSPORT_CODES)[transport] == "5")
+    )
+    fraud = rng.random(n) < _sigmoid(logit)
+    # Severity among frauds grows with the product/origin hazard.
+    p_crit = _sigmoid(-1.5 + 1.2 * hazard[hs_i, org_i])
+    u = rng.random(n)
+    critical = np.where(fraud, np.where(u < p_crit, 2, np.where(u < p_crit + 0.35, 1, 0)), 0)
+
+    norm_kg = np.array([h[1] for h in HS6], dtype=float)
+    typ_kg = np.array([h[2] for h in HS6], dtype=float)
+    tax = np.array([h[3] for h in HS6])
+    mass = np.round(typ_kg[hs_i] * rng.lognormal(0.0, 0.8, n) + 0.1, 1)
+    price = mass * norm_kg[hs_i] * rng.lognormal(0.0, 0.25, n)
+    # Fraud is mostly undervaluation: the declared price falls well below the HS6 norm.
+    underval = fraud & (rng.random(n) < 0.75)
+    price = np.where(underval, price * rng.uniform(0.2, 0.6, n), price)
+    price = np.round(price, -1)
+
+    departure = np.where(rng.random(n) < 0.85, org_i, rng.integers(0, len(ORIGINS), n))
+    courier = np.where(
+        np.array(TRANSPORT_CODES)[transport] == "4", couriers[rng.integers(0, 12, n)], ""
+    )
+    frame = pd.DataFrame(
+        {
+            "Declaration ID": [f"{97000000 + i:08d}" for i in range(n)],
+            "Date": dates,
+            "Office ID": np.array(OFFICES)[rng.integers(0, len(OFFICES), n)],
+            "Process Type": np.array(PROCESS_TYPES)[rng.choice(3, n, p=(0.7, 0.2, 0.1))],
+            "Import Type": np.array(IMPORT_TYPES)[import_type],
+            "Import Use": np.array(IMPORT_USES)[rng.integers(0, len(IMPORT_USES), n)],
+            "Payment Type": np.array(PAYMENT_TYPES)[payment],
+            "Mode of Transport": np.array(TRANSPORT_CODES)[transport],
+            "Declarant ID": declarants[dec],
+            "Importer ID": importers[imp],
+            "Seller ID": sellers[sel],
+            "Courier ID": courier,
+            "HS6 Code": np.array([h[0] for h in HS6])[hs_i],
+            "Country of Departure": np.array(ORIGINS)[departure],
+            "Country of Origin": np.array(ORIGINS)[org_i],
+            "Tax Rate": tax[hs_i],
+            "Tax Type": np.array(TAX_TYPES)[rng.integers(0, len(TAX_TYPES), n)],
+            "Country of Origin Indicator": np.array(ORIGIN_INDICATORS)[
+                rng.integers(0, len(ORIGIN_INDICATORS), n)
+            ],
+            "Net Mass": mass,
+            "Item Price": price.astype(np.int64),
+            "Fraud": fraud.astype(int),
+            "Critical Fraud": critical,
+        },
+        columns=list(COLUMNS),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, lineterminator="\n")

@@ -1,0 +1,588 @@
+"""Offline (point-in-time) features for every historical declaration, and the labels.
+
+Timing rules (the same in ``features.snapshot`` and ``features.online``):
+
+- a declaration at time ``t`` sees declarations with ``declared_at < t`` (strictly: declarations
+  sharing a timestamp do not see each other), inspection results with ``inspected_at < t`` and
+  risk signals with ``reported_at < t``; a window ``w`` covers ``[t - w, t)``;
+- the credit tier in force is the latest rating with ``effective_from <= t`` (contract rule; ties on
+  ``effective_from`` resolved by input order, last wins);
+- HS6 unit-value statistics are those of all declarations of the HS6 made before the start of the
+  UTC calendar month of ``t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
+from features.entities import EntityCoder, entities_for, frame_fields
+from features.registry import (
+    CALENDAR_TZ,
+    CREDIT_TIER_CODES,
+    DAY_NS,
+    MIN_UNIT_VALUE_COUNT,
+    PRIOR_STRENGTH,
+    RATE_WINDOWS,
+    SIGNAL_ROUTES,
+    SIGNAL_WINDOWS,
+    VOCABULARIES,
+    WINDOWS,
+    entity_aggregations,
+    feature_specs,
+)
+from features.windows import EventIndex, TimeRanks, month_start_ns, to_ns
+
+Progress = Callable[[str], None]
+ID_COLUMNS = ("declaration_id", "declared_at", "enterprise_id")
+# Entities in an order where every parent comes before its children.
+_RATE_ORDER = ("ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port")
+
+
+def window_ns(window: str) -> int | None:
+    """Length of a window in ns (None for all history)."""
+    days = WINDOWS[window]
+    return None if days is None else days * DAY_NS
+
+
+def declared_value_usd(decl: pd.DataFrame) -> np.ndarray:
+    """``declared_value_usd`` if present, else converted with the default rate table."""
+    if "declared_value_usd" in decl:
+        return decl["declared_value_usd"].to_numpy(dtype=np.float64, na_value=np.nan)
+    from features.rates import load_rates
+
+    usd, _ = load_rates().to_usd(
+        decl["declared_value"].to_numpy(dtype=np.float64, na_value=np.nan),
+        decl["currency"].to_numpy(dtype=object),
+        to_ns(decl["declared_at"]).view("datetime64[ns]"),
+    )
+    return usd
+
+
+def final_inspections(insp: pd.DataFrame) -> pd.DataFrame:
+    """One result per declaration: the latest by ``inspected_at`` (input order breaks ties)."""
+    if insp.empty:
+        return insp
+    t = to_ns(insp["inspected_at"])
+    order = np.lexsort((np.arange(len(insp)), t))
+    ordered = insp.iloc[order]
+    return ordered[~ordered["declaration_id"].duplicated(keep="last")]
+
+
+def inspection_flags(insp: pd.DataFrame) -> dict[str, np.ndarray]:
+    """0/1 columns counted per inspection: any result, nonconforming, major/critical, random."""
+    nc = (insp["result"] == "nonconforming").fillna(False).to_numpy(dtype=bool)
+    maj = insp["severity"].isin(["major", "critical"]).fillna(False).to_numpy(dtype=bool) if (
+        "severity" in insp
+    ) else np.zeros(len(insp), dtype=bool)
+    rand = (insp["selection"] == "random").fillna(False).to_numpy(dtype=bool)
+    return {
+        "insp": np.ones(len(insp), dtype=np.int64),
+        "nc": nc.astype(np.int64),
+        "ncmaj": (nc & maj).astype(np.int64),
+        "rand": rand.astype(np.int64),
+    }
+
+
+def unit_value_log(usd: np.ndarray, kg: np.ndarray) -> np.ndarray:
+    """ln(USD/kg) where both are positive, else NaN."""
+    ok = (usd > 0) & (kg > 0)
+    out = np.full(len(usd), np.nan)
+    out[ok] = np.log(usd[ok] / kg[ok])
+    return out
+
+
+class Prepared:
+    """Declarations, inspections and signals as arrays, with shared time ranks."""
+
+    def __init__(self, tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None) -> None:
+        self.attributes = dict(attributes or {})
+        decl = tables["declarations"].reset_index(drop=True)
+        self.decl = decl
+        self.n = len(decl)
+        self.t = to_ns(decl["declared_at"])
+        self.fields = frame_fields(decl, self.attributes)
+        self.coder = EntityCoder(self.fields)
+        self.entities = entities_for(self.attributes)
+
+        insp = final_inspections(_table(tables, "inspections"))
+        row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
+        insp = insp[row >= 0]
+        self.insp_row = row[row >= 0].astype(np.int64)
+        self.insp_t = to_ns(insp["inspected_at"]) if len(insp) else np.zeros(0, np.int64)
+        self.insp_flags = inspection_flags(insp)
+        self.signals = _table(tables, "risk_signals")
+        self.sig_t = to_ns(self.signals["reported_at"]) if len(self.signals) else np.zeros(0, np.int64)
+        self.credit = _table(tables, "credit_ratings")
+        self.credit_t = (
+            to_ns(self.credit["effective_from"]) if len(self.credit) else np.zeros(0, np.int64)
+        )
+        self.enterprises = _table(tables, "enterprises")
+
+        starts = {w: self.t - window_ns(w) for w in WINDOWS if window_ns(w) is not None}
+        self.ranks = TimeRanks([self.t, self.insp_t, self.sig_t, self.credit_t, *starts.values()])
+        self.M = self.ranks.modulus
+        self.rank_t = self.ranks.rank(self.t)
+        self.rank_start: dict[str, np.ndarray | None] = {
+            w: (self.ranks.rank(s) if (s := starts.get(w)) is not None else None) for w in WINDOWS
+        }
+        self.rank_insp = self.ranks.rank(self.insp_t)
+
+
+def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
+    from features.contract import TABLES
+
+    df = tables.get(name)
+    if df is None:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in TABLES[name].names})
+    return df.reset_index(drop=True)
+
+
+def _codes(series: pd.Series, vocab: tuple[str, ...]) -> np.ndarray:
+    codes = pd.Categorical(series.astype("str"), categories=list(vocab)).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return codes
+
+
+def _declaration_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+    d = p.decl
+    out["decl_direction_code"] = _codes(d["direction"], VOCABULARIES["direction"])
+    out["decl_trade_mode_code"] = _codes(d["trade_mode"], VOCABULARIES["trade_mode"])
+    tm = d["transport_mode"] if "transport_mode" in d else pd.Series(pd.NA, index=d.index)
+    out["decl_transport_mode_code"] = _codes(tm, VOCABULARIES["transport_mode"])
+    for col, name in (
+        ("legal_inspection", "decl_legal_inspection_flag"),
+        ("third_party_certificate", "decl_third_party_cert_flag"),
+    ):
+        s = d[col] if col in d else pd.Series(False, index=d.index)
+        out[name] = s.fillna(False).astype(bool).to_numpy(dtype=np.float64)
+    local = pd.DatetimeIndex(p.t.view("datetime64[ns]")).tz_localize("UTC").tz_convert(CALENDAR_TZ)
+    out["decl_month_now"] = local.month.to_numpy(dtype=np.float64)
+    out["decl_weekday_now"] = local.weekday.to_numpy(dtype=np.float64)
+    out["decl_hour_now"] = local.hour.to_numpy(dtype=np.float64)
+
+
+def _value_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+    usd = declared_value_usd(p.decl)
+    kg = (
+        p.decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
+        if "net_weight_kg" in p.decl
+        else np.full(p.n, np.nan)
+    )
+    with np.errstate(invalid="ignore"):
+        out["decl_log_value_now"] = np.where(usd >= 0, np.log1p(np.where(usd >= 0, usd, 0)), np.nan)
+        out["decl_log_weight_now"] = np.where(kg >= 0, np.log1p(np.where(kg >= 0, kg, 0)), np.nan)
+    luv = unit_value_log(usd, kg)
+    out["decl_log_unit_value_now"] = luv
+    median, mean, std, count = hs6_unit_value_stats(p.coder.field("hs6")[0], p.t, luv)
+    ok = count >= MIN_UNIT_VALUE_COUNT
+    out["hs6_uv_log_ratio_month"] = np.where(ok, luv - median, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["hs6_uv_z_month"] = np.where(ok & (std > 0), (luv - mean) / std, np.nan)
+
+
+def hs6_unit_value_stats(
+    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Median, mean, population std and count of earlier log unit values of each row's HS6.
+
+    "Earlier" means declared before the start of the row's UTC month. One O(n) pass per month,
+    no loop over rows.
+    """
+    n = len(t)
+    median = np.full(n, np.nan)
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    count = np.zeros(n, dtype=np.int64)
+    valid = np.isfinite(luv) & (hs6 >= 0)
+    if not valid.any() or n == 0:
+        return median, mean, std, count
+    vi = np.flatnonzero(valid)
+    order = vi[np.lexsort((luv[vi], hs6[vi]))]
+    g = hs6[order]
+    vals = luv[order]
+    times = t[order]
+    n_groups = int(hs6.max()) + 1
+    gstart = np.searchsorted(g, np.arange(n_groups), side="left")
+    gend = np.searchsorted(g, np.arange(n_groups), side="right")
+    ms = month_start_ns(t)
+    for m in np.unique(ms):
+        rows = np.flatnonzero((ms == m) & (hs6 >= 0))
+        mask = times < m
+        if not mask.any():
+            continue
+        c = np.concatenate([[0], np.cumsum(mask)])
+        grp = hs6[rows]
+        base = c[gstart[grp]]
+        k = c[gend[grp]] - base
+        has = k > 0
+        # Position of the j-th earlier value (0-based) within the group's value-sorted run.
+        j1 = np.searchsorted(c, base + (k - 1) // 2 + 1, side="left") - 1
+        j2 = np.searchsorted(c, base + k // 2 + 1, side="left") - 1
+        med = 0.5 * (vals[np.clip(j1, 0, len(vals) - 1)] + vals[np.clip(j2, 0, len(vals) - 1)])
+        masked = np.where(mask, vals, 0.0)
+        nonempty = gend > gstart
+        sums = np.zeros(n_groups)
+        sums[nonempty] = np.add.reduceat(masked, gstart[nonempty])
+        kk = np.zeros(n_groups, dtype=np.int64)
+        kk[nonempty] = np.add.reduceat(mask.astype(np.int64), gstart[nonempty])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gmean = sums / kk
+            dev = np.where(mask, (vals - gmean[g]) ** 2, 0.0)
+        sq = np.zeros(n_groups)
+        sq[nonempty] = np.add.reduceat(dev, gstart[nonempty])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gstd = np.sqrt(sq / kk)
+        median[rows[has]] = med[has]
+        mean[rows[has]] = gmean[grp[has]]
+        std[rows[has]] = gstd[grp[has]]
+        count[rows] = k
+    return median, mean, std, count
+
+
+def _credit_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+    ent_codes, ent_uniques = p.coder.field("enterprise_id")
+    tier = np.full(p.n, CREDIT_TIER_CODES["regular"])
+    if len(p.credit):
+        cr_code = pd.Index(ent_uniques).get_indexer(p.credit["enterprise_id"].astype("str"))
+        cr_rank = p.ranks.rank(p.credit_t)
+        idx = EventIndex(cr_code.astype(np.int64), cr_rank, p.M)
+        rating = (
+            p.credit["rating"].map(CREDIT_TIER_CODES).to_numpy(dtype=np.float64, na_value=np.nan)
+        )
+        rating_sorted = rating[cr_code >= 0][np.argsort(
+            cr_code[cr_code >= 0] * p.M + cr_rank[cr_code >= 0], kind="stable"
+        )]
+        # Latest rating with effective_from <= t: last event strictly before rank(t) + 1.
+        pos = idx.position(ent_codes, p.rank_t + 1) - 1
+        ok = (ent_codes >= 0) & (pos >= 0)
+        ok[ok] &= idx.comb[pos[ok]] // p.M == ent_codes[ok]
+        tier[ok] = rating_sorted[pos[ok]]
+    out["ent_credit_tier_at"] = tier
+    etype = np.full(p.n, np.nan)
+    age = np.full(p.n, np.nan)
+    if len(p.enterprises):
+        e = p.enterprises.drop_duplicates("enterprise_id", keep="last")
+        row = pd.Index(e["enterprise_id"].astype("str")).get_indexer(
+            pd.Series(ent_uniques, dtype="str")
+        )
+        known = row >= 0
+        if "enterprise_type" in e:
+            codes = _codes(e["enterprise_type"], VOCABULARIES["enterprise_type"])
+            per_code = np.full(len(ent_uniques), np.nan)
+            per_code[known] = codes[row[known]]
+            etype = np.where(ent_codes >= 0, per_code[np.maximum(ent_codes, 0)], np.nan)
+        if "registered_at" in e:
+            reg = to_ns(e["registered_at"])
+            reg_ok = ~pd.isna(pd.DatetimeIndex(e["registered_at"]))
+            per_code = np.zeros(len(ent_uniques), dtype=np.int64)
+            has = np.zeros(len(ent_uniques), dtype=bool)
+            per_code[known] = reg[row[known]]
+            has[known] = reg_ok[row[known]]
+            c = np.maximum(ent_codes, 0)
+            ok = (ent_codes >= 0) & has[c]
+            age[ok] = (p.t[ok] - per_code[c[ok]]).astype(np.float64) / DAY_NS
+    out["ent_type_code"] = etype
+    out["ent_age_days_at"] = age
+
+
+def eb_rate(nc: np.ndarray, insp: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(nc + m * prior) / (insp + m)."""
+    return (nc + PRIOR_STRENGTH * prior) / (insp + PRIOR_STRENGTH)
+
+
+def _entity_features(p: Prepared, out: dict[str, np.ndarray], progress: Progress | None) -> None:
+    aggs_by_entity = entity_aggregations(p.attributes)
+    rates: dict[tuple[str, str], np.ndarray] = {}
+    # Global rate (the root prior): all results known before t.
+    zero_q = np.zeros(p.n, dtype=np.int64)
+    gidx = EventIndex(np.zeros(len(p.insp_t), np.int64), p.rank_insp, p.M, p.insp_flags)
+    ghi = gidx.position(zero_q, p.rank_t)
+    for w in RATE_WINDOWS:
+        glo = gidx.position(zero_q, p.rank_start[w])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates[("global", w)] = gidx.count(glo, ghi, "nc") / gidx.count(glo, ghi, "insp")
+
+    order = [e for e in _RATE_ORDER if e in aggs_by_entity] + [
+        e for e in aggs_by_entity if e not in _RATE_ORDER
+    ]
+    new_flags: dict[str, np.ndarray] = {}
+    for name in order:
+        if progress:
+            progress(name)
+        entity = p.entities[name]
+        aggs = aggs_by_entity[name]
+        code = p.coder.codes(entity)
+        missing = code < 0
+        didx = EventIndex(code, p.rank_t, p.M, times=p.t)
+        dhi = didx.position(code, p.rank_t)
+        dlo_all = didx.position(code, None)
+        res: dict[str, np.ndarray] = {}
+        for w in aggs.get("decl_cnt", ()):
+            lo = dlo_all if w == "all" else didx.position(code, p.rank_start[w])
+            res[f"decl_cnt_{w}"] = (dhi - lo).astype(np.float64)
+        seen = dhi > dlo_all
+        new_flags[name] = (~seen).astype(np.float64)
+        if "days_since_first" in aggs:
+            first = didx.time_at(dlo_all, seen)
+            res["days_since_first_all"] = np.where(
+                seen, (p.t - first).astype(np.float64) / DAY_NS, np.nan
+            )
+
+        icode = code[p.insp_row]
+        iidx = EventIndex(icode, p.rank_insp, p.M, p.insp_flags)
+        ihi = iidx.position(code, p.rank_t)
+        need = set(RATE_WINDOWS)
+        for a in ("insp_cnt", "nc_cnt", "ncmaj_cnt", "rand_share"):
+            need.update(aggs.get(a, ()))
+        counts: dict[tuple[str, str], np.ndarray] = {}
+        for w in need:
+            lo = iidx.position(code, p.rank_start[w])
+            for k in ("insp", "nc", "ncmaj", "rand"):
+                counts[(k, w)] = iidx.count(lo, ihi, k).astype(np.float64)
+        for agg, k in (("insp_cnt", "insp"), ("nc_cnt", "nc"), ("ncmaj_cnt", "ncmaj")):
+            for w in aggs.get(agg, ()):
+                res[f"{agg}_{w}"] = counts[(k, w)]
+        for w in aggs.get("rand_share", ()):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                res[f"rand_share_{w}"] = counts[("rand", w)] / counts[("insp", w)]
+        for w in RATE_WINDOWS:
+            parents = entity.parents or ("global",)
+            prior = rates[(parents[0], w)]
+            for q in parents[1:]:
+                prior = prior + rates[(q, w)]
+            if len(parents) > 1:
+                prior = prior / len(parents)
+            r = eb_rate(counts[("nc", w)], counts[("insp", w)], prior)
+            r[missing] = np.nan
+            rates[(name, w)] = r
+        for w in aggs.get("nc_rate_eb", ()):
+            res[f"nc_rate_eb_{w}"] = rates[(name, w)]
+        if "days_since_nc" in aggs:
+            nc = p.insp_flags["nc"].astype(bool)
+            nidx = EventIndex(icode[nc], p.rank_insp[nc], p.M, times=p.insp_t[nc])
+            nhi = nidx.position(code, p.rank_t)
+            nlo = nidx.position(code, None)
+            has = nhi > nlo
+            last = nidx.time_at(nhi - 1, has)
+            res["days_since_nc_all"] = np.where(has, (p.t - last).astype(np.float64) / DAY_NS, np.nan)
+        for key, values in res.items():
+            values = values.astype(np.float64, copy=True)
+            values[missing] = np.nan
+            out[f"{name}_{key}"] = values
+    for ent in ("ent", "ent_x_hs4", "ent_x_org"):
+        flag = new_flags[ent].copy()
+        flag[p.coder.codes(p.entities[ent]) < 0] = np.nan
+        out[f"{ent}_is_new_all"] = flag
+
+
+def signal_patterns(signals: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], int]], np.ndarray]:
+    """The subject patterns present among signals, and each signal's pattern index.
+
+    A pattern is the tuple of subject fields a signal names plus the length of its HS prefix
+    (0 when it names none). A signal matches a declaration when every field it names matches
+    (``hs_code`` as a prefix).
+    """
+    if signals.empty:
+        return [], np.zeros(0, dtype=np.int64)
+    present = {}
+    for route, (col, _, _) in SIGNAL_ROUTES.items():
+        s = signals[col].astype("str") if col in signals else pd.Series(pd.NA, index=signals.index)
+        present[route] = (s.notna() & (s != "")).to_numpy(dtype=bool)
+    hs_len = np.where(present["hs"], signals["hs_code"].astype("str").str.len().fillna(0), 0)
+    fields = [c for r, (c, _, _) in SIGNAL_ROUTES.items() if r != "hs"]
+    label = np.zeros(len(signals), dtype=np.int64)
+    for i, r in enumerate(("ent", "osp", "org")):
+        label |= present[r].astype(np.int64) << i
+    label = label * 16 + hs_len.astype(np.int64)
+    uniq, inv = np.unique(label, return_inverse=True)
+    patterns = []
+    for lab in uniq:
+        bits, hl = int(lab) // 16, int(lab) % 16
+        chosen = tuple(f for i, f in enumerate(fields) if bits >> i & 1)
+        patterns.append((chosen, hl))
+    return patterns, inv.astype(np.int64)
+
+
+def signal_codes(
+    decl_fields: dict[str, pd.Series], hs_code: pd.Series, signals: pd.DataFrame, pattern
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joint codes of the pattern's key for declarations and for signals."""
+    from features.windows import combine_codes
+
+    fields, hs_len = pattern
+    n = len(hs_code)
+    dcodes: list[np.ndarray] = []
+    scodes: list[np.ndarray] = []
+    cols = [(f, decl_fields[f], signals[f].astype("str")) for f in fields]
+    if hs_len:
+        hs = hs_code.astype("str")
+        cols.append(
+            ("hs", hs.str.slice(0, hs_len).where(hs.str.len() >= hs_len), signals["hs_code"].astype("str"))
+        )
+    for _, dser, sser in cols:
+        both = pd.concat([dser.reset_index(drop=True), sser.reset_index(drop=True)], ignore_index=True)
+        codes, _ = pd.factorize(both, use_na_sentinel=True)
+        dcodes.append(codes[:n].astype(np.int64))
+        scodes.append(codes[n:].astype(np.int64))
+    joint = np.concatenate([dcodes[0], scodes[0]])
+    for dc, sc in zip(dcodes[1:], scodes[1:], strict=True):
+        joint = combine_codes(joint, np.concatenate([dc, sc]))
+    return joint[:n], joint[n:]
+
+
+def signal_categories(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Channel and severity codes (index in the contract vocabulary, -1 if missing)."""
+    ch = pd.Categorical(signals["channel"].astype("str"), categories=list(SIGNAL_CHANNELS)).codes
+    sev_col = signals["severity"] if "severity" in signals else pd.Series(pd.NA, index=signals.index)
+    sev = pd.Categorical(sev_col.astype("str"), categories=list(SIGNAL_SEVERITIES)).codes
+    return ch.astype(np.int64), sev.astype(np.int64)
+
+
+def _signal_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+    from features.registry import (
+        SIGNAL_ALL_WINDOWS,
+        SIGNAL_CHANNEL_WINDOWS,
+        SIGNAL_ROUTE_WINDOWS,
+        SIGNAL_SEVERITY_WINDOWS,
+    )
+
+    acc: dict[str, np.ndarray] = {}
+
+    def add(name: str, values: np.ndarray) -> None:
+        acc[name] = acc.get(name, 0) + values
+
+    zeros = np.zeros(p.n, dtype=np.float64)
+    for w in SIGNAL_ALL_WINDOWS:
+        acc[f"sig_all_cnt_{w}"] = zeros.copy()
+    for route, ws in SIGNAL_ROUTE_WINDOWS.items():
+        for w in ws:
+            acc[f"sig_{route}_cnt_{w}"] = zeros.copy()
+    for ch in SIGNAL_CHANNELS:
+        for w in SIGNAL_CHANNEL_WINDOWS:
+            acc[f"sig_{ch}_cnt_{w}"] = zeros.copy()
+    for sev in SIGNAL_SEVERITIES:
+        for w in SIGNAL_SEVERITY_WINDOWS:
+            acc[f"sig_sev_{sev}_cnt_{w}"] = zeros.copy()
+
+    patterns, pat_of = signal_patterns(p.signals)
+    if patterns:
+        ch, sev = signal_categories(p.signals)
+        sig_rank = p.ranks.rank(p.sig_t)
+        route_of_field = {c: r for r, (c, _, _) in SIGNAL_ROUTES.items()}
+        for i, pattern in enumerate(patterns):
+            sel = pat_of == i
+            dcode, scode = signal_codes(p.fields, p.decl["hs_code"], p.signals[sel], pattern)
+            weights = {"all": np.ones(int(sel.sum()), dtype=np.int64)}
+            for j, c in enumerate(SIGNAL_CHANNELS):
+                weights[c] = (ch[sel] == j).astype(np.int64)
+            for j, s in enumerate(SIGNAL_SEVERITIES):
+                weights[f"sev_{s}"] = (sev[sel] == j).astype(np.int64)
+            idx = EventIndex(scode, sig_rank[sel], p.M, weights)
+            hi = idx.position(dcode, p.rank_t)
+            routes = [route_of_field[f] for f in pattern[0]] + (["hs"] if pattern[1] else [])
+            for w in SIGNAL_WINDOWS:
+                lo = idx.position(dcode, p.rank_start[w])
+                ok = dcode >= 0
+                cnt = np.where(ok, idx.count(lo, hi, "all"), 0).astype(np.float64)
+                if w in SIGNAL_ALL_WINDOWS:
+                    add(f"sig_all_cnt_{w}", cnt)
+                for r in routes:
+                    if w in SIGNAL_ROUTE_WINDOWS[r]:
+                        add(f"sig_{r}_cnt_{w}", cnt)
+                if w in SIGNAL_CHANNEL_WINDOWS:
+                    for c in SIGNAL_CHANNELS:
+                        add(f"sig_{c}_cnt_{w}", np.where(ok, idx.count(lo, hi, c), 0))
+                if w in SIGNAL_SEVERITY_WINDOWS:
+                    for s in SIGNAL_SEVERITIES:
+                        add(f"sig_sev_{s}_cnt_{w}", np.where(ok, idx.count(lo, hi, f"sev_{s}"), 0))
+    for k, v in acc.items():
+        out[k] = np.asarray(v, dtype=np.float64)
+
+
+def _extra_numeric(p: Prepared, out: dict[str, np.ndarray]) -> None:
+    for name, kind in p.attributes.items():
+        if kind == "numeric":
+            out[f"attr_{name}_value_now"] = pd.to_numeric(p.decl[name], errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
+
+
+def build_offline(
+    tables: dict[str, pd.DataFrame],
+    attributes: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Point-in-time features for every declaration.
+
+    Parameters
+    ----------
+    tables
+        Contract tables in canonical dtypes (``features.store.Store(root).tables()``).
+    attributes
+        Extra declaration attributes (name -> ``"categorical"`` | ``"numeric"``).
+    progress
+        Optional callback, called with a short step name as the build advances.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per declaration, in input order: ``declaration_id``, ``declared_at``,
+        ``enterprise_id`` and every feature of ``feature_specs(attributes)`` (float64).
+    """
+    specs = feature_specs(attributes)
+    p = Prepared(tables, attributes)
+    feats: dict[str, np.ndarray] = {}
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("declaration", lambda: _declaration_features(p, feats)),
+        ("value", lambda: _value_features(p, feats)),
+        ("credit", lambda: _credit_features(p, feats)),
+        ("entities", lambda: _entity_features(p, feats, progress)),
+        ("signals", lambda: _signal_features(p, feats)),
+        ("extra", lambda: _extra_numeric(p, feats)),
+    ]
+    for step, fn in steps:
+        if progress:
+            progress(step)
+        fn()
+    data: dict[str, Any] = {c: p.decl[c].reset_index(drop=True) for c in ID_COLUMNS}
+    for s in specs:
+        data[s.name] = feats[s.name]
+    return pd.DataFrame(data)
+
+
+def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per declaration (input order): whether and how it was inspected.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``declaration_id``, ``inspected`` (bool), ``nonconforming`` (1.0/0.0, NaN when not
+        inspected), ``selection``, ``severity``, ``hazard_type``, ``inspected_at``.
+    """
+    decl = tables["declarations"].reset_index(drop=True)
+    insp = final_inspections(_table(tables, "inspections"))
+    cols = ["selection", "severity", "hazard_type", "inspected_at"]
+    right = insp[["declaration_id", "result", *[c for c in cols if c in insp]]]
+    merged = decl[["declaration_id"]].merge(right, on="declaration_id", how="left", validate="1:1")
+    inspected = merged["result"].notna().to_numpy(dtype=bool)
+    nc = np.where(inspected, (merged["result"] == "nonconforming").fillna(False), np.nan)
+    out = pd.DataFrame(
+        {
+            "declaration_id": merged["declaration_id"],
+            "inspected": inspected,
+            "nonconforming": nc.astype(np.float64),
+        }
+    )
+    for c in cols:
+        if c in merged:
+            out[c] = merged[c]
+        else:
+            out[c] = pd.Series(pd.NA, index=out.index, dtype="str")
+    if "inspected_at" in out:
+        out["inspected_at"] = pd.to_datetime(out["inspected_at"], utc=True)
+    return out

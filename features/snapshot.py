@@ -1,0 +1,815 @@
+"""The state of every entity as of a time: built from the tables, saved without pickle, loaded by
+the API, updated incrementally as declarations, results and signals arrive.
+
+Per entity key and event kind (declarations; results; nonconforming; major/critical; random) the
+snapshot keeps the event times that any query at or after ``as_of - GRACE`` can still see inside
+its longest finite window, plus the count of older events (for all-history counts), the first
+declaration time and the last older nonconformity. Besides: risk signals of the last 365 days
+(+ grace), the credit history, enterprise attributes, HS6 unit values, and the key fields of
+declarations still waiting for a result (so ``add_inspection`` knows which histories it moves).
+
+Layout of a saved snapshot (a directory)::
+
+    snapshot.json                 as_of, cutoffs, attributes, signal patterns, version
+    entities/<entity>.parquet     key, first, <kind>_n, <kind>_times (list<int64>), nc_last
+    signals.parquet               pattern, key, t, channel, severity
+    credit.parquet                enterprise_id, t, tier
+    enterprises.parquet           enterprise_id, type_code, registered
+    unit_values.parquet           hs6, values (list<float64>, sorted; before base month)
+    unit_values_pending.parquet   hs6, t, luv (declarations since the base month)
+    pending.parquet               declaration_id and key fields of declarations without a result
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.build import (
+    declared_value_usd,
+    final_inspections,
+    inspection_flags,
+    signal_categories,
+    signal_patterns,
+    unit_value_log,
+)
+from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
+from features.entities import (
+    KEY_SEP,
+    EntityCoder,
+    entities_for,
+    frame_fields,
+    row_fields,
+    row_key,
+)
+from features.registry import (
+    CREDIT_TIER_CODES,
+    DAY_NS,
+    FEATURE_SET_VERSION,
+    LONGEST_WINDOW_NS,
+    SIGNAL_ROUTES,
+    VOCABULARIES,
+    entity_aggregations,
+)
+from features.windows import month_start_ns, to_ns
+
+SNAPSHOT_FORMAT = 1
+# Queries may be up to this much older than as_of and still be exact.
+GRACE_NS = 30 * DAY_NS
+KINDS = ("decl", "insp", "nc", "ncmaj", "rand")
+NONE_T = np.iinfo(np.int64).min
+GLOBAL = "global"
+KEY_FIELDS = (
+    "enterprise_id",
+    "declarant_id",
+    "overseas_party_id",
+    "hs_code",
+    "origin_country",
+    "port_code",
+)
+
+
+class Series:
+    """Times of one event kind for one key: older events counted, recent ones listed."""
+
+    __slots__ = ("n_before", "last_before", "times")
+
+    def __init__(self, n_before: int = 0, last_before: int | None = None, times=None) -> None:
+        self.n_before = n_before
+        self.last_before = last_before
+        self.times: list[int] = times if times is not None else []
+
+    def add(self, t: int, cutoff: int) -> None:
+        if t < cutoff:
+            self.n_before += 1
+            if self.last_before is None or t > self.last_before:
+                self.last_before = t
+        else:
+            insort(self.times, t)
+
+    def count(self, t: int, start: int | None) -> int:
+        """Events in ``[start, t)`` (``start=None``: all before ``t``)."""
+        hi = bisect_left(self.times, t)
+        if start is None:
+            return self.n_before + hi
+        return hi - bisect_left(self.times, start, 0, hi)
+
+    def last(self, t: int) -> int | None:
+        """Time of the last event before ``t``."""
+        hi = bisect_left(self.times, t)
+        return self.times[hi - 1] if hi else self.last_before
+
+
+class EntityState:
+    """All event series of one entity key."""
+
+    __slots__ = ("first", "decl", "insp", "nc", "ncmaj", "rand")
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.decl = Series()
+        self.insp = Series()
+        self.nc = Series()
+        self.ncmaj = Series()
+        self.rand = Series()
+
+
+EMPTY_STATE = EntityState()
+
+
+class EntityTable:
+    """Columnar states of one entity (from a build or a file), materialised per key on demand."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        keys = table.column("key").to_pylist()
+        self.index: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True))
+        self.first = table.column("first").to_numpy()
+        self.cols: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for k in KINDS:
+            arr = table.column(f"{k}_times").combine_chunks()
+            offsets = arr.offsets.to_numpy()
+            values = arr.flatten().to_numpy()
+            self.cols[k] = (table.column(f"{k}_n").to_numpy(), offsets - offsets[0], values)
+        self.nc_last = table.column("nc_last").to_numpy()
+        self.states: dict[str, EntityState] = {}
+
+    def get(self, key: str) -> EntityState | None:
+        st = self.states.get(key)
+        if st is not None:
+            return st
+        i = self.index.get(key)
+        if i is None:
+            return None
+        st = EntityState()
+        f = int(self.first[i])
+        st.first = None if f == NONE_T else f
+        for k in KINDS:
+            n, off, val = self.cols[k]
+            s: Series = getattr(st, k)
+            s.n_before = int(n[i])
+            s.times = val[off[i] : off[i + 1]].tolist()
+        last = int(self.nc_last[i])
+        st.nc.last_before = None if last == NONE_T else last
+        self.states[key] = st
+        return st
+
+    def get_or_create(self, key: str) -> EntityState:
+        st = self.get(key)
+        if st is None:
+            st = EntityState()
+            self.states[key] = st
+        return st
+
+    def to_table(self) -> pa.Table:
+        """Base rows not materialised, plus every materialised state."""
+        keep = np.ones(self.table.num_rows, dtype=bool)
+        for key in self.states:
+            i = self.index.get(key)
+            if i is not None:
+                keep[i] = False
+        base = self.table.filter(pa.array(keep))
+        rows: dict[str, list[Any]] = {"key": [], "first": [], "nc_last": []}
+        for k in KINDS:
+            rows[f"{k}_n"] = []
+            rows[f"{k}_times"] = []
+        for key, st in self.states.items():
+            rows["key"].append(key)
+            rows["first"].append(NONE_T if st.first is None else st.first)
+            last = st.nc.last_before
+            rows["nc_last"].append(NONE_T if last is None else last)
+            for k in KINDS:
+                s = getattr(st, k)
+                rows[f"{k}_n"].append(s.n_before)
+                rows[f"{k}_times"].append(list(s.times))
+        extra = pa.Table.from_pydict(rows, schema=_ENTITY_SCHEMA)
+        return pa.concat_tables([base.select(_ENTITY_SCHEMA.names).cast(_ENTITY_SCHEMA), extra])
+
+
+_ENTITY_SCHEMA = pa.schema(
+    [("key", pa.string()), ("first", pa.int64()), ("nc_last", pa.int64())]
+    + [f for k in KINDS for f in ((f"{k}_n", pa.int64()), (f"{k}_times", pa.list_(pa.int64())))]
+)
+
+
+def _grouped(code: np.ndarray, t: np.ndarray, n_keys: int, cutoff: int):
+    """Per key: count before ``cutoff`` and sorted times at or after it (offsets, values)."""
+    ok = code >= 0
+    code, t = code[ok], t[ok]
+    before = t < cutoff
+    n_before = np.bincount(code[before], minlength=n_keys).astype(np.int64)
+    rc, rt = code[~before], t[~before]
+    order = np.lexsort((rt, rc))
+    offsets = np.zeros(n_keys + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rc, minlength=n_keys), out=offsets[1:])
+    return n_before, offsets, rt[order]
+
+
+def _entity_table(
+    keys: np.ndarray,
+    code: np.ndarray,
+    t: np.ndarray,
+    insp_code: np.ndarray,
+    insp_t: np.ndarray,
+    flags: dict[str, np.ndarray],
+    cutoff: int,
+) -> pa.Table:
+    n_keys = len(keys)
+    cols: dict[str, Any] = {"key": pa.array(list(keys), type=pa.string())}
+    first = np.full(n_keys, np.iinfo(np.int64).max, dtype=np.int64)
+    ok = code >= 0
+    np.minimum.at(first, code[ok], t[ok])
+    first[first == np.iinfo(np.int64).max] = NONE_T
+    cols["first"] = pa.array(first)
+    nc = flags["nc"].astype(bool) & (insp_code >= 0) & (insp_t < cutoff)
+    last = np.full(n_keys, NONE_T, dtype=np.int64)
+    np.maximum.at(last, insp_code[nc], insp_t[nc])
+    cols["nc_last"] = pa.array(last)
+    for k in KINDS:
+        if k == "decl":
+            n_before, offsets, values = _grouped(code, t, n_keys, cutoff)
+        else:
+            sel = flags[k].astype(bool)
+            n_before, offsets, values = _grouped(insp_code[sel], insp_t[sel], n_keys, cutoff)
+        cols[f"{k}_n"] = pa.array(n_before)
+        cols[f"{k}_times"] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+    return pa.table(cols).select(_ENTITY_SCHEMA.names).cast(_ENTITY_SCHEMA)
+
+
+def _ns_of(value: Any) -> int:
+    """int64 ns (UTC) of a datetime, pandas Timestamp, ISO string or int ns."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, pd.Timestamp):
+        ts = value
+    elif isinstance(value, datetime):
+        if value.tzinfo is None:
+            ts = pd.Timestamp(value).tz_localize(_local_tz())
+        else:
+            # Integer arithmetic keeps microseconds exact.
+            delta = value - _EPOCH
+            return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    else:
+        ts = pd.Timestamp(value)
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(_local_tz())
+    return int(ts.tz_convert("UTC").as_unit("ns").value)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _local_tz() -> str:
+    from features.registry import CALENDAR_TZ
+
+    return CALENDAR_TZ
+
+
+def _num(value: Any) -> float:
+    if value is None:
+        return math.nan
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+class Snapshot:
+    """Entity histories as of a time (see the module docstring for what is kept).
+
+    Build with :meth:`build` or :meth:`load`; update with :meth:`add_declaration`,
+    :meth:`add_inspection` and :meth:`add_signal`; read with ``features.online.OnlineFeatures``.
+    Queries at times ``t >= as_of - GRACE_NS`` are exact.
+    """
+
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        entities: dict[str, EntityTable],
+        signals: pd.DataFrame,
+        credit: pd.DataFrame,
+        enterprises: pd.DataFrame,
+        uv_base: pa.Table,
+        uv_pending: pd.DataFrame,
+        pending: pd.DataFrame,
+    ) -> None:
+        self.meta = meta
+        self.attributes: dict[str, str] = dict(meta["attributes"])
+        self.as_of_ns: int = int(meta["as_of_ns"])
+        self.cutoff: int = int(meta["cutoff_ns"])
+        self.base_month: int = int(meta["base_month_ns"])
+        self.entities = entities
+        self.entity_defs = entities_for(self.attributes)
+        self.entity_aggs = entity_aggregations(self.attributes)
+        self.patterns: list[tuple[tuple[str, ...], int]] = [
+            (tuple(p[0]), int(p[1])) for p in meta["signal_patterns"]
+        ]
+        # pattern index -> key -> ([times], [channel], [severity]) sorted by time
+        self.signals: list[dict[str, tuple[list[int], list[int], list[int]]]] = [
+            {} for _ in self.patterns
+        ]
+        if len(signals):
+            s = signals.sort_values(["pattern", "t"], kind="stable")
+            for p, key, t, ch, sev in zip(
+                s["pattern"].tolist(),
+                s["key"].tolist(),
+                s["t"].tolist(),
+                s["channel"].tolist(),
+                s["severity"].tolist(),
+                strict=True,
+            ):
+                entry = self.signals[p].setdefault(key, ([], [], []))
+                entry[0].append(t)
+                entry[1].append(ch)
+                entry[2].append(sev)
+        self.credit: dict[str, tuple[list[int], list[float]]] = {}
+        for ent, t, tier in zip(
+            credit["enterprise_id"].tolist(), credit["t"].tolist(), credit["tier"].tolist(), strict=True
+        ):
+            times, tiers = self.credit.setdefault(ent, ([], []))
+            i = bisect_right(times, t)
+            times.insert(i, t)
+            tiers.insert(i, tier)
+        self.enterprises: dict[str, tuple[float, int | None]] = {
+            e: (float(c), None if r == NONE_T else int(r))
+            for e, c, r in zip(
+                enterprises["enterprise_id"].tolist(),
+                enterprises["type_code"].tolist(),
+                enterprises["registered"].tolist(),
+                strict=True,
+            )
+        }
+        self._uv_base_table = uv_base
+        hs = uv_base.column("hs6").to_pylist()
+        self._uv_index = dict(zip(hs, range(len(hs)), strict=True))
+        arr = uv_base.column("values").combine_chunks()
+        off = arr.offsets.to_numpy()
+        self._uv_off = off - off[0]
+        self._uv_vals = arr.flatten().to_numpy()
+        self.uv_pending: dict[str, list[tuple[int, float]]] = {}
+        for h, t, v in zip(
+            uv_pending["hs6"].tolist(), uv_pending["t"].tolist(), uv_pending["luv"].tolist(), strict=True
+        ):
+            self.uv_pending.setdefault(h, []).append((t, v))
+        self._uv_cache: dict[str, dict[int, tuple[float, float, float, int]]] = {}
+        self._pending_frame = pending.reset_index(drop=True)
+        self._pending_index: dict[str, int] | None = None
+        self._pending_added: dict[str, dict[str, Any]] = {}
+        self._pending_removed: set[str] = set()
+
+    # ------------------------------------------------------------------ build / save / load
+    @classmethod
+    def build(
+        cls,
+        tables: dict[str, pd.DataFrame],
+        as_of: Any,
+        attributes: dict[str, str] | None = None,
+    ) -> Snapshot:
+        """State of every entity from events strictly before ``as_of``.
+
+        Parameters
+        ----------
+        tables
+            Contract tables in canonical dtypes.
+        as_of
+            Aware datetime, ISO string or pandas Timestamp.
+        attributes
+            Extra declaration attributes (as for ``build_offline``).
+        """
+        attributes = dict(attributes or {})
+        as_of_ns = _ns_of(as_of)
+        cutoff = as_of_ns - GRACE_NS - LONGEST_WINDOW_NS
+        base_month = int(month_start_ns(np.array([as_of_ns - GRACE_NS], dtype=np.int64))[0])
+
+        all_decl = tables["declarations"].reset_index(drop=True)
+        dt = to_ns(all_decl["declared_at"])
+        decl = all_decl[dt < as_of_ns].reset_index(drop=True)
+        t = dt[dt < as_of_ns]
+        fields = frame_fields(decl, attributes)
+        coder = EntityCoder(fields)
+        defs = entities_for(attributes)
+
+        insp_all = tables.get("inspections")
+        if insp_all is None or insp_all.empty:
+            insp = pd.DataFrame(columns=["declaration_id", "inspected_at", "result", "selection"])
+            it = np.zeros(0, dtype=np.int64)
+        else:
+            insp = final_inspections(insp_all.reset_index(drop=True))
+            it = to_ns(insp["inspected_at"])
+            insp, it = insp[it < as_of_ns], it[it < as_of_ns]
+        row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
+        insp, it, row = insp[row >= 0], it[row >= 0], row[row >= 0]
+        flags = inspection_flags(insp) if len(insp) else {k: np.zeros(0, np.int64) for k in KINDS[1:]}
+
+        entities: dict[str, EntityTable] = {}
+        zero = np.zeros(len(decl), dtype=np.int64)
+        entities[GLOBAL] = EntityTable(
+            _entity_table(np.array([""], dtype=object), zero, t, zero[row], it, flags, cutoff)
+        )
+        for name in entity_aggregations(attributes):
+            ent = defs[name]
+            code = coder.codes(ent)
+            keys = coder.keys(ent)
+            entities[name] = EntityTable(
+                _entity_table(keys, code, t, code[row], it, flags, cutoff)
+            )
+
+        # Signals of the last 365 days + grace, keyed per subject pattern.
+        sig = tables.get("risk_signals")
+        sig_frame = pd.DataFrame({"pattern": [], "key": [], "t": [], "channel": [], "severity": []})
+        patterns: list[tuple[tuple[str, ...], int]] = []
+        if sig is not None and len(sig):
+            sig = sig.reset_index(drop=True)
+            st = to_ns(sig["reported_at"])
+            keep = (st < as_of_ns) & (st >= cutoff)
+            sig, st = sig[keep].reset_index(drop=True), st[keep]
+            patterns, pat_of = signal_patterns(sig)
+            if len(sig):
+                ch, sev = signal_categories(sig)
+                sig_frame = pd.DataFrame(
+                    {
+                        "pattern": pat_of,
+                        "key": signal_keys(sig, pat_of, patterns),
+                        "t": st,
+                        "channel": ch,
+                        "severity": sev,
+                    }
+                )
+
+        cr = tables.get("credit_ratings")
+        if cr is not None and len(cr):
+            credit = pd.DataFrame(
+                {
+                    "enterprise_id": cr["enterprise_id"].astype("str").to_numpy(dtype=object),
+                    "t": to_ns(cr["effective_from"]),
+                    "tier": cr["rating"].map(CREDIT_TIER_CODES).to_numpy(
+                        dtype=np.float64, na_value=np.nan
+                    ),
+                }
+            )
+        else:
+            credit = pd.DataFrame({"enterprise_id": [], "t": [], "tier": []})
+        enterprises = _enterprise_frame(tables.get("enterprises"))
+
+        # HS6 unit values: sorted values before the base month; later ones pending.
+        usd = declared_value_usd(decl)
+        kg = (
+            decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
+            if "net_weight_kg" in decl
+            else np.full(len(decl), np.nan)
+        )
+        luv = unit_value_log(usd, kg)
+        hs6 = fields["hs6"].to_numpy(dtype=object, na_value=None)
+        valid = np.isfinite(luv) & pd.notna(fields["hs6"]).to_numpy()
+        old = valid & (t < base_month)
+        frame = pd.DataFrame({"hs6": hs6[old], "luv": luv[old]}).sort_values(
+            ["hs6", "luv"], kind="stable"
+        )
+        grouped = frame.groupby("hs6", sort=True)["luv"]
+        uv_keys = list(grouped.groups.keys())
+        counts = grouped.size().to_numpy()
+        offsets = np.zeros(len(uv_keys) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        uv_base = pa.table(
+            {
+                "hs6": pa.array(uv_keys, type=pa.string()),
+                "values": pa.ListArray.from_arrays(
+                    pa.array(offsets), pa.array(frame["luv"].to_numpy(dtype=np.float64))
+                ),
+            }
+        )
+        new = valid & (t >= base_month)
+        uv_pending = pd.DataFrame({"hs6": hs6[new], "t": t[new], "luv": luv[new]})
+
+        inspected = set(insp["declaration_id"].tolist())
+        waiting = ~decl["declaration_id"].isin(inspected).to_numpy()
+        pending = _pending_frame(decl[waiting], attributes)
+
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "as_of": pd.Timestamp(as_of_ns, tz="UTC").isoformat(),
+            "as_of_ns": as_of_ns,
+            "cutoff_ns": cutoff,
+            "base_month_ns": base_month,
+            "attributes": attributes,
+            "signal_patterns": [[list(f), n] for f, n in patterns],
+            "vocabularies": {k: list(v) for k, v in VOCABULARIES.items()},
+        }
+        return cls(meta, entities, sig_frame, credit, enterprises, uv_base, uv_pending, pending)
+
+    def save(self, directory: Path | str) -> None:
+        """Write the snapshot (Parquet + JSON; no pickle)."""
+        d = Path(directory)
+        (d / "entities").mkdir(parents=True, exist_ok=True)
+        for name, table in self.entities.items():
+            pq.write_table(table.to_table(), d / "entities" / f"{name}.parquet")
+        rows = [
+            (p, key, t, c, s)
+            for p, by_key in enumerate(self.signals)
+            for key, (ts, cs, ss) in by_key.items()
+            for t, c, s in zip(ts, cs, ss, strict=True)
+        ]
+        sig = pd.DataFrame(rows, columns=["pattern", "key", "t", "channel", "severity"])
+        pq.write_table(pa.Table.from_pandas(sig.astype({"key": object}), preserve_index=False), d / "signals.parquet")
+        credit_rows = [
+            (e, t, tier) for e, (ts, tiers) in self.credit.items() for t, tier in zip(ts, tiers, strict=True)
+        ]
+        credit = pd.DataFrame(credit_rows, columns=["enterprise_id", "t", "tier"])
+        _write(credit, d / "credit.parquet")
+        ent = pd.DataFrame(
+            [(e, c, NONE_T if r is None else r) for e, (c, r) in self.enterprises.items()],
+            columns=["enterprise_id", "type_code", "registered"],
+        )
+        _write(ent, d / "enterprises.parquet")
+        pq.write_table(self._uv_base_table, d / "unit_values.parquet")
+        uvp = pd.DataFrame(
+            [(h, t, v) for h, items in self.uv_pending.items() for t, v in items],
+            columns=["hs6", "t", "luv"],
+        )
+        _write(uvp, d / "unit_values_pending.parquet")
+        _write(self._pending_snapshot(), d / "pending.parquet")
+        meta = dict(self.meta)
+        meta["signal_patterns"] = [[list(f), n] for f, n in self.patterns]
+        (d / "snapshot.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Snapshot:
+        """Read a snapshot written by :meth:`save`."""
+        d = Path(directory)
+        meta = json.loads((d / "snapshot.json").read_text())
+        if meta.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"{d}: snapshot format {meta.get('format')} != {SNAPSHOT_FORMAT}")
+        entities = {
+            p.stem: EntityTable(pq.read_table(p).cast(_ENTITY_SCHEMA))
+            for p in sorted((d / "entities").glob("*.parquet"))
+        }
+
+        def read(name: str) -> pd.DataFrame:
+            return pq.read_table(d / name).to_pandas()
+
+        return cls(
+            meta,
+            entities,
+            read("signals.parquet"),
+            read("credit.parquet"),
+            read("enterprises.parquet"),
+            pq.read_table(d / "unit_values.parquet"),
+            read("unit_values_pending.parquet"),
+            read("pending.parquet"),
+        )
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        """The snapshot time: it holds events strictly before it (plus later incremental ones)."""
+        return pd.Timestamp(self.as_of_ns, tz="UTC")
+
+    # ------------------------------------------------------------------ incremental updates
+    def add_declaration(self, row: Mapping[str, Any], rates: Any = None) -> None:
+        """Record a declaration: it counts for declarations strictly after its ``declared_at``.
+
+        ``row`` has contract fields (``declared_at`` aware datetime or ISO string);
+        ``declared_value_usd`` is used if given, else converted with ``rates`` (a
+        ``features.rates.RateTable``; default table if None).
+        """
+        t = _ns_of(row["declared_at"])
+        fields = row_fields(row, self.attributes)
+        for name, table in self.entities.items():
+            if name == GLOBAL:
+                continue
+            key = row_key(fields, self.entity_defs[name])
+            if key is None:
+                continue
+            st = table.get_or_create(key)
+            st.decl.add(t, self.cutoff)
+            if st.first is None or t < st.first:
+                st.first = t
+        self.entities[GLOBAL].get_or_create("").decl.add(t, self.cutoff)
+        luv = unit_value_of(row, rates)
+        hs6 = fields.get("hs6")
+        if hs6 is not None and math.isfinite(luv):
+            if t < self.base_month:
+                raise ValueError("declaration older than the snapshot's unit-value base month")
+            self.uv_pending.setdefault(hs6, []).append((t, luv))
+            self._uv_cache.pop(hs6, None)
+        did = str(row["declaration_id"])
+        self._pending_added[did] = {f: row.get(f) for f in self._pending_columns()}
+        self._pending_removed.discard(did)
+
+    def add_inspection(self, row: Mapping[str, Any]) -> None:
+        """Record a result: it informs declarations strictly after its ``inspected_at``.
+
+        Raises
+        ------
+        KeyError
+            The declaration is unknown to the snapshot or already has a result.
+        """
+        did = str(row["declaration_id"])
+        fields_row = self._pending_lookup(did)
+        t = _ns_of(row["inspected_at"])
+        nc = row.get("result") == "nonconforming"
+        flags = {
+            "insp": True,
+            "nc": nc,
+            "ncmaj": nc and row.get("severity") in ("major", "critical"),
+            "rand": row.get("selection") == "random",
+        }
+        fields = row_fields(fields_row, self.attributes)
+        for name, table in self.entities.items():
+            key = "" if name == GLOBAL else row_key(fields, self.entity_defs[name])
+            if key is None:
+                continue
+            st = table.get_or_create(key)
+            for k, on in flags.items():
+                if on:
+                    getattr(st, k).add(t, self.cutoff)
+        self._pending_removed.add(did)
+        self._pending_added.pop(did, None)
+
+    def add_signal(self, row: Mapping[str, Any]) -> None:
+        """Record a risk signal: it counts for declarations strictly after its ``reported_at``."""
+        frame = pd.DataFrame([dict(row)])
+        for col in ("enterprise_id", "overseas_party_id", "hs_code", "origin_country", "severity"):
+            if col not in frame:
+                frame[col] = None
+            frame[col] = frame[col].astype("str")
+        pats, _ = signal_patterns(frame)
+        if not pats:
+            raise ValueError("a risk signal must name a subject")
+        pattern = pats[0]
+        if pattern not in self.patterns:
+            self.patterns.append(pattern)
+            self.signals.append({})
+        p = self.patterns.index(pattern)
+        key = signal_keys(frame, np.zeros(1, dtype=np.int64), [pattern])[0]
+        ch, sev = signal_categories(frame)
+        t = _ns_of(row["reported_at"])
+        times, chs, sevs = self.signals[p].setdefault(key, ([], [], []))
+        i = bisect_right(times, t)
+        times.insert(i, t)
+        chs.insert(i, int(ch[0]))
+        sevs.insert(i, int(sev[0]))
+
+    # ------------------------------------------------------------------ helpers
+    def _pending_columns(self) -> list[str]:
+        extra = [n for n, k in sorted(self.attributes.items()) if k == "categorical"]
+        return ["declaration_id", *KEY_FIELDS, *extra]
+
+    def _pending_lookup(self, did: str) -> dict[str, Any]:
+        if did in self._pending_removed:
+            raise KeyError(f"declaration {did!r} already has a result")
+        if did in self._pending_added:
+            return self._pending_added[did]
+        if self._pending_index is None:
+            ids = self._pending_frame["declaration_id"].tolist()
+            self._pending_index = dict(zip(ids, range(len(ids)), strict=True))
+        i = self._pending_index.get(did)
+        if i is None:
+            raise KeyError(f"declaration {did!r} is unknown to the snapshot or already has a result")
+        rec = self._pending_frame.iloc[i].to_dict()
+        return {k: (None if _isna(v) else v) for k, v in rec.items()}
+
+    def _pending_snapshot(self) -> pd.DataFrame:
+        base = self._pending_frame
+        if self._pending_removed:
+            base = base[~base["declaration_id"].isin(self._pending_removed)]
+        if self._pending_added:
+            added = pd.DataFrame(list(self._pending_added.values()), columns=self._pending_columns())
+            base = pd.concat([base, added.astype("str")], ignore_index=True)
+        return base.astype({c: "str" for c in base.columns})
+
+    def unit_value_stats(self, hs6: str, month: int) -> tuple[float, float, float, int]:
+        """(median, mean, population std, count) of log unit values of ``hs6`` before ``month``."""
+        cache = self._uv_cache.setdefault(hs6, {})
+        got = cache.get(month)
+        if got is not None:
+            return got
+        i = self._uv_index.get(hs6)
+        vals = (
+            self._uv_vals[self._uv_off[i] : self._uv_off[i + 1]].tolist() if i is not None else []
+        )
+        if month < self.base_month:
+            raise ValueError("query older than the snapshot's unit-value base month")
+        if month > self.base_month:
+            vals = sorted(vals + [v for t, v in self.uv_pending.get(hs6, ()) if t < month])
+        k = len(vals)
+        if k == 0:
+            out = (math.nan, math.nan, math.nan, 0)
+        else:
+            med = 0.5 * (vals[(k - 1) // 2] + vals[k // 2])
+            mean = sum(vals) / k
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / k)
+            out = (med, mean, std, k)
+        cache[month] = out
+        return out
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+
+
+def _enterprise_frame(ent: pd.DataFrame | None) -> pd.DataFrame:
+    if ent is None or ent.empty:
+        return pd.DataFrame({"enterprise_id": [], "type_code": [], "registered": []})
+    e = ent.drop_duplicates("enterprise_id", keep="last").reset_index(drop=True)
+    if "enterprise_type" in e:
+        codes = pd.Categorical(
+            e["enterprise_type"].astype("str"), categories=list(VOCABULARIES["enterprise_type"])
+        ).codes.astype(np.float64)
+        codes[codes < 0] = np.nan
+    else:
+        codes = np.full(len(e), np.nan)
+    if "registered_at" in e:
+        reg = to_ns(e["registered_at"])
+        reg[pd.isna(pd.DatetimeIndex(e["registered_at"]))] = NONE_T
+    else:
+        reg = np.full(len(e), NONE_T, dtype=np.int64)
+    return pd.DataFrame(
+        {"enterprise_id": e["enterprise_id"].astype("str").to_numpy(dtype=object), "type_code": codes, "registered": reg}
+    )
+
+
+def _pending_frame(decl: pd.DataFrame, attributes: dict[str, str]) -> pd.DataFrame:
+    cols = ["declaration_id", *KEY_FIELDS] + [
+        n for n, k in sorted(attributes.items()) if k == "categorical"
+    ]
+    out = pd.DataFrame(index=range(len(decl)))
+    for c in cols:
+        out[c] = (
+            decl[c].astype("str").reset_index(drop=True)
+            if c in decl
+            else pd.Series(pd.NA, index=out.index, dtype="str")
+        )
+    return out
+
+
+def signal_keys(
+    signals: pd.DataFrame, pat_of: np.ndarray, patterns: list[tuple[tuple[str, ...], int]]
+) -> list[str]:
+    """Key string of each signal under its pattern (field values joined; HS prefix last)."""
+    out: list[str] = []
+    cols = {c: signals[c].astype("str").to_numpy(dtype=object, na_value=None) for c, *_ in SIGNAL_ROUTES.values() if c in signals}
+    for i, p in enumerate(pat_of.tolist()):
+        fields, hs_len = patterns[p]
+        parts = [cols[f][i] for f in fields]
+        if hs_len:
+            parts.append(cols["hs_code"][i])
+        out.append(KEY_SEP.join(parts))
+    return out
+
+
+def unit_value_of(row: Mapping[str, Any], rates: Any = None) -> float:
+    """ln(USD/kg) of one declaration dict (NaN unless both are positive)."""
+    usd = declaration_usd(row, rates)
+    kg = _num(row.get("net_weight_kg"))
+    if usd > 0 and kg > 0:
+        return float(np.log(usd / kg))
+    return math.nan
+
+
+def declaration_usd(row: Mapping[str, Any], rates: Any = None) -> float:
+    """``declared_value_usd`` if given, else ``declared_value`` converted with the rate table."""
+    usd = _num(row.get("declared_value_usd"))
+    if not math.isnan(usd) or row.get("declared_value_usd") is not None:
+        return usd
+    value = _num(row.get("declared_value"))
+    if math.isnan(value):
+        return math.nan
+    if rates is None:
+        from features.rates import load_rates
+
+        rates = load_rates()
+    out, _ = rates.to_usd(
+        np.array([value]),
+        np.array([row.get("currency")], dtype=object),
+        np.array([_ns_of(row["declared_at"])], dtype=np.int64).view("datetime64[ns]"),
+    )
+    return float(out[0])
+
+
+__all__ = [
+    "GRACE_NS",
+    "Snapshot",
+    "declaration_usd",
+    "unit_value_of",
+    "SIGNAL_CHANNELS",
+    "SIGNAL_SEVERITIES",
+]

@@ -1,0 +1,235 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Everything heavy happens in the lifespan, once per process: the DB engine and schema, the key
+store, the rate table, the online snapshot and the champion model (resolved in the registry,
+verified, warmed). A background thread then polls the registry and swaps in a new champion.
+Routers come from the modules listed in :data:`serving.routes.ROUTER_MODULES`.
+
+Run with ``guomen serve`` (uvicorn); with several workers uvicorn imports :func:`app_from_env`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from features.rates import load_rates
+from guomen.settings import Settings, get_settings
+from serving.auth import KeyStore
+from serving.db import create_schema, make_engine
+from serving.decisions import no_measures
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.registry import ModelManager
+from serving.routes import ROUTER_MODULES
+from serving.scoring import LiveSnapshot, ModelRef, Scorer
+
+log = logging.getLogger("guomen.serving")
+
+API_DESCRIPTION = """Risk scoring of import/export declarations: calibrated probability of a
+nonconformity, supervision tier and decision, exact TreeSHAP reasons, audit of every answer.
+
+Authenticate with the `X-API-Key` header (`guomen keys create --role inspector`)."""
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI middleware: 413 for a body over ``max_bytes``.
+
+    Checks the declared ``Content-Length`` first, then counts the streamed bytes (chunked bodies
+    have no length); once over the limit it answers 413 itself and tells the app the client left.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Any) -> None:
+        body = b'{"detail":"request body too large (limit %d bytes)"}' % self.max_bytes
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.max_bytes:
+                    await self._reject(send)
+                    return
+                break
+        received = 0
+        rejected = False
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal received, rejected
+            message = await receive()
+            if message["type"] == "http.request" and not rejected:
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if rejected:
+                return  # the 413 is already out; the app's answer to the "disconnect" is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+
+def _router_modules() -> list[ModuleType]:
+    modules = []
+    for name in ROUTER_MODULES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:
+            spec = None
+        if spec is None:
+            continue
+        modules.append(importlib.import_module(name))
+    return modules
+
+
+def _install(module: ModuleType, app: FastAPI, engine: Any) -> None:
+    """Run a router module's start-up hook: ``install(app)`` or ``install(app, engine)``."""
+    install = getattr(module, "install", None)
+    if install is None:
+        return
+    required = [
+        p
+        for p in inspect.signature(install).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(required) >= 2:
+        install(app, engine)
+    else:
+        install(app)
+
+
+def _load_live_snapshot(app: FastAPI) -> LiveSnapshot:
+    """The process's live snapshot, loaded on first need (a failed load is retried later)."""
+    live: LiveSnapshot | None = app.state.live
+    if live is None:
+        from features.snapshot import Snapshot
+
+        settings: Settings = app.state.settings
+        live = LiveSnapshot(Snapshot.load(settings.home / settings.snapshot_dir))
+        app.state.live = live
+        log.info("snapshot loaded from %s (as of %s)", settings.snapshot_dir, live.as_of)
+    return live
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API. Nothing is loaded until the app starts (lifespan).
+
+    Parameters
+    ----------
+    settings
+        Defaults to :func:`guomen.settings.get_settings`.
+    """
+    settings = settings or get_settings()
+    modules = _router_modules()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        await anyio.to_thread.run_sync(create_schema, engine)
+        app.state.engine = engine
+        app.state.keys = KeyStore(engine, settings.key_cache_seconds)
+        app.state.rates = load_rates(settings.rates_file)
+        app.state.live = None
+        app.state.measure_provider = no_measures
+        secret = settings.monitoring_secret.get_secret_value()
+
+        def build(bundle: Any, ref: ModelRef) -> Scorer:
+            return Scorer(bundle, ref, _load_live_snapshot(app), secret=secret)
+
+        def on_swap(scorer: Scorer) -> None:
+            ref = scorer.ref
+            metrics.set_model(ref.name, ref.version, ref.alias, scorer.explainer_name)
+
+        manager = ModelManager(
+            tracking_uri=settings.mlflow_tracking_uri,
+            model_name=settings.model_name,
+            alias=settings.model_alias,
+            build=build,
+            home=settings.home,
+            cache_dir=settings.home / settings.models_dir / "registry-cache",
+            on_swap=on_swap,
+        )
+        app.state.models = manager
+        for module in modules:
+            _install(module, app, engine)
+        outcome = await anyio.to_thread.run_sync(manager.check)
+        metrics.reloads.labels("loaded" if outcome.changed else "failed").inc()
+        if manager.current is None:
+            log.error("not ready: %s", outcome.detail)
+        manager.start_polling(settings.reload_poll_seconds)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(manager.stop)
+            engine.dispose()
+
+    app = FastAPI(
+        title="guomen scoring API",
+        version="1",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    metrics = Metrics()
+    app.state.metrics = metrics
+    for module in modules:
+        include_pages = getattr(module, "install_pages", None)
+        if include_pages is not None:
+            include_pages(app)  # includes its router and its own exception handler
+        else:
+            app.include_router(module.router)
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Last resort only: every expected failure is mapped to a 4xx (or 503) by the routes.
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers): settings from the environment."""
+    return create_app(get_settings())

@@ -1,0 +1,134 @@
+"""Durable records of the API: the scoring audit log and the inspection results that come back.
+
+``score_audit``: one row per scored declaration, written in the request's own transaction before
+the response is sent (a batch is one transaction), so a successful response implies stored rows.
+
+``inspection_results``: inspection outcomes in contract fields, exportable as a contract
+``inspections`` CSV for the next ``guomen ingest`` (:func:`export_inspections_csv`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from features.contract import INSPECTIONS
+from serving.db import UTCDateTime, metadata
+
+score_audit = sa.Table(
+    "score_audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("item", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("declaration_id", sa.String(128), nullable=False, index=True),
+    sa.Column("input_sha256", sa.String(64), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("snapshot_as_of", UTCDateTime(), nullable=True),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("tier", sa.String(16), nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("decision_reason", sa.String(64), nullable=False),
+    sa.Column("monitoring_selected", sa.Boolean, nullable=False),
+    sa.Column("warnings", sa.JSON, nullable=False),
+    sa.Column("top_reasons", sa.JSON, nullable=False),
+    sa.UniqueConstraint("request_id", "item", name="uq_score_audit_request_item"),
+)
+
+inspection_results = sa.Table(
+    "inspection_results",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("declaration_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("inspected_at", UTCDateTime(), nullable=False),
+    sa.Column("selection", sa.String(16), nullable=False),
+    sa.Column("result", sa.String(16), nullable=False),
+    sa.Column("hazard_type", sa.String(32), nullable=True),
+    sa.Column("severity", sa.String(16), nullable=True),
+    sa.Column("disposal", sa.String(16), nullable=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+)
+
+
+def canonical_sha256(payload: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a validated request item.
+
+    Canonical: keys sorted, no whitespace, UTF-8, datetimes as ISO-8601 in UTC (the API
+    normalises ``declared_at`` to UTC before hashing), so the same declaration hashes the same
+    whatever offset or key order it was sent with.
+    """
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_audit(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert audit rows in one transaction (raises if it cannot commit)."""
+    if not rows:
+        return
+    with engine.begin() as conn:
+        conn.execute(score_audit.insert(), [dict(r) for r in rows])
+
+
+def count_audit(engine: Engine) -> int:
+    """Number of audit rows (used by tests and the benchmark)."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(score_audit)).scalar_one())
+
+
+class DuplicateInspection(Exception):
+    """A result for this declaration is already stored (at most one final result)."""
+
+
+def record_inspection(engine: Engine, row: Mapping[str, Any]) -> None:
+    """Store one inspection result; raises :class:`DuplicateInspection` for a second result."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(inspection_results.insert().values(**row))
+    except sa.exc.IntegrityError as exc:
+        raise DuplicateInspection(str(row["declaration_id"])) from exc
+
+
+def iter_inspections(
+    engine: Engine, since: datetime | None = None
+) -> Iterable[dict[str, Any]]:
+    """Stored inspection results in arrival order (optionally received at or after ``since``)."""
+    query = sa.select(inspection_results).order_by(inspection_results.c.id)
+    if since is not None:
+        query = query.where(inspection_results.c.received_at >= since)
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            yield dict(row._mapping)
+
+
+def export_inspections_csv(engine: Engine, path: Path, since: datetime | None = None) -> int:
+    """Write stored results as a contract ``inspections`` CSV (UTC ISO timestamps).
+
+    The file can be given to ``guomen ingest`` with the next batch of declarations, so results
+    recorded through the API feed the next training. Returns the number of rows written.
+    """
+    columns = INSPECTIONS.names
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in iter_inspections(engine, since):
+            out = {c: row.get(c) for c in columns}
+            out["inspected_at"] = row["inspected_at"].isoformat()
+            writer.writerow({k: ("" if v is None else v) for k, v in out.items()})
+            n += 1
+    return n

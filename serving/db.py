@@ -1,0 +1,102 @@
+"""One SQLAlchemy engine per process and the shared table metadata.
+
+Every serving module declares its tables on :data:`metadata` (SQLAlchemy Core, no ORM), so one
+``create_all`` makes the whole schema. SQLite is the default (WAL mode, a busy timeout so
+concurrent writers wait instead of failing); any other SQLAlchemy URL, such as
+``postgresql+psycopg://...``, works unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger("guomen.serving.db")
+
+metadata = sa.MetaData()
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the single writer; FULL syncs the WAL on every commit so an
+    # audit row whose response was sent survives a power cut, not only a process crash.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url`` (SQLite gets WAL, a busy timeout and its folder created).
+
+    Parameters
+    ----------
+    url
+        Any SQLAlchemy URL; ``sqlite:///relative/path.db`` is relative to the working directory.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=32,
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(parsed, pool_size=8, max_overflow=32, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table declared on :data:`metadata` that does not exist yet.
+
+    Several uvicorn workers may start at once; the loser of a create race retries once.
+    """
+    # Import for the side effect of declaring the tables on ``metadata``.
+    import serving.audit  # noqa: F401
+    import serving.auth  # noqa: F401
+
+    try:
+        metadata.create_all(engine)
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+        log.info("schema creation raced with another process; retrying")
+        metadata.create_all(engine)
+
+
+def utcnow() -> datetime:
+    """Current time, timezone-aware UTC."""
+    return datetime.now(UTC)

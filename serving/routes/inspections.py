@@ -1,0 +1,65 @@
+"""``POST /v1/inspections``: inspection results come back, are stored and update the snapshot.
+
+Stored in ``inspection_results`` (see :mod:`serving.audit`); exported as a contract
+``inspections`` CSV with :func:`serving.audit.export_inspections_csv` for the next ingest and
+training. The live snapshot counts the result at once, so the enterprise's next declaration is
+scored with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from serving.audit import DuplicateInspection, record_inspection
+from serving.auth import InspectorKey
+from serving.db import utcnow
+from serving.schemas import ERROR_RESPONSES, ErrorBody, InspectionIn, InspectionStored
+
+log = logging.getLogger("guomen.serving.inspections")
+
+router = APIRouter(prefix="/v1", tags=["inspections"])
+
+
+@router.post(
+    "/inspections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InspectionStored,
+    responses={
+        **ERROR_RESPONSES,
+        409: {"model": ErrorBody, "description": "a result for this declaration is stored"},
+    },
+)
+def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dict[str, Any]:
+    """Record an inspection result (contract ``inspections`` fields)."""
+    request_id = uuid.uuid4().hex
+    received_at = utcnow()
+    row = inspection.model_dump()
+    try:
+        record_inspection(
+            request.app.state.engine,
+            {**row, "received_at": received_at, "request_id": request_id, "key_id": key.key_id},
+        )
+    except DuplicateInspection as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"a result for declaration {inspection.declaration_id!r} is already stored",
+        ) from exc
+    updated = False
+    live = request.app.state.live
+    if live is not None:
+        try:
+            updated = live.add_inspection(row)
+        except (KeyError, ValueError) as exc:
+            # Stored (it feeds the next training) but the snapshot cannot place it.
+            log.info("inspection %s not applied to the snapshot: %s", inspection.declaration_id, exc)
+    return {
+        "request_id": request_id,
+        "declaration_id": inspection.declaration_id,
+        "stored": True,
+        "snapshot_updated": updated,
+        "received_at": received_at,
+    }

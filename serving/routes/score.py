@@ -1,0 +1,222 @@
+"""``POST /v1/score`` and ``POST /v1/score/batch``: score, decide, explain, audit.
+
+Plain ``def`` endpoints (CPU work runs in the threadpool, not on the event loop). Each request
+reads the current ``Scorer`` once, so a model swap mid-request cannot mix two versions. The audit
+rows are committed before the response is built; only then is the snapshot told about the new
+declarations (a failed request leaves no trace in the entity history).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+
+from serving.audit import canonical_sha256, write_audit
+from serving.auth import InspectorKey
+from serving.schemas import (
+    ERROR_RESPONSES,
+    BatchRequest,
+    BatchResponse,
+    Declaration,
+    ErrorBody,
+    ScoreResult,
+)
+from serving.scoring import CurrencyError, Scorer, to_usd
+from serving.scoring import ScoreResult as Scored
+
+log = logging.getLogger("guomen.serving.score")
+
+router = APIRouter(prefix="/v1", tags=["score"])
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    503: {"model": ErrorBody, "description": "no model loaded, or the audit log is unavailable"},
+}
+
+
+def current_scorer(request: Request) -> Scorer:
+    """The ``Scorer`` this request uses from start to end (503 until a model is loaded)."""
+    scorer = request.app.state.models.current
+    if scorer is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no verified model loaded yet")
+    return scorer
+
+
+def active_measures(request: Request) -> Sequence[Any]:
+    """Active warning measures: the warnings module's provider when installed
+    (``app.state.warning_measures``), else ``app.state.measure_provider`` (none by default)."""
+    state = request.app.state
+    provider = getattr(state, "warning_measures", None) or state.measure_provider
+    return provider()
+
+
+CurrentScorer = Annotated[Scorer, Depends(current_scorer)]
+Explain = Annotated[
+    Literal["top", "full"],
+    Query(description="top: the top_k reasons; full: also every contribution"),
+]
+TopK = Annotated[int, Query(ge=0, le=1000, description="number of reasons returned")]
+
+
+def _row(request: Request, declaration: Declaration, loc: tuple[Any, ...]) -> dict[str, Any]:
+    """The declaration as the feature pipeline reads it (contract fields, USD value, attributes)."""
+    row = declaration.model_dump(exclude={"attributes"})
+    row.update(declaration.attributes)
+    if row["declared_value_usd"] is None:
+        try:
+            row["declared_value_usd"] = to_usd(
+                request.app.state.rates,
+                declaration.declared_value,
+                declaration.currency,
+                declaration.declared_at,
+            )
+        except CurrencyError as exc:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": (*loc, "currency"),
+                        "msg": f"{exc}; send declared_value_usd or use a known currency",
+                        "input": declaration.currency,
+                    }
+                ]
+            ) from exc
+    return row
+
+
+def _score(
+    request: Request,
+    scorer: Scorer,
+    key_id: str,
+    declarations: Sequence[Declaration],
+    explain: str,
+    top_k: int,
+    batch: bool,
+) -> tuple[str, list[dict[str, Any]]]:
+    request_id = uuid.uuid4().hex
+    rows = [
+        _row(request, d, ("body", "declarations", i) if batch else ("body",))
+        for i, d in enumerate(declarations)
+    ]
+    measures = active_measures(request)
+    results: list[Scored]
+    if batch:
+        results = scorer.score_many(rows, measures)
+    else:
+        results = [scorer.score(rows[0], measures)]
+    ref = scorer.ref
+    as_of = scorer.live.as_of
+    model = {"name": ref.name, "version": ref.version, "alias": ref.alias}
+    now = datetime.now(UTC)
+    out: list[dict[str, Any]] = []
+    audit: list[dict[str, Any]] = []
+    for i, (d, r) in enumerate(zip(declarations, results, strict=True)):
+        reasons = scorer.reasons(r, top_k)
+        body: dict[str, Any] = {
+            "request_id": request_id,
+            "declaration_id": r.declaration_id,
+            "probability": r.probability,
+            "logit": r.logit,
+            "tier": r.tier,
+            "decision": r.decision.decision,
+            "decision_reason": r.decision.reason,
+            "monitoring_selected": r.decision.monitoring_selected,
+            "warnings": list(r.decision.warnings),
+            "reasons": reasons,
+            "base_value": r.base_value,
+            "model": model,
+            "snapshot_as_of": as_of,
+        }
+        if explain == "full":
+            body["contributions"] = dict(
+                zip(scorer.feature_names, r.contributions.tolist(), strict=True)
+            )
+        out.append(body)
+        audit.append(
+            {
+                "request_id": request_id,
+                "item": i,
+                "created_at": now,
+                "key_id": key_id,
+                "declaration_id": r.declaration_id,
+                "input_sha256": canonical_sha256(d.model_dump(mode="json")),
+                "model_name": ref.name,
+                "model_version": ref.version,
+                "snapshot_as_of": as_of,
+                "probability": r.probability,
+                "tier": r.tier,
+                "decision": r.decision.decision,
+                "decision_reason": r.decision.reason,
+                "monitoring_selected": r.decision.monitoring_selected,
+                "warnings": list(r.decision.warnings),
+                "top_reasons": [
+                    {"feature": x["feature"], "value": x["value"], "contribution": x["contribution"]}
+                    for x in reasons
+                ],
+            }
+        )
+    try:
+        write_audit(request.app.state.engine, audit)
+    except Exception as exc:
+        # No audit row, no answer: the caller retries; the snapshot is left untouched.
+        log.error("audit write failed for request %s: %s", request_id, type(exc).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "audit log unavailable; nothing was scored"
+        ) from exc
+    scorer.live.add_declarations(rows)
+    decisions = request.app.state.metrics.decisions
+    for r in results:
+        decisions.labels(r.tier, r.decision.decision).inc()
+    return request_id, out
+
+
+@router.post("/score", response_model=ScoreResult, responses=RESPONSES)
+def score(
+    request: Request,
+    declaration: Declaration,
+    key: InspectorKey,
+    scorer: CurrentScorer,
+    explain: Explain = "top",
+    top_k: TopK = 5,
+) -> dict[str, Any]:
+    """Score one declaration: calibrated probability, tier, decision and why, exact reasons.
+
+    ``base_value + sum(contributions) == logit == logit(probability)`` (calibrated log-odds).
+    An audit row is stored before the answer is sent.
+    """
+    _, out = _score(request, scorer, key.key_id, [declaration], explain, top_k, batch=False)
+    return out[0]
+
+
+@router.post("/score/batch", response_model=BatchResponse, responses=RESPONSES)
+def score_batch(
+    request: Request,
+    batch: BatchRequest,
+    key: InspectorKey,
+    scorer: CurrentScorer,
+    explain: Explain = "top",
+    top_k: TopK = 5,
+) -> dict[str, Any]:
+    """Score up to ``Settings.max_batch`` declarations (in order, one audit transaction)."""
+    limit = request.app.state.settings.max_batch
+    if len(batch.declarations) > limit:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "too_long",
+                    "loc": ("body", "declarations"),
+                    "msg": f"at most {limit} declarations per batch",
+                    "input": len(batch.declarations),
+                }
+            ]
+        )
+    request_id, out = _score(
+        request, scorer, key.key_id, batch.declarations, explain, top_k, batch=True
+    )
+    return {"request_id": request_id, "results": out}

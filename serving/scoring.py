@@ -1,0 +1,306 @@
+"""The ``Scorer``: bundle + online features + exact TreeSHAP + policy -> one result per row.
+
+Probability, tier and explanation come from the same numbers: the exact SHAP values of the raw
+margin (``phi``, last entry the expected margin) sum to the margin (TreeSHAP's local accuracy),
+so with the bundle's Platt map ``logit(p) = a * margin + b`` the calibrated contributions are
+``a * phi[:-1]``, the base value is ``a * phi[-1] + b``, and ``base + sum == logit(p)`` exactly.
+
+One row is a float64 numpy vector (never a one-row DataFrame). Batches use the same math on a
+matrix, so single and batch answers agree.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.bundle import ModelBundle
+from features.rates import RateTable
+from policy.tiers import SupervisionPolicy
+from serving.decisions import Decision, InspectionMeasure, decide
+
+
+class Explainer(Protocol):
+    """Exact TreeSHAP in LightGBM's ``pred_contrib`` layout (last column: expected margin)."""
+
+    def contributions(self, X: np.ndarray) -> np.ndarray: ...
+
+    def contributions_row(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class LightGBMContributions:
+    """LightGBM's own ``pred_contrib`` (exact, slow); used when ``serving.treeshap`` is absent."""
+
+    name = "lightgbm.pred_contrib"
+
+    def __init__(self, booster: lgb.Booster) -> None:
+        self.booster = booster
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        out = self.booster.predict(
+            np.ascontiguousarray(X, dtype=np.float64), pred_contrib=True, num_threads=1
+        )
+        return np.asarray(out, dtype=np.float64)
+
+    def contributions_row(self, x: np.ndarray) -> np.ndarray:
+        return self.contributions(x[None, :])[0]
+
+
+def make_explainer(booster: lgb.Booster) -> tuple[Explainer, str]:
+    """The fastest exact explainer available, and its name.
+
+    ``serving.treeshap`` is used when the module exists (its import errors are not hidden).
+    """
+    if importlib.util.find_spec("serving.treeshap") is not None:
+        from serving.treeshap import TreeShap
+
+        explainer = TreeShap.from_booster(booster)
+        explainer.warm_up()
+        return explainer, "serving.treeshap"
+    return LightGBMContributions(booster), LightGBMContributions.name
+
+
+class CurrencyError(ValueError):
+    """No rate is in force for a currency at the declaration time."""
+
+
+def to_usd(rates: RateTable, value: float, currency: str, at: datetime) -> float:
+    """Convert one amount with the rate in force at ``at`` (a binary search, no pandas)."""
+    if currency == "USD":
+        return float(value)
+    table = rates.by_currency.get(currency)
+    if table is None:
+        raise CurrencyError(f"no rate for currency {currency!r}")
+    starts, usd_per_unit = table
+    at_ns = int(pd.Timestamp(at).value)
+    pos = int(np.searchsorted(starts, at_ns, side="right")) - 1
+    if pos < 0:
+        raise CurrencyError(f"no rate for currency {currency!r} in force at {at.isoformat()}")
+    return float(value) * float(usd_per_unit[pos])
+
+
+class LiveSnapshot:
+    """The online snapshot shared by every model version, with its lock.
+
+    Reads (feature vectors) and writes (new declarations, inspection results) of the in-memory
+    entity state are serialised by one lock; the expensive SHAP step runs outside it.
+    """
+
+    def __init__(self, snapshot: Any) -> None:
+        self.snapshot = snapshot
+        self.lock = threading.Lock()
+
+    @property
+    def as_of(self) -> datetime | None:
+        value = getattr(self.snapshot, "as_of", None)
+        if value is None:
+            return None
+        ts = pd.Timestamp(value)
+        ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+        return ts.to_pydatetime()
+
+    def credit_rating(self, enterprise_id: str, at: datetime) -> str | None:
+        """The enterprise's credit rating in force at ``at`` (None when the snapshot cannot say)."""
+        getter = getattr(self.snapshot, "credit_rating", None)
+        if getter is None:
+            return None
+        return getter(enterprise_id, at)
+
+    def add_declarations(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        with self.lock:
+            for row in rows:
+                self.snapshot.add_declaration(dict(row))
+
+    def add_inspection(self, row: Mapping[str, Any]) -> bool:
+        """Apply an inspection result; False when the snapshot does not know the declaration."""
+        with self.lock:
+            result = self.snapshot.add_inspection(dict(row))
+        return result is not False
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which registered model version a scorer serves."""
+
+    name: str
+    version: str
+    alias: str | None
+    manifest_sha256: str
+    run_id: str | None = None
+    source: str = ""
+
+
+@dataclass
+class ScoreResult:
+    """One scored declaration."""
+
+    declaration_id: str
+    probability: float
+    logit: float
+    tier: str
+    decision: Decision
+    base_value: float
+    contributions: np.ndarray  # calibrated log-odds, model feature order
+    values: np.ndarray  # the feature vector
+
+    def top(self, k: int) -> np.ndarray:
+        """Indices of the ``k`` largest contributions by absolute value (ties: model order)."""
+        order = np.argsort(-np.abs(self.contributions), kind="stable")
+        return order[: max(k, 0)]
+
+
+class Scorer:
+    """Scores declarations with one model version against the live snapshot.
+
+    Immutable once built: a reload builds a new ``Scorer`` and swaps one reference, so a request
+    that already holds the old one finishes with it.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        ref: ModelRef,
+        live: LiveSnapshot,
+        *,
+        secret: str,
+        online_features: Any | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.ref = ref
+        self.live = live
+        self.secret = secret
+        self.policy = SupervisionPolicy.from_dict(bundle.policy)
+        self.feature_names = list(bundle.feature_names)
+        if online_features is None:
+            from features.online import OnlineFeatures
+
+            online_features = OnlineFeatures(live.snapshot, self.feature_names)
+        self.online = online_features
+        self.explainer, self.explainer_name = make_explainer(bundle.booster)
+        self.a = float(bundle.calibration.a)
+        self.b = float(bundle.calibration.b)
+        self.descriptions = _descriptions(bundle)
+        self.loaded_at = datetime.now(UTC)
+
+    # -- the math, shared by one row and many -------------------------------------------
+    def _finish(
+        self,
+        declaration: Mapping[str, Any],
+        x: np.ndarray,
+        phi: np.ndarray,
+        credit: str | None,
+        measures: Sequence[InspectionMeasure],
+    ) -> ScoreResult:
+        contributions = self.a * phi[:-1]
+        base = self.a * float(phi[-1]) + self.b
+        logit = base + float(contributions.sum())
+        probability = _sigmoid(logit)
+        tier = self.policy.tier(probability)
+        decision = decide(
+            declaration,
+            tier,
+            credit_rating=credit,
+            measures=measures,
+            secret=self.secret,
+            monitoring_share=self.policy.monitoring_share,
+        )
+        return ScoreResult(
+            declaration_id=str(declaration["declaration_id"]),
+            probability=probability,
+            logit=logit,
+            tier=tier,
+            decision=decision,
+            base_value=base,
+            contributions=contributions,
+            values=x,
+        )
+
+    def _features(self, declarations: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list]:
+        X = np.empty((len(declarations), len(self.feature_names)), dtype=np.float64)
+        credits: list[str | None] = []
+        with self.live.lock:
+            for i, d in enumerate(declarations):
+                X[i] = self.online.vector(dict(d))
+                credits.append(self.live.credit_rating(d["enterprise_id"], d["declared_at"]))
+        return X, credits
+
+    def score(
+        self, declaration: Mapping[str, Any], measures: Sequence[InspectionMeasure] = ()
+    ) -> ScoreResult:
+        """Score and explain one declaration (contract fields plus ``declared_value_usd``).
+
+        The snapshot is not changed; call ``live.add_declarations`` once the result is audited.
+        """
+        X, credits = self._features([declaration])
+        phi = self.explainer.contributions_row(X[0])
+        return self._finish(declaration, X[0], phi, credits[0], measures)
+
+    def score_many(
+        self,
+        declarations: Sequence[Mapping[str, Any]],
+        measures: Sequence[InspectionMeasure] = (),
+    ) -> list[ScoreResult]:
+        """Score a batch against the same snapshot state (one matrix through TreeSHAP)."""
+        if not declarations:
+            return []
+        X, credits = self._features(declarations)
+        phi = self.explainer.contributions(X)
+        return [
+            self._finish(d, X[i], phi[i], credits[i], measures) for i, d in enumerate(declarations)
+        ]
+
+    def reasons(self, result: ScoreResult, k: int) -> list[dict[str, Any]]:
+        """The top ``k`` reasons: feature, value, calibrated contribution, descriptions."""
+        out = []
+        for i in result.top(k):
+            zh, en = self.descriptions[i]
+            out.append(
+                {
+                    "feature": self.feature_names[i],
+                    "value": finite_or_none(result.values[i]),
+                    "contribution": float(result.contributions[i]),
+                    "description_zh": zh,
+                    "description_en": en,
+                }
+            )
+        return out
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a missing feature value is reported as null."""
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _sigmoid(z: float) -> float:
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def _descriptions(bundle: ModelBundle) -> list[tuple[str, str]]:
+    """(zh, en) per model column: from the bundle's specs, else from the feature registry."""
+    by_name: dict[str, tuple[str, str]] = {}
+    for spec in bundle.feature_specs:
+        if isinstance(spec, dict) and "name" in spec:
+            by_name[str(spec["name"])] = (
+                str(spec.get("description_zh", "")),
+                str(spec.get("description_en", "")),
+            )
+    missing = [n for n in bundle.feature_names if n not in by_name]
+    if missing:
+        from features.registry import feature_specs
+
+        for spec in feature_specs(bundle.attributes or None):
+            by_name.setdefault(spec.name, (spec.description_zh, spec.description_en))
+    return [by_name.get(n, ("", "")) for n in bundle.feature_names]

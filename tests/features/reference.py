@@ -1,0 +1,281 @@
+"""Slow, obviously-correct reference: for each declaration, loop over the whole history.
+
+Written independently of ``features.build`` (only the declarations in ``features.registry`` and
+the contract vocabularies are shared), so that a bug in the fast path cannot hide here.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import (
+    CREDIT_RATINGS,
+    DIRECTIONS,
+    ENTERPRISE_TYPES,
+    SIGNAL_CHANNELS,
+    SIGNAL_SEVERITIES,
+    TRADE_MODES,
+    TRANSPORT_MODES,
+)
+from features.registry import (
+    CALENDAR_TZ,
+    ENTITIES,
+    MIN_UNIT_VALUE_COUNT,
+    PRIOR_STRENGTH,
+    entity_aggregations,
+    feature_specs,
+)
+
+DAY = 86_400 * 10**9
+WIN = {"30d": 30 * DAY, "90d": 90 * DAY, "365d": 365 * DAY, "all": None}
+FIELDS = {
+    "ent": ["enterprise_id"],
+    "dcl": ["declarant_id"],
+    "osp": ["overseas_party_id"],
+    "hs2": ["hs2"],
+    "hs4": ["hs4"],
+    "hs6": ["hs6"],
+    "org": ["origin_country"],
+    "port": ["port_code"],
+    "ent_x_hs4": ["enterprise_id", "hs4"],
+    "hs4_x_org": ["hs4", "origin_country"],
+    "ent_x_org": ["enterprise_id", "origin_country"],
+    "osp_x_hs4": ["overseas_party_id", "hs4"],
+}
+
+
+def _ns(ts: Any) -> int:
+    return int(pd.Timestamp(ts).tz_convert("UTC").value)
+
+
+def _val(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v
+
+
+def _records(df: pd.DataFrame | None) -> list[dict[str, Any]]:
+    if df is None or df.empty:
+        return []
+    return [{k: _val(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def _month_start(t: int) -> int:
+    ts = pd.Timestamp(t, tz="UTC")
+    return _ns(pd.Timestamp(year=ts.year, month=ts.month, day=1, tz="UTC"))
+
+
+def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None = None) -> pd.DataFrame:
+    """Every feature of every declaration by brute force."""
+    attributes = attributes or {}
+    decls = _records(tables["declarations"])
+    for d in decls:
+        d["t"] = _ns(d["declared_at"])
+        hs = str(d["hs_code"])
+        d["hs2"], d["hs4"], d["hs6"] = hs[:2], hs[:4], hs[:6]
+        for name, kind in attributes.items():
+            if kind == "categorical" and d.get(name) is not None:
+                d[name] = str(d[name])
+        usd = d.get("declared_value_usd")
+        kg = d.get("net_weight_kg")
+        d["luv"] = math.log(usd / kg) if usd and kg and usd > 0 and kg > 0 else None
+    by_id = {d["declaration_id"]: d for d in decls}
+
+    # Final result per declaration: the latest inspected_at, later rows win ties.
+    final: dict[str, dict[str, Any]] = {}
+    for ins in _records(tables.get("inspections")):
+        if ins["declaration_id"] not in by_id:
+            continue
+        ins["t"] = _ns(ins["inspected_at"])
+        prev = final.get(ins["declaration_id"])
+        if prev is None or ins["t"] >= prev["t"]:
+            final[ins["declaration_id"]] = ins
+    results = []
+    for ins in final.values():
+        nc = ins["result"] == "nonconforming"
+        results.append(
+            {
+                "t": ins["t"],
+                "decl": by_id[ins["declaration_id"]],
+                "nc": nc,
+                "maj": nc and ins.get("severity") in ("major", "critical"),
+                "rand": ins["selection"] == "random",
+            }
+        )
+    credit = _records(tables.get("credit_ratings"))
+    enterprises = {e["enterprise_id"]: e for e in _records(tables.get("enterprises"))}
+    signals = _records(tables.get("risk_signals"))
+
+    aggs = entity_aggregations(attributes)
+    fields = dict(FIELDS)
+    parents = {name: ENTITIES[name].parents for name in FIELDS}
+    for name, kind in attributes.items():
+        if kind == "categorical":
+            fields[f"attr_{name}"] = [name]
+            parents[f"attr_{name}"] = ()
+
+    def key(d: dict[str, Any], ent: str) -> tuple | None:
+        vals = tuple(d.get(f) for f in fields[ent])
+        return None if any(v is None or v == "" for v in vals) else vals
+
+    def in_window(x: int, t: int, w: str) -> bool:
+        return x < t and (WIN[w] is None or x >= t - WIN[w])
+
+    rows = []
+    for d in decls:
+        t = d["t"]
+        f: dict[str, float] = {}
+        f["decl_direction_code"] = float(DIRECTIONS.index(d["direction"]))
+        f["decl_trade_mode_code"] = float(TRADE_MODES.index(d["trade_mode"]))
+        tm = d.get("transport_mode")
+        f["decl_transport_mode_code"] = float(TRANSPORT_MODES.index(tm)) if tm else math.nan
+        f["decl_legal_inspection_flag"] = float(bool(d.get("legal_inspection")))
+        f["decl_third_party_cert_flag"] = float(bool(d.get("third_party_certificate")))
+        local = pd.Timestamp(t, tz="UTC").tz_convert(CALENDAR_TZ)
+        f["decl_month_now"], f["decl_weekday_now"], f["decl_hour_now"] = (
+            float(local.month), float(local.weekday()), float(local.hour)
+        )
+        usd, kg = d.get("declared_value_usd"), d.get("net_weight_kg")
+        f["decl_log_value_now"] = math.log1p(usd) if usd is not None else math.nan
+        f["decl_log_weight_now"] = math.log1p(kg) if kg is not None else math.nan
+        luv = d["luv"]
+        f["decl_log_unit_value_now"] = luv if luv is not None else math.nan
+        ms = _month_start(t)
+        earlier_uv = sorted(e["luv"] for e in decls if e["hs6"] == d["hs6"] and e["t"] < ms and e["luv"] is not None)
+        f["hs6_uv_log_ratio_month"] = f["hs6_uv_z_month"] = math.nan
+        if luv is not None and len(earlier_uv) >= MIN_UNIT_VALUE_COUNT:
+            f["hs6_uv_log_ratio_month"] = luv - statistics.median(earlier_uv)
+            sd = statistics.pstdev(earlier_uv)
+            if sd > 0:
+                f["hs6_uv_z_month"] = (luv - statistics.fmean(earlier_uv)) / sd
+        # Credit: latest effective_from <= t, later rows win ties.
+        tier = "regular"
+        best = None
+        for c in credit:
+            ct = _ns(c["effective_from"])
+            if c["enterprise_id"] == d["enterprise_id"] and ct <= t and (best is None or ct >= best):
+                best, tier = ct, c["rating"]
+        f["ent_credit_tier_at"] = float(CREDIT_RATINGS.index(tier))
+        e = enterprises.get(d["enterprise_id"])
+        et = e.get("enterprise_type") if e else None
+        f["ent_type_code"] = float(ENTERPRISE_TYPES.index(et)) if et else math.nan
+        reg = e.get("registered_at") if e else None
+        f["ent_age_days_at"] = float(t - _ns(reg)) / DAY if reg is not None else math.nan
+
+        # Global rate and entity histories.
+        rate: dict[tuple[str, str], float] = {}
+        for w in ("365d", "all"):
+            known = [r for r in results if in_window(r["t"], t, w)]
+            rate[("global", w)] = (sum(r["nc"] for r in known) / len(known)) if known else math.nan
+        order = ["ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port"]
+        order += [e for e in aggs if e not in order]
+        for ent in order:
+            k = key(d, ent)
+            mine_d = [e["t"] for e in decls if k is not None and key(e, ent) == k and e["t"] < t]
+            mine_r = [r for r in results if k is not None and key(r["decl"], ent) == k and r["t"] < t]
+            for w in ("365d", "all"):
+                ps = parents[ent] or ("global",)
+                prior = sum(rate[(q, w)] for q in ps) / len(ps)
+                rs = [r for r in mine_r if in_window(r["t"], t, w)]
+                nc = sum(r["nc"] for r in rs)
+                rate[(ent, w)] = (nc + PRIOR_STRENGTH * prior) / (len(rs) + PRIOR_STRENGTH) if k is not None else math.nan
+            for agg, windows in aggs[ent].items():
+                for w in windows:
+                    name = f"{ent}_{agg}_{w}"
+                    if k is None:
+                        f[name] = math.nan
+                        continue
+                    rs = [r for r in mine_r if in_window(r["t"], t, w)]
+                    if agg == "decl_cnt":
+                        f[name] = float(sum(in_window(x, t, w) for x in mine_d))
+                    elif agg == "insp_cnt":
+                        f[name] = float(len(rs))
+                    elif agg == "nc_cnt":
+                        f[name] = float(sum(r["nc"] for r in rs))
+                    elif agg == "ncmaj_cnt":
+                        f[name] = float(sum(r["maj"] for r in rs))
+                    elif agg == "rand_share":
+                        f[name] = sum(r["rand"] for r in rs) / len(rs) if rs else math.nan
+                    elif agg == "nc_rate_eb":
+                        f[name] = rate[(ent, w)]
+                    elif agg == "days_since_nc":
+                        ncs = [r["t"] for r in mine_r if r["nc"]]
+                        f[name] = float(t - max(ncs)) / DAY if ncs else math.nan
+                    elif agg == "days_since_first":
+                        f[name] = float(t - min(mine_d)) / DAY if mine_d else math.nan
+            if ent in ("ent", "ent_x_hs4", "ent_x_org"):
+                f[f"{ent}_is_new_all"] = math.nan if k is None else float(not mine_d)
+
+        # Signals: every named subject field must match; hs_code as a prefix.
+        sig = {}
+        for s in signals:
+            st = _ns(s["reported_at"])
+            if not st < t:
+                continue
+            named = []
+            ok = True
+            for route, col in (("ent", "enterprise_id"), ("osp", "overseas_party_id"), ("org", "origin_country")):
+                if s.get(col):
+                    named.append(route)
+                    ok &= d.get(col) == s[col]
+            if s.get("hs_code"):
+                named.append("hs")
+                ok &= str(d["hs_code"]).startswith(s["hs_code"])
+            if not ok:
+                continue
+            for w in ("30d", "90d", "365d"):
+                if not in_window(st, t, w):
+                    continue
+                for name in (
+                    [f"sig_all_cnt_{w}", f"sig_{s['channel']}_cnt_{w}"]
+                    + [f"sig_{r}_cnt_{w}" for r in named]
+                    + ([f"sig_sev_{s['severity']}_cnt_{w}"] if s.get("severity") else [])
+                ):
+                    sig[name] = sig.get(name, 0) + 1
+        for ch in SIGNAL_CHANNELS:
+            pass
+        for name, kind in attributes.items():
+            if kind == "numeric":
+                v = d.get(name)
+                f[f"attr_{name}_value_now"] = float(v) if v is not None else math.nan
+        row = {"declaration_id": d["declaration_id"]}
+        for s in feature_specs(attributes):
+            if s.name.startswith("sig_"):
+                row[s.name] = float(sig.get(s.name, 0))
+            else:
+                row[s.name] = f[s.name]
+        rows.append(row)
+    _ = SIGNAL_SEVERITIES
+    return pd.DataFrame(rows)
+
+
+def compare(fast: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-9) -> list[str]:
+    """Differences between two feature frames (counts exact, others within ``rtol``)."""
+    problems = []
+    assert list(fast["declaration_id"]) == list(ref["declaration_id"])
+    for s in feature_specs_from(ref):
+        a = fast[s].to_numpy(dtype=np.float64)
+        b = ref[s].to_numpy(dtype=np.float64)
+        exact = "_cnt_" in s or s.endswith("_flag") or "_code" in s or "_is_new_" in s
+        if exact:
+            bad = ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        else:
+            bad = ~(np.isclose(a, b, rtol=rtol, atol=1e-12) | (np.isnan(a) & np.isnan(b)))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            problems.append(f"{s}: {int(bad.sum())} rows differ, e.g. row {i}: fast={a[i]!r} ref={b[i]!r}")
+    return problems
+
+
+def feature_specs_from(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c not in ("declaration_id", "declared_at", "enterprise_id")]

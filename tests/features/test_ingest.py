@@ -1,0 +1,409 @@
+"""Ingest: the broken-file corpus, timezones, USD conversion, appends and idempotence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.ingest import FileLevelError, ingest
+from features.store import Store
+from tests.features.conftest import CORPUS, tree_digest
+
+# Every corpus case: either per-table (read, accepted, quarantined, {reason: rows}) or the
+# substrings the FileLevelError message must contain. tests/corpus/EXPECTED.md says the same.
+EXPECTED: dict[str, dict] = {
+    "ok_all_tables": {
+        "declarations": (3, 3, 0, {}),
+        "inspections": (2, 2, 0, {}),
+        "enterprises": (2, 2, 0, {}),
+        "credit_ratings": (2, 2, 0, {}),
+        "risk_signals": (2, 2, 0, {}),
+    },
+    "wrong_types": {
+        "declarations": (
+            4,
+            1,
+            3,
+            {
+                "quantity: not a number": 1,
+                "legal_inspection: not a boolean": 1,
+                "declared_value: not a number": 1,
+                "net_weight_kg: not a number": 1,
+            },
+        )
+    },
+    "bad_enums": {
+        "declarations": (
+            4,
+            1,
+            3,
+            {
+                "direction: not an allowed value": 1,
+                "trade_mode: not an allowed value": 1,
+                "transport_mode: not an allowed value": 1,
+            },
+        )
+    },
+    "bad_dates": {"declarations": (5, 1, 4, {"declared_at: not an ISO-8601 timestamp": 4})},
+    "negative_values": {
+        "declarations": (
+            4,
+            1,
+            3,
+            {
+                "quantity: must be >= 0": 1,
+                "net_weight_kg: must be > 0": 1,
+                "declared_value: must be >= 0": 1,
+            },
+        )
+    },
+    "duplicates": {"declarations": (4, 2, 2, {"declaration_id: duplicate key in file": 2})},
+    "utf8_bom": {"declarations": (2, 2, 0, {})},
+    "gbk_encoded": {"declarations": (2, 2, 0, {})},
+    "truncated_last_line": {"declarations": (3, 2, 1, {"truncated row": 1})},
+    "too_many_fields": {"declarations": (2, 1, 1, {"too many fields": 1})},
+    "extra_columns": {"declarations": (2, 2, 0, {})},
+    "empty_file": {"error": ["declarations.csv", "empty file"]},
+    "header_only": {"declarations": (0, 0, 0, {}), "inspections": (0, 0, 0, {})},
+    "missing_required_column": {"error": ["declarations.csv", "'hs_code'"]},
+    "missing_required_column_inspections": {"error": ["inspections.csv", "'result'"]},
+    "no_declarations": {"error": ["declarations", "required table"]},
+    "undecodable": {"error": ["declarations.csv", "undecodable encoding"]},
+    "unreadable_parquet": {"error": ["declarations.parquet", "unreadable Parquet"]},
+    "unknown_declaration": {
+        "declarations": (2, 1, 1, {"hs_code: hs code must have 6 to 10 digits": 1}),
+        "inspections": (
+            3,
+            1,
+            2,
+            {
+                "declaration_id: unknown declaration": 1,
+                "declaration_id: declaration quarantined in this batch": 1,
+            },
+        ),
+    },
+    "inspected_before_declared": {
+        "declarations": (2, 2, 0, {}),
+        "inspections": (2, 1, 1, {"inspected_at: inspected before declared": 1}),
+    },
+    "two_results": {
+        "declarations": (2, 2, 0, {}),
+        "inspections": (3, 1, 2, {"declaration_id: two final results for one declaration": 2}),
+    },
+    "nonconforming_without_hazard": {
+        "declarations": (3, 3, 0, {}),
+        "inspections": (
+            3,
+            1,
+            2,
+            {"hazard_type,severity: nonconforming without hazard_type/severity": 2},
+        ),
+    },
+    "bad_hs": {
+        "declarations": (
+            5,
+            1,
+            4,
+            {
+                "hs_code: hs code has non-digit characters": 1,
+                "hs_code: hs code must have 6 to 10 digits": 3,
+            },
+        )
+    },
+    "bad_country": {
+        "declarations": (
+            5,
+            1,
+            4,
+            {
+                "origin_country: not an ISO 3166-1 alpha-2 code": 2,
+                "origin_country: unknown country code": 1,
+                "destination_country: not an ISO 3166-1 alpha-2 code": 1,
+            },
+        )
+    },
+    "bad_currency": {
+        "declarations": (
+            3,
+            1,
+            2,
+            {"currency: not an ISO 4217 code": 1, "currency: unknown currency": 1},
+        )
+    },
+    "missing_required_values": {
+        "declarations": (
+            4,
+            0,
+            4,
+            {
+                "declaration_id: missing required value": 1,
+                "enterprise_id: missing required value": 1,
+                "port_code: missing required value": 1,
+                "currency: missing required value": 1,
+                "declared_value: missing required value": 1,
+            },
+        )
+    },
+    "risk_signals_rules": {
+        "declarations": (1, 1, 0, {}),
+        "risk_signals": (
+            6,
+            1,
+            5,
+            {
+                "signal_id: duplicate key in file": 1,
+                "enterprise_id,overseas_party_id,hs_code,origin_country: no subject": 2,
+                "hs_code: hs code must have 2 to 10 digits": 1,
+                "channel: not an allowed value": 1,
+                "severity: not an allowed value": 1,
+            },
+        ),
+    },
+    "enterprises_and_ratings": {
+        "declarations": (1, 1, 0, {}),
+        "enterprises": (
+            3,
+            1,
+            2,
+            {
+                "enterprise_id: duplicate key in file": 1,
+                "registered_at: not an ISO-8601 timestamp": 1,
+                "enterprise_type: not an allowed value": 1,
+            },
+        ),
+        "credit_ratings": (
+            3,
+            1,
+            2,
+            {
+                "enterprise_id,effective_from: duplicate key in file": 1,
+                "rating: not an allowed value": 1,
+            },
+        ),
+    },
+    "gzip_csv": {"declarations": (2, 1, 1, {"hs_code: hs code must have 6 to 10 digits": 1})},
+    "parquet_typed": {"declarations": (2, 1, 1, {"declared_value: must be >= 0": 1})},
+}
+
+
+def test_every_corpus_folder_has_an_expectation() -> None:
+    folders = {p.name for p in CORPUS.iterdir() if p.is_dir()}
+    assert folders == set(EXPECTED)
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_corpus(case: str, store_dir: Path) -> None:
+    expected = EXPECTED[case]
+    if "error" in expected:
+        with pytest.raises(FileLevelError) as err:
+            ingest(CORPUS / case, store_dir)
+        for part in expected["error"]:
+            assert part in str(err.value)
+        assert not store_dir.exists(), "a file-level error must write nothing"
+        return
+    report = ingest(CORPUS / case, store_dir)
+    assert set(report.tables) == set(expected)
+    quarantine = Store(store_dir).quarantine()
+    for table, (read, accepted, quarantined, reasons) in expected.items():
+        got = report.tables[table]
+        assert got.read == got.accepted + got.quarantined
+        assert (got.read, got.accepted, got.quarantined) == (read, accepted, quarantined)
+        assert got.by_reason == reasons
+        assert len(Store(store_dir).read(table)) == accepted
+        assert (quarantine["table"] == table).sum() == quarantined
+    # The stored report is the printed one.
+    stored = Store(store_dir).reports()[-1]
+    assert stored["batch"] == report.batch
+    assert stored["tables"] == json.loads(json.dumps(report.to_dict()["tables"]))
+
+
+@pytest.mark.parametrize("case", [c for c, e in sorted(EXPECTED.items()) if "error" in e])
+def test_file_level_error_leaves_existing_store_untouched(case: str, store_dir: Path) -> None:
+    ingest(CORPUS / "ok_all_tables", store_dir)
+    before = tree_digest(store_dir)
+    with pytest.raises(FileLevelError):
+        ingest(CORPUS / case, store_dir)
+    assert tree_digest(store_dir) == before
+
+
+def test_identifiers_stay_strings_and_leading_zeros_are_kept(store_dir: Path) -> None:
+    ingest(CORPUS / "ok_all_tables", store_dir)
+    store = Store(store_dir)
+    decl = store.read("declarations").set_index("declaration_id")
+    assert decl.loc["D2", "hs_code"] == "0303891000"
+    assert store.read("risk_signals").set_index("signal_id").loc["S1", "hs_code"] == "0303"
+    assert decl.loc["D3", "goods_description"] == 'toys, "deluxe"'
+    ingest(CORPUS / "bad_hs", store_dir / "2")
+    assert Store(store_dir / "2").read("declarations")["hs_code"].tolist() == ["030389"]
+
+
+def test_timestamps_are_converted_to_utc(store_dir: Path) -> None:
+    ingest(CORPUS / "ok_all_tables", store_dir)
+    decl = Store(store_dir).read("declarations").set_index("declaration_id")["declared_at"]
+    assert str(decl.dtype) == "datetime64[ns, UTC]"
+    assert decl["D1"] == pd.Timestamp("2024-03-01T02:00:00Z")  # +08:00
+    assert decl["D2"] == pd.Timestamp("2024-03-02T00:30:00Z")  # naive = Asia/Shanghai
+    assert decl["D3"] == pd.Timestamp("2024-03-02T00:00:00Z")  # Z
+    other = store_dir.parent / "utc_store"
+    ingest(CORPUS / "ok_all_tables", other, timezone="Europe/Berlin")
+    d2 = Store(other).read("declarations").set_index("declaration_id").loc["D2", "declared_at"]
+    assert d2 == pd.Timestamp("2024-03-02T07:30:00Z")
+
+
+def test_usd_uses_the_rate_in_force_at_declared_at(tmp_path: Path, store_dir: Path) -> None:
+    rates = tmp_path / "rates.csv"
+    rates.write_text(
+        "currency,usd_per_unit,valid_from\nUSD,1,2000-01-01\nCNY,0.10,2020-01-01\n"
+        "CNY,0.20,2024-03-02\n"
+    )
+    report = ingest(CORPUS / "ok_all_tables", store_dir, rates_file=rates)
+    decl = Store(store_dir).read("declarations").set_index("declaration_id")
+    # D2: 10000 CNY declared 2024-03-02 00:30 UTC -> the 2024-03-02 rate applies.
+    assert decl.loc["D2", "declared_value_usd"] == pytest.approx(2000.0)
+    assert decl.loc["D1", "declared_value_usd"] == pytest.approx(1800.0)
+    # KRW is not in this table: quarantined, not guessed.
+    assert report.tables["declarations"].by_reason == {"currency: unknown currency": 1}
+
+
+def test_default_rates_convert_krw(store_dir: Path) -> None:
+    ingest(CORPUS / "ok_all_tables", store_dir)
+    d3 = Store(store_dir).read("declarations").set_index("declaration_id").loc["D3"]
+    assert d3["declared_value_usd"] == pytest.approx(5_000_000 * 0.00077)
+
+
+def test_encodings_are_recorded_and_decoded(store_dir: Path) -> None:
+    r1 = ingest(CORPUS / "gbk_encoded", store_dir / "a")
+    r2 = ingest(CORPUS / "utf8_bom", store_dir / "b")
+    assert [f["encoding"] for f in r1.files] == ["gb18030"]
+    assert [f["encoding"] for f in r2.files] == ["utf-8-sig"]
+    gbk = Store(store_dir / "a").read("declarations")
+    bom = Store(store_dir / "b").read("declarations")
+    assert gbk["goods_description"].tolist() == ["塑料玩具", "冷冻鳕鱼片"]
+    assert bom["goods_description"].tolist() == ["塑料玩具", "冷冻鳕鱼"]
+    assert "declaration_id" in bom.columns  # the BOM is not part of the first column name
+
+
+def test_quarantine_rows_keep_source_row_reasons_and_raw(store_dir: Path) -> None:
+    ingest(CORPUS / "wrong_types", store_dir)
+    q = Store(store_dir).quarantine().set_index("source_row")
+    # Header is row 1, so the first data row is row 2; D2 is on row 3.
+    assert json.loads(q.loc[3, "raw"])["quantity"] == "abc"
+    # One quarantine row per source row, carrying every reason of that row.
+    assert q.index.is_unique
+    assert q.loc[5, "reason"] == "net_weight_kg: not a number; declared_value: not a number"
+    assert q.loc[5, "column"] == "net_weight_kg; declared_value"
+    assert set(q["source_file"]) == {"declarations.csv"}
+    ingest(CORPUS / "truncated_last_line", store_dir / "t")
+    t = Store(store_dir / "t").quarantine()
+    assert t["source_row"].tolist() == [4]
+    assert json.loads(t["raw"].iloc[0])["_line"].startswith("D3,")
+
+
+def test_extra_columns_are_kept(store_dir: Path) -> None:
+    ingest(CORPUS / "extra_columns", store_dir)
+    decl = Store(store_dir).read("declarations")
+    assert decl["broker_note"].tolist()[0] == "call back"
+    assert decl["internal_flag"].tolist() == ["7", "0"]
+    assert Store(store_dir).attributes == {}
+
+
+def test_same_files_twice_change_nothing(store_dir: Path) -> None:
+    first = ingest(CORPUS / "ok_all_tables", store_dir)
+    before = tree_digest(store_dir)
+    again = ingest(CORPUS / "ok_all_tables", store_dir)
+    assert first.wrote and not again.wrote
+    assert len(again.already_loaded) == 5
+    assert "already loaded" in again.to_text()
+    assert tree_digest(store_dir) == before
+
+
+def test_later_batch_appends_and_checks_against_the_store(tmp_path: Path, store_dir: Path) -> None:
+    ingest(CORPUS / "ok_all_tables", store_dir)
+    src = tmp_path / "batch2"
+    src.mkdir()
+    header = (CORPUS / "ok_all_tables" / "declarations.csv").read_text().splitlines()
+    d1 = header[1]
+    d10 = d1.replace("D1,", "D10,", 1)
+    (src / "declarations.csv").write_text("\n".join([header[0], d1, d10]) + "\n")
+    (src / "inspections.csv").write_text(
+        "declaration_id,inspected_at,selection,result,hazard_type,severity,disposal\n"
+        "D3,2024-03-09T10:00:00+08:00,random,conforming,,,\n"  # declaration from batch 1
+        "D1,2024-03-09T10:00:00+08:00,random,conforming,,,\n"  # D1 already has a result
+        "D10,2024-03-01T09:00:00+08:00,random,conforming,,,\n"  # before its declaration
+    )
+    report = ingest(src, store_dir)
+    assert report.tables["declarations"].by_reason == {
+        "declaration_id: duplicate key already in store": 1
+    }
+    assert report.tables["inspections"].by_reason == {
+        "declaration_id: declaration already has a final result in store": 1,
+        "inspected_at: inspected before declared": 1,
+    }
+    store = Store(store_dir)
+    assert len(store.batches) == 2
+    assert sorted(store.read("declarations")["declaration_id"]) == ["D1", "D10", "D2", "D3"]
+    assert sorted(store.read("inspections")["declaration_id"]) == ["D1", "D2", "D3"]
+    assert len(store.reports()) == 2
+
+
+def test_random_corruption_keeps_every_row_accounted_for(tmp_path: Path, store_dir: Path) -> None:
+    """Blank or garble random cells: every source row ends up accepted xor quarantined."""
+    rng = np.random.default_rng(0)
+    base = pd.read_csv(CORPUS / "ok_all_tables" / "declarations.csv", dtype=str).iloc[[0]]
+    frame = pd.concat([base] * 300, ignore_index=True)
+    frame["declaration_id"] = [f"R{i}" for i in range(len(frame))]
+    junk = ["", "??", "-3", "2024-99-99", "0303", "cn", "1e400x"]
+    for _ in range(400):
+        # Column 0 (the id) stays intact so accepted rows can be traced back to their row.
+        r, c = rng.integers(len(frame)), rng.integers(1, frame.shape[1])
+        frame.iat[r, c] = junk[rng.integers(len(junk))]
+    src = tmp_path / "src"
+    src.mkdir()
+    frame.to_csv(src / "declarations.csv", index=False)
+    report = ingest(src, store_dir)
+    t = report.tables["declarations"]
+    assert t.read == len(frame) == t.accepted + t.quarantined
+    store = Store(store_dir)
+    accepted_rows = set(
+        frame.index[frame["declaration_id"].isin(store.read("declarations")["declaration_id"])] + 2
+    )
+    quarantined_rows = set(store.quarantine()["source_row"])
+    assert accepted_rows.isdisjoint(quarantined_rows)
+    assert accepted_rows | quarantined_rows == set(range(2, len(frame) + 2))
+    assert 0 < t.quarantined < t.read
+
+
+def test_report_text_lists_tables_and_reasons(store_dir: Path) -> None:
+    report = ingest(CORPUS / "wrong_types", store_dir)
+    text = report.to_text()
+    assert "declarations" in text and "quantity: not a number" in text
+    assert report.to_dict()["tables"]["declarations"]["read"] == 4
+
+
+def test_cli_ingest_exit_codes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from guomen.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["ingest", str(CORPUS / "bad_hs"), "--store", str(tmp_path / "s")])
+    assert ok.exit_code == 0, ok.output
+    assert "hs code must have 6 to 10 digits" in ok.output
+    bad = runner.invoke(
+        app, ["ingest", str(CORPUS / "empty_file"), "--store", str(tmp_path / "s2")]
+    )
+    assert bad.exit_code == 2
+    assert not (tmp_path / "s2").exists()
+
+
+def test_corpus_is_not_modified_by_a_load(store_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(CORPUS / "ok_all_tables", copy)
+    before = tree_digest(copy)
+    ingest(copy, store_dir)
+    assert tree_digest(copy) == before

@@ -1,0 +1,42 @@
+"""A real FastAPI app with the warnings API and committee pages, for the warnings tests.
+
+It includes the real routers (``serving.routes.warnings``, ``serving.routes.pages``), a real
+SQLite database with the serving schema and the real ``KeyStore``; the contract tables are the
+small synthetic ones of ``tests/policy/warnings_synth.py`` (no ingested store needed).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
+
+from warnings_synth import make_tables, new_declaration  # noqa: E402
+
+from guomen.settings import Settings  # noqa: E402
+from serving.auth import KeyStore, create_key  # noqa: E402
+from serving.db import create_schema, make_engine  # noqa: E402
+from serving.routes import pages, warnings  # noqa: E402
+
+__all__ = ["build_app", "make_tables", "new_declaration"]
+
+
+def build_app(db_path: Path, tables: dict[str, Any] | None = None) -> tuple[FastAPI, dict[str, str]]:
+    """The app and one key per role (``committee``, ``inspector``, ``admin``)."""
+    engine = make_engine(f"sqlite:///{db_path}")
+    create_schema(engine)
+    app = FastAPI()
+    app.state.settings = Settings(database_url=f"sqlite:///{db_path}")
+    app.state.engine = engine
+    app.state.keys = KeyStore(engine, cache_seconds=0.0)
+    app.state.warning_tables = tables if tables is not None else make_tables()
+    warnings.install(app)
+    app.include_router(warnings.router)
+    app.include_router(pages.router)
+    keys = {role: create_key(engine, role, name=f"test {role}")[0] for role in
+            ("committee", "inspector", "admin")}  # fmt: skip
+    return app, keys

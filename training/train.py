@@ -1,0 +1,295 @@
+"""Fit the LightGBM risk model on a time split, with a selection-bias correction chosen on the
+validation random sample, and calibrate it (Platt on the raw margin).
+
+Rows and labels
+---------------
+Features: one row per declaration (``features.build.build_offline``). Labels: inspected
+declarations only (``nonconforming`` is 1/0), and only if the result was known before the next
+segment began (see :mod:`training.split`).
+
+Selection bias
+--------------
+Most labels come from targeted inspections. Candidates (``selection.candidates``):
+
+* ``none``: every labelled row weighs 1.
+* ``random_upweight``: rows of the random monitoring sample weigh ``random_weight``.
+* ``ipw``: inverse propensity ``1 / P(inspected | features)`` from a small LightGBM fitted on all
+  train-period declarations, clipped at ``ipw_clip`` and normalised to mean 1.
+
+Each candidate is trained; the one with the best AUC on the *validation random sample* is kept
+only if it beats ``none`` by more than ``min_improvement`` (ranking is what the budget uses, and
+Platt calibration is fitted afterwards on the same validation rows for every candidate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.bundle import Calibration
+from training.calibrate import fit_platt
+from training.config import TrainConfig
+from training.evaluate import evaluation_frame, ranking_metrics
+from training.split import TEST, TRAIN, VALIDATION, TimeSplit, time_split
+
+ID_COLUMNS = ("declaration_id", "declared_at", "enterprise_id")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainingData:
+    """Features of all declarations with their labels, segments and label availability."""
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+    labels: pd.DataFrame  # evaluation_frame: inspected, y, critical, random
+    segment: np.ndarray
+    known: np.ndarray  # label usable for this row (inspected and known in time)
+    split: TimeSplit
+
+    def matrix(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """float64 feature matrix (model column order) of ``rows`` (a boolean mask)."""
+        block = self.frame[self.feature_names]
+        if rows is not None:
+            block = block[rows]
+        return block.to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def rows(self, segment: str, labelled: bool = True) -> np.ndarray:
+        """Boolean mask of a segment's rows (only labelled ones by default)."""
+        mask = self.segment == segment
+        return mask & self.known if labelled else mask
+
+
+def prepare(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    feature_names: list[str],
+    test_months: int,
+    validation_months: int,
+) -> TrainingData:
+    """Align labels to features, split by time and mark usable labels.
+
+    Parameters
+    ----------
+    features
+        ``build_offline`` output (``declaration_id``, ``declared_at``, ``enterprise_id`` and the
+        features in model order).
+    labels
+        ``build_labels`` output.
+    feature_names
+        Model feature order (``feature_specs`` names).
+    test_months, validation_months
+        Split lengths.
+    """
+    missing = [c for c in (*ID_COLUMNS[:2], *feature_names) if c not in features.columns]
+    if missing:
+        raise ValueError(f"feature frame lacks columns {missing[:5]}")
+    frame = features.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
+        drop=True
+    )
+    split = time_split(frame["declared_at"], test_months, validation_months)
+    segment = split.segment(frame["declared_at"])
+    ev = evaluation_frame(frame, labels)
+    inspected_at = (
+        frame[["declaration_id"]]
+        .merge(labels[["declaration_id", "inspected_at"]], on="declaration_id", how="left")[
+            "inspected_at"
+        ]
+    )
+    known = ev["inspected"].to_numpy() & split.label_known(segment, inspected_at)
+    return TrainingData(frame, list(feature_names), ev, segment, known, split)
+
+
+def fit_booster(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    w_train: np.ndarray | None,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    feature_names: list[str],
+    params: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> lgb.Booster:
+    """Train with early stopping on validation log loss; return the booster cut at its best
+    iteration (so every later ``predict`` uses exactly those trees)."""
+    dtrain = lgb.Dataset(
+        X_train, label=y_train, weight=w_train, feature_name=feature_names, free_raw_data=True
+    )
+    dvalid = lgb.Dataset(X_valid, label=y_valid, reference=dtrain)
+    booster = lgb.train(
+        {**params, "first_metric_only": True},
+        dtrain,
+        num_boost_round=num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def model_size(booster: lgb.Booster) -> dict[str, int]:
+    """Trees, total and largest leaves, and greatest depth (TreeSHAP cost drivers)."""
+    dump = booster.dump_model()
+
+    def depth(node: dict[str, Any]) -> int:
+        if "leaf_index" in node or "left_child" not in node:
+            return 0
+        return 1 + max(depth(node["left_child"]), depth(node["right_child"]))
+
+    trees = dump["tree_info"]
+    leaves = [int(t["num_leaves"]) for t in trees]
+    return {
+        "trees": len(trees),
+        "leaves_total": int(sum(leaves)),
+        "leaves_max": int(max(leaves, default=0)),
+        "depth_max": int(max((depth(t["tree_structure"]) for t in trees), default=0)),
+    }
+
+
+def propensity_weights(
+    data: TrainingData, rows: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Inverse-propensity weights for ``rows`` from a model of ``inspected`` on all train-period
+    declarations."""
+    train_all = data.rows(TRAIN, labelled=False)
+    X = data.matrix(train_all)
+    target = data.labels["inspected"].to_numpy()[train_all].astype(np.float64)
+    params = config.lightgbm.params(config.seed) | {
+        "num_leaves": 15,
+        "learning_rate": 0.1,
+        "metric": "binary_logloss",
+    }
+    model = lgb.train(
+        params, lgb.Dataset(X, label=target, feature_name=data.feature_names), num_boost_round=100
+    )
+    p = np.asarray(model.predict(data.matrix(rows)), dtype=np.float64)
+    w = np.minimum(1.0 / np.clip(p, 1e-6, 1.0), config.selection.ipw_clip)
+    w = w / w.mean()
+    return w, {"ipw_weight_max": float(w.max()), "ipw_propensity_min": float(p.min())}
+
+
+def sample_weights(
+    correction: str, data: TrainingData, rows: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """Row weights of the labelled ``rows`` for a selection-bias correction."""
+    if correction == "none":
+        return None, {}
+    if correction == "random_upweight":
+        rnd = data.labels["random"].to_numpy()[rows]
+        w = np.where(rnd, config.selection.random_weight, 1.0)
+        return w, {"random_rows": float(rnd.sum())}
+    if correction == "ipw":
+        return propensity_weights(data, rows, config)
+    raise ValueError(f"unknown correction {correction!r}")
+
+
+@dataclass
+class FittedModel:
+    """A trained, calibrated booster and how it was chosen."""
+
+    booster: lgb.Booster
+    calibration: Calibration
+    correction: str
+    size: dict[str, int]
+    # correction -> validation metrics (random sample and all inspected) and weight stats
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    # correction -> (booster, calibration), kept so every candidate can be evaluated on test
+    alternatives: dict[str, tuple[lgb.Booster, Calibration]] = field(default_factory=dict)
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated probability."""
+        return self.calibration.probability(self.booster.predict(X, raw_score=True))
+
+
+def train_model(
+    data: TrainingData, config: TrainConfig, progress: Progress | None = None
+) -> FittedModel:
+    """Train every selection-bias candidate, calibrate each on the validation period, and keep
+    the best by validation random-sample AUC (``none`` unless a correction beats it).
+
+    Parameters
+    ----------
+    data
+        Output of :func:`prepare`.
+    config
+        Training configuration.
+    progress
+        Optional callback told the name of each step as it starts.
+    """
+    tr = data.rows(TRAIN)
+    va = data.rows(VALIDATION)
+    y = data.labels["y"].to_numpy()
+    rnd = data.labels["random"].to_numpy()
+    if y[tr].sum() == 0 or y[va].sum() == 0:
+        raise ValueError("train and validation periods both need nonconforming inspections")
+    X_tr, X_va = data.matrix(tr), data.matrix(va)
+    y_tr, y_va = y[tr], y[va]
+    rnd_va = rnd[va]
+    params = config.lightgbm.params(config.seed)
+    candidates: dict[str, dict[str, float]] = {}
+    alternatives: dict[str, tuple[lgb.Booster, Calibration]] = {}
+    for correction in config.selection.candidates:
+        if progress:
+            progress(f"train ({correction})")
+        w_tr, stats = sample_weights(correction, data, tr, config)
+        booster = fit_booster(
+            X_tr,
+            y_tr,
+            w_tr,
+            X_va,
+            y_va,
+            data.feature_names,
+            params,
+            config.lightgbm.num_boost_round,
+            config.lightgbm.early_stopping_rounds,
+        )
+        margin = np.asarray(booster.predict(X_va, raw_score=True), dtype=np.float64)
+        calibration = fit_platt(margin, y_va)
+        p = calibration.probability(margin)
+        on_random = ranking_metrics(p[rnd_va], y_va[rnd_va], probabilities=True)
+        on_all = ranking_metrics(p, y_va, probabilities=True)
+        candidates[correction] = {
+            **{f"validation.random_sample.{k}": v for k, v in on_random.items()},
+            **{f"validation.all_inspected.{k}": v for k, v in on_all.items()},
+            "trees": float(booster.num_trees()),
+            **stats,
+        }
+        alternatives[correction] = (booster, calibration)
+
+    def score(name: str) -> float:
+        value = candidates[name]["validation.random_sample.auc"]
+        return value if np.isfinite(value) else -np.inf
+
+    best = max(config.selection.candidates, key=score)
+    if best != "none" and score(best) <= score("none") + config.selection.min_improvement:
+        best = "none"
+    booster, calibration = alternatives[best]
+    return FittedModel(
+        booster=booster,
+        calibration=calibration,
+        correction=best,
+        size=model_size(booster),
+        candidates=candidates,
+        alternatives=alternatives,
+    )
+
+
+__all__ = [
+    "TEST",
+    "TRAIN",
+    "VALIDATION",
+    "FittedModel",
+    "TrainingData",
+    "fit_booster",
+    "model_size",
+    "prepare",
+    "sample_weights",
+    "train_model",
+]
