@@ -133,6 +133,24 @@ class Prepared:
         self.rank_insp = self.ranks.rank(self.insp_t)
 
 
+class _Columns:
+    """Feature columns written straight into one (features x rows) float64 matrix."""
+
+    def __init__(self, names: list[str], n: int) -> None:
+        self.names = names
+        self.pos = {name: i for i, name in enumerate(names)}
+        self.matrix = np.full((len(names), n), np.nan)
+        self.written = [False] * len(names)
+
+    def slot(self, name: str) -> np.ndarray:
+        i = self.pos[name]
+        self.written[i] = True
+        return self.matrix[i]
+
+    def __setitem__(self, name: str, values: np.ndarray) -> None:
+        self.slot(name)[:] = values
+
+
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
     from features.contract import TABLES
 
@@ -148,7 +166,7 @@ def _codes(series: pd.Series, vocab: tuple[str, ...]) -> np.ndarray:
     return codes
 
 
-def _declaration_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+def _declaration_features(p: Prepared, out: _Columns) -> None:
     d = p.decl
     out["decl_direction_code"] = _codes(d["direction"], VOCABULARIES["direction"])
     out["decl_trade_mode_code"] = _codes(d["trade_mode"], VOCABULARIES["trade_mode"])
@@ -166,7 +184,7 @@ def _declaration_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
     out["decl_hour_now"] = local.hour.to_numpy(dtype=np.float64)
 
 
-def _value_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+def _value_features(p: Prepared, out: _Columns) -> None:
     usd = declared_value_usd(p.decl)
     kg = (
         p.decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -244,7 +262,7 @@ def hs6_unit_value_stats(
     return median, mean, std, count
 
 
-def _credit_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+def _credit_features(p: Prepared, out: _Columns) -> None:
     ent_codes, ent_uniques = p.coder.field("enterprise_id")
     tier = np.full(p.n, CREDIT_TIER_CODES["regular"])
     if len(p.credit):
@@ -295,7 +313,7 @@ def eb_rate(nc: np.ndarray, insp: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return (nc + PRIOR_STRENGTH * prior) / (insp + PRIOR_STRENGTH)
 
 
-def _entity_features(p: Prepared, out: dict[str, np.ndarray], progress: Progress | None) -> None:
+def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> None:
     aggs_by_entity = entity_aggregations(p.attributes)
     rates: dict[tuple[str, str], np.ndarray] = {}
     # Global rate (the root prior): all results known before t.
@@ -310,38 +328,48 @@ def _entity_features(p: Prepared, out: dict[str, np.ndarray], progress: Progress
     order = [e for e in _RATE_ORDER if e in aggs_by_entity] + [
         e for e in aggs_by_entity if e not in _RATE_ORDER
     ]
+    nc_sel = p.insp_flags["nc"].astype(bool)
     new_flags: dict[str, np.ndarray] = {}
     for name in order:
         if progress:
             progress(name)
         entity = p.entities[name]
         aggs = aggs_by_entity[name]
-        code = p.coder.codes(entity)
+        code_in = p.coder.codes(entity)
+        # Work in (code, time) order: sorted needles make every searchsorted cache-friendly.
+        perm = np.argsort(code_in * p.M + p.rank_t, kind="stable")
+        code = code_in[perm]
+        rank_t = p.rank_t[perm]
+        t = p.t[perm]
+        starts = {w: (r[perm] if r is not None else None) for w, r in p.rank_start.items()}
         missing = code < 0
-        didx = EventIndex(code, p.rank_t, p.M, times=p.t)
-        dhi = didx.position(code, p.rank_t)
+        didx = EventIndex(code_in, p.rank_t, p.M, times=p.t)
+        dhi = didx.position(code, rank_t)
         dlo_all = didx.position(code, None)
         res: dict[str, np.ndarray] = {}
         for w in aggs.get("decl_cnt", ()):
-            lo = dlo_all if w == "all" else didx.position(code, p.rank_start[w])
+            lo = dlo_all if w == "all" else didx.position(code, starts[w])
             res[f"decl_cnt_{w}"] = (dhi - lo).astype(np.float64)
         seen = dhi > dlo_all
-        new_flags[name] = (~seen).astype(np.float64)
+        if name in ("ent", "ent_x_hs4", "ent_x_org"):
+            flag = np.where(missing, np.nan, (~seen).astype(np.float64))
+            new_flags[name] = np.empty(p.n)
+            new_flags[name][perm] = flag
         if "days_since_first" in aggs:
             first = didx.time_at(dlo_all, seen)
             res["days_since_first_all"] = np.where(
-                seen, (p.t - first).astype(np.float64) / DAY_NS, np.nan
+                seen, (t - first).astype(np.float64) / DAY_NS, np.nan
             )
 
-        icode = code[p.insp_row]
+        icode = code_in[p.insp_row]
         iidx = EventIndex(icode, p.rank_insp, p.M, p.insp_flags)
-        ihi = iidx.position(code, p.rank_t)
+        ihi = iidx.position(code, rank_t)
         need = set(RATE_WINDOWS)
         for a in ("insp_cnt", "nc_cnt", "ncmaj_cnt", "rand_share"):
             need.update(aggs.get(a, ()))
         counts: dict[tuple[str, str], np.ndarray] = {}
         for w in need:
-            lo = iidx.position(code, p.rank_start[w])
+            lo = iidx.position(code, starts[w])
             for k in ("insp", "nc", "ncmaj", "rand"):
                 counts[(k, w)] = iidx.count(lo, ihi, k).astype(np.float64)
         for agg, k in (("insp_cnt", "insp"), ("nc_cnt", "nc"), ("ncmaj_cnt", "ncmaj")):
@@ -352,32 +380,32 @@ def _entity_features(p: Prepared, out: dict[str, np.ndarray], progress: Progress
                 res[f"rand_share_{w}"] = counts[("rand", w)] / counts[("insp", w)]
         for w in RATE_WINDOWS:
             parents = entity.parents or ("global",)
-            prior = rates[(parents[0], w)]
+            prior = rates[(parents[0], w)][perm]
             for q in parents[1:]:
-                prior = prior + rates[(q, w)]
+                prior = prior + rates[(q, w)][perm]
             if len(parents) > 1:
                 prior = prior / len(parents)
             r = eb_rate(counts[("nc", w)], counts[("insp", w)], prior)
             r[missing] = np.nan
-            rates[(name, w)] = r
-        for w in aggs.get("nc_rate_eb", ()):
-            res[f"nc_rate_eb_{w}"] = rates[(name, w)]
+            full = np.empty(p.n)
+            full[perm] = r
+            rates[(name, w)] = full
+            if w in aggs.get("nc_rate_eb", ()):
+                res[f"nc_rate_eb_{w}"] = r
         if "days_since_nc" in aggs:
-            nc = p.insp_flags["nc"].astype(bool)
-            nidx = EventIndex(icode[nc], p.rank_insp[nc], p.M, times=p.insp_t[nc])
-            nhi = nidx.position(code, p.rank_t)
+            nidx = EventIndex(icode[nc_sel], p.rank_insp[nc_sel], p.M, times=p.insp_t[nc_sel])
+            nhi = nidx.position(code, rank_t)
             nlo = nidx.position(code, None)
             has = nhi > nlo
             last = nidx.time_at(nhi - 1, has)
-            res["days_since_nc_all"] = np.where(has, (p.t - last).astype(np.float64) / DAY_NS, np.nan)
+            res["days_since_nc_all"] = np.where(has, (t - last).astype(np.float64) / DAY_NS, np.nan)
         for key, values in res.items():
-            values = values.astype(np.float64, copy=True)
+            values = np.asarray(values, dtype=np.float64)
             values[missing] = np.nan
-            out[f"{name}_{key}"] = values
+            target = out.slot(f"{name}_{key}")
+            target[perm] = values
     for ent in ("ent", "ent_x_hs4", "ent_x_org"):
-        flag = new_flags[ent].copy()
-        flag[p.coder.codes(p.entities[ent]) < 0] = np.nan
-        out[f"{ent}_is_new_all"] = flag
+        out[f"{ent}_is_new_all"] = new_flags[ent]
 
 
 def signal_patterns(signals: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], int]], np.ndarray]:
@@ -443,7 +471,7 @@ def signal_categories(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return ch.astype(np.int64), sev.astype(np.int64)
 
 
-def _signal_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
+def _signal_features(p: Prepared, out: _Columns) -> None:
     from features.registry import (
         SIGNAL_ALL_WINDOWS,
         SIGNAL_CHANNEL_WINDOWS,
@@ -483,12 +511,20 @@ def _signal_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
             for j, s in enumerate(SIGNAL_SEVERITIES):
                 weights[f"sev_{s}"] = (sev[sel] == j).astype(np.int64)
             idx = EventIndex(scode, sig_rank[sel], p.M, weights)
-            hi = idx.position(dcode, p.rank_t)
+            perm = np.argsort(dcode * p.M + p.rank_t, kind="stable")
+            dc = dcode[perm]
+            ok = dc >= 0
+            hi = idx.position(dc, p.rank_t[perm])
             routes = [route_of_field[f] for f in pattern[0]] + (["hs"] if pattern[1] else [])
             for w in SIGNAL_WINDOWS:
-                lo = idx.position(dcode, p.rank_start[w])
-                ok = dcode >= 0
-                cnt = np.where(ok, idx.count(lo, hi, "all"), 0).astype(np.float64)
+                lo = idx.position(dc, p.rank_start[w][perm])
+
+                def counted(weight: str, lo=lo) -> np.ndarray:
+                    full = np.zeros(p.n)
+                    full[perm] = np.where(ok, idx.count(lo, hi, weight), 0)
+                    return full
+
+                cnt = counted("all")
                 if w in SIGNAL_ALL_WINDOWS:
                     add(f"sig_all_cnt_{w}", cnt)
                 for r in routes:
@@ -496,15 +532,15 @@ def _signal_features(p: Prepared, out: dict[str, np.ndarray]) -> None:
                         add(f"sig_{r}_cnt_{w}", cnt)
                 if w in SIGNAL_CHANNEL_WINDOWS:
                     for c in SIGNAL_CHANNELS:
-                        add(f"sig_{c}_cnt_{w}", np.where(ok, idx.count(lo, hi, c), 0))
+                        add(f"sig_{c}_cnt_{w}", counted(c))
                 if w in SIGNAL_SEVERITY_WINDOWS:
-                    for s in SIGNAL_SEVERITIES:
-                        add(f"sig_sev_{s}_cnt_{w}", np.where(ok, idx.count(lo, hi, f"sev_{s}"), 0))
+                    for sv in SIGNAL_SEVERITIES:
+                        add(f"sig_sev_{sv}_cnt_{w}", counted(f"sev_{sv}"))
     for k, v in acc.items():
         out[k] = np.asarray(v, dtype=np.float64)
 
 
-def _extra_numeric(p: Prepared, out: dict[str, np.ndarray]) -> None:
+def _extra_numeric(p: Prepared, out: _Columns) -> None:
     for name, kind in p.attributes.items():
         if kind == "numeric":
             out[f"attr_{name}_value_now"] = pd.to_numeric(p.decl[name], errors="coerce").to_numpy(
@@ -536,7 +572,7 @@ def build_offline(
     """
     specs = feature_specs(attributes)
     p = Prepared(tables, attributes)
-    feats: dict[str, np.ndarray] = {}
+    feats = _Columns([s.name for s in specs], p.n)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("declaration", lambda: _declaration_features(p, feats)),
         ("value", lambda: _value_features(p, feats)),
@@ -549,10 +585,12 @@ def build_offline(
         if progress:
             progress(step)
         fn()
-    data: dict[str, Any] = {c: p.decl[c].reset_index(drop=True) for c in ID_COLUMNS}
-    for s in specs:
-        data[s.name] = feats[s.name]
-    return pd.DataFrame(data)
+    missing = [name for name, done in zip(feats.names, feats.written, strict=True) if not done]
+    assert not missing, f"features not computed: {missing[:5]}"
+    ids = pd.DataFrame({c: p.decl[c].reset_index(drop=True) for c in ID_COLUMNS})
+    # One float64 block, transposed view: pandas takes it without a copy or consolidation.
+    values = pd.DataFrame(feats.matrix.T, columns=feats.names, copy=False)
+    return pd.concat([ids, values], axis=1)
 
 
 def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

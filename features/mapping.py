@@ -196,7 +196,9 @@ def _build(rule: ColumnRule, rows: pa.Table) -> pa.Array | pa.ChunkedArray:
         ts = pc.strptime(col, format=rule.date_format, unit="s", error_is_null=True)
         if rule.add_days:
             ts = pc.add(ts, pa.scalar(timedelta(days=rule.add_days), pa.duration("s")))
-        formatted = pc.strftime(ts, format=_ISO_OUT)
+        # With %z the parsed instant is UTC; keep its offset so it is not re-read as local time.
+        out_fmt = _ISO_OUT + "%z" if "%z" in rule.date_format else _ISO_OUT
+        formatted = pc.strftime(ts, format=out_fmt)
         # Keep a failed value visible (and failing the ISO rule) rather than turning it into null.
         failed = pc.binary_join_element_wise("unparseable date: ", col, "")
         col = pc.if_else(pc.is_valid(ts), formatted, failed)

@@ -40,13 +40,37 @@ class TimeRanks:
     """
 
     def __init__(self, arrays: Iterable[np.ndarray]) -> None:
-        self.values = np.unique(np.concatenate([np.asarray(a, dtype=np.int64) for a in arrays]))
+        self.values = sorted_unique(np.concatenate([np.asarray(a, dtype=np.int64) for a in arrays]))
         # +1 so that rank == M never collides with the next code's first rank.
         self.modulus = np.int64(len(self.values) + 1)
 
     def rank(self, t: np.ndarray) -> np.ndarray:
         """Rank of each time (exact for times given at construction)."""
         return np.searchsorted(self.values, t).astype(np.int64)
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """Sorted unique values (sort-based: faster than ``np.unique``'s hash path on int64)."""
+    s = np.sort(x)
+    if len(s) == 0:
+        return s
+    keep = np.empty(len(s), dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def dense_codes(x: np.ndarray) -> np.ndarray:
+    """Codes 0..k-1 of the distinct values of ``x`` (in sorted order of the values)."""
+    order = np.argsort(x, kind="stable")
+    s = x[order]
+    new = np.empty(len(s), dtype=np.int64)
+    if len(s):
+        new[0] = 0
+        new[1:] = s[1:] != s[:-1]
+    out = np.empty(len(s), dtype=np.int64)
+    out[order] = np.cumsum(new)
+    return out
 
 
 def combine_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -57,8 +81,7 @@ def combine_codes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.full(len(a), -1, dtype=np.int64)
     if ok.any():
         nb = np.int64(b[ok].max() + 1)
-        _, inv = np.unique(a[ok] * nb + b[ok], return_inverse=True)
-        out[ok] = inv
+        out[ok] = dense_codes(a[ok] * nb + b[ok])
     return out
 
 

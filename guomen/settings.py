@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
@@ -43,6 +44,10 @@ class Settings(BaseSettings):
     # Serving (issue 5).
     model_alias: str = Field("champion", description="registry alias the API serves")
     snapshot_dir: Path = Field(Path("data/snapshot"), description="online feature snapshot")
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL",
+        description="SQLite WAL sync: NORMAL survives a process crash, FULL also a power cut",
+    )
     key_cache_seconds: float = Field(
         5.0, ge=0, description="how long a checked API key is trusted before the DB is asked again"
     )

@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.sqlite_synchronous)
         await anyio.to_thread.run_sync(create_schema, engine)
         app.state.engine = engine
         app.state.keys = KeyStore(engine, settings.key_cache_seconds)

@@ -303,12 +303,22 @@ class WarningStore:
         assert out is not None
         return out
 
-    def approve(self, warning_id: str, actor: str, reason: str | None = None) -> dict[str, Any]:
-        """Approve and put in force at once (two transitions in one database transaction)."""
+    def approve(
+        self,
+        warning_id: str,
+        actor: str,
+        reason: str | None = None,
+        start_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Approve and put in force at once (two transitions in one database transaction).
+
+        ``start_at`` is the warning's start time (default: now); the effect evaluation counts
+        declarations from it. Replays of past data (the benchmark) set it to the proposal day.
+        """
         now = utcnow()
         with self.engine.begin() as conn:
             self._apply(conn, warning_id, "approve", actor, reason, None, now)
-            self._apply(conn, warning_id, "activate", actor, reason, None, now)
+            self._apply(conn, warning_id, "activate", actor, reason, None, now, start_at)
         self._version += 1
         out = self.get(warning_id)
         assert out is not None
@@ -323,6 +333,7 @@ class WarningStore:
         reason: str | None,
         evaluation: dict[str, Any] | None,
         now: datetime,
+        start_at: datetime | None = None,
     ) -> None:
         row = conn.execute(
             sa.select(
@@ -339,7 +350,7 @@ class WarningStore:
             pub = self.config["publication"][to_level]
             values["publication_type"] = pub
         if action == "activate":
-            values["activated_at"] = now
+            values["activated_at"] = start_at or now
         if action == "lift":
             values["lifted_at"] = now
         result = conn.execute(

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -138,6 +139,9 @@ class ManualProposal(BaseModel):
 
 class ActionRequest(BaseModel):
     reason: str | None = Field(None, max_length=2000)
+    start_at: datetime | None = Field(
+        None, description="approve: the warning's start time (default now; timezone required)"
+    )
     evaluate: bool = Field(False, description="lift: run the effect evaluation first")
     as_of: str | None = Field(None, description="lift: end of the evaluation period")
     threshold: float | None = Field(None, ge=0, le=1)
@@ -171,6 +175,7 @@ def run_action(
     as_of: str | None = None,
     threshold: float | None = None,
     period_days: int | None = None,
+    start_at: datetime | None = None,
 ) -> dict[str, Any]:
     """One lifecycle action (``approve`` also activates). Raises KeyError/InvalidTransition."""
     if action not in ACTIONS:
@@ -187,7 +192,7 @@ def run_action(
             warning, tables, end, store.config, threshold, period_days
         ).to_dict()
     if action == "approve":
-        return store.approve(warning_id, actor, reason)
+        return store.approve(warning_id, actor, reason, start_at)
     return store.apply(warning_id, action, actor, reason, evaluation)
 
 
@@ -316,6 +321,8 @@ def act_on_warning(
     body: ActionRequest | None = None,
 ) -> dict[str, Any]:
     body = body or ActionRequest()
+    if body.start_at is not None and body.start_at.tzinfo is None:
+        raise HTTPException(422, "start_at needs a timezone offset")
     store = get_store(request)
     tables = get_tables(request) if action == "lift" and body.evaluate else None
     try:
@@ -330,6 +337,7 @@ def act_on_warning(
             body.as_of,
             body.threshold,
             body.period_days,
+            body.start_at,
         )
     except KeyError as exc:
         raise _not_found(warning_id) from exc

@@ -125,7 +125,10 @@ def test_mapped_rows_are_validated_with_foreign_row_numbers(foreign: Path, tmp_p
     assert json.loads(qd.loc[5, "raw"])["Date"] == "2020-13-45"
     assert qd.loc[5, "source_file"] == "foreign_flat.csv"
     decl = Store(tmp_path / "s").read("declarations")
-    assert decl.loc[decl["declaration_id"] == df.loc[7, "Declaration ID"], "transport_mode"].item() == "other"
+    assert (
+        decl.loc[decl["declaration_id"] == df.loc[7, "Declaration ID"], "transport_mode"].item()
+        == "other"
+    )
 
 
 def test_missing_source_column_is_a_file_level_error(foreign: Path, tmp_path: Path) -> None:
@@ -192,11 +195,51 @@ def test_operations() -> None:
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"sources": [{"file": "x", "tables": {"declarations": {"columns": {"hs_code": {"from": "a", "eval": "1"}}}}}]}, "unknown operation"),
-        ({"sources": [{"file": "x", "tables": {"declarations": {"columns": {"nope": "a"}}}}]}, "not a contract column"),
-        ({"sources": [{"file": "x", "tables": {"shipments": {"columns": {}}}}]}, "not a contract table"),
-        ({"sources": [{"file": "x", "tables": {"declarations": {"columns": {"hs_code": {"from": "a", "const": "b"}}}}}]}, "exactly one"),
-        ({"sources": [{"file": "x", "tables": {"declarations": {"columns": {}, "attributes": {"a": "text"}}}}]}, "categorical or numeric"),
+        (
+            {
+                "sources": [
+                    {
+                        "file": "x",
+                        "tables": {
+                            "declarations": {"columns": {"hs_code": {"from": "a", "eval": "1"}}}
+                        },
+                    }
+                ]
+            },
+            "unknown operation",
+        ),
+        (
+            {"sources": [{"file": "x", "tables": {"declarations": {"columns": {"nope": "a"}}}}]},
+            "not a contract column",
+        ),
+        (
+            {"sources": [{"file": "x", "tables": {"shipments": {"columns": {}}}}]},
+            "not a contract table",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "file": "x",
+                        "tables": {
+                            "declarations": {"columns": {"hs_code": {"from": "a", "const": "b"}}}
+                        },
+                    }
+                ]
+            },
+            "exactly one",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "file": "x",
+                        "tables": {"declarations": {"columns": {}, "attributes": {"a": "text"}}},
+                    }
+                ]
+            },
+            "categorical or numeric",
+        ),
         ({"tables": {}}, "sources"),
     ],
 )

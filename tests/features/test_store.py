@@ -41,7 +41,13 @@ def test_empty_store_gives_empty_typed_tables(tmp_path: Path) -> None:
         _check_dtypes(name, frame)
     assert store.attributes == {}
     assert store.quarantine().columns.tolist() == [
-        "batch", "source_file", "source_row", "table", "column", "reason", "raw",
+        "batch",
+        "source_file",
+        "source_row",
+        "table",
+        "column",
+        "reason",
+        "raw",
     ]
     assert store.reports() == []
 
@@ -77,9 +83,7 @@ def test_uncommitted_parts_are_ignored(tmp_path: Path) -> None:
     ingest(CORPUS / "ok_all_tables", root)
     # A part left behind by a load that died before writing the manifest.
     orphan = root / "declarations" / "declared_month=2024-03" / "part-99990101T000000Z-dead.parquet"
-    pq.write_table(
-        pa.table({"declaration_id": ["GHOST"]}), orphan
-    )
+    pq.write_table(pa.table({"declaration_id": ["GHOST"]}), orphan)
     assert "GHOST" not in set(Store(root).read("declarations")["declaration_id"])
 
 

@@ -172,9 +172,12 @@ def test_profiles_match_an_independent_computation(world, reference):
         assert row["declarations"] == len(ids)
         assert row["expected_rate"] == pytest.approx(p.mean(), abs=1e-12)
         assert row["max_probability"] == pytest.approx(p.max(), abs=1e-12)
-        tiers = policy.tiers(p)
+        # A probability can sit exactly on a threshold (thresholds are quantiles of scores);
+        # the API's logit (base + sum of contributions) may differ from the booster's margin in
+        # the last bit there, so accept either side within 1e-12.
         for t in TIER_ORDER:
-            assert row[f"share_{t}"] == pytest.approx(np.mean(tiers == t), abs=1e-12)
+            shares = [np.mean(policy.tiers(p + d) == t) for d in (-1e-12, 0.0, 1e-12)]
+            assert min(shares) - 1e-12 <= row[f"share_{t}"] <= max(shares) + 1e-12
         assert row["risk_tier"] == policy.tier(p.mean())
         contrib = bundle.booster.predict(X, pred_contrib=True)[:, :-1] * bundle.calibration.a
         mean = contrib.mean(axis=0)

@@ -1,0 +1,289 @@
+"""Risk warnings: configuration, assessment, levels, measures and the lifecycle state machine."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+from warnings_synth import OUTBREAK_HS4, OUTBREAK_ORIGIN, START, make_tables, new_declaration
+
+from policy.warnings import (
+    DEFAULT_CONFIG,
+    InvalidTransition,
+    Subject,
+    assess,
+    beta_lower_bound,
+    build_warning,
+    evaluate_effect,
+    inspection_measures,
+    load_warning_config,
+    matrix_level,
+    measures_for_level,
+    next_state,
+    propose,
+    validate_config,
+)
+
+CFG = load_warning_config()
+OUTBREAK = Subject("hs4_origin", (OUTBREAK_HS4, OUTBREAK_ORIGIN))
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    return make_tables()
+
+
+def day(n: int) -> pd.Timestamp:
+    return START + pd.Timedelta(days=n)
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+def test_yaml_file_reproduces_the_embedded_defaults():
+    assert load_warning_config() == validate_config(copy.deepcopy(DEFAULT_CONFIG))
+
+
+def test_config_overrides_merge_and_bad_matrix_is_refused(tmp_path):
+    f = tmp_path / "w.yaml"
+    f.write_text("window_days: 14\nlikelihood: {min_inspected: 9}\n", encoding="utf-8")
+    cfg = load_warning_config(f)
+    assert cfg["window_days"] == 14 and cfg["likelihood"]["min_inspected"] == 9
+    assert cfg["likelihood"]["prior_strength"] == DEFAULT_CONFIG["likelihood"]["prior_strength"]
+    f.write_text("matrix: [[1, 2], [3, 4]]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="4 x 4"):
+        load_warning_config(f)
+    f.write_text("measures: {1: [{type: teleport}]}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown measure"):
+        load_warning_config(f)
+
+
+def test_matrix_reads_severity_by_likelihood():
+    assert matrix_level(4, 4, CFG) == 1
+    assert matrix_level(1, 1, CFG) == 0
+    assert matrix_level(3, 0, CFG) == 0
+    # more severe or more likely never gives a less serious level
+    for s in range(1, 5):
+        for lk in range(1, 4):
+            a, b = matrix_level(s, lk, CFG), matrix_level(s, lk + 1, CFG)
+            assert b == 0 or a == 0 or b <= a
+
+
+# ---------------------------------------------------------------------------- likelihood
+
+
+def test_credible_bound_three_of_three_is_weak_evidence():
+    base = np.array([0.05, 0.05, 0.05])
+    lower = beta_lower_bound(np.array([3, 30, 0]), np.array([3, 40, 40]), base, CFG)
+    assert lower[0] < 0.05 * CFG["likelihood"]["lift_thresholds"][0]  # no likelihood class
+    assert lower[1] > 0.05 * CFG["likelihood"]["lift_thresholds"][3]  # the top class
+    assert lower[2] < 0.05
+
+
+def _one_subject_tables(k: int, n: int, severity: str = "critical") -> dict[str, pd.DataFrame]:
+    """Background of 2000 inspections at 5% plus ``k`` bad of ``n`` for enterprise EBAD."""
+    tb = make_tables(n=3000, days=400, outbreak_day=10_000, seed=3)
+    decl, insp = tb["declarations"], tb["inspections"]
+    t = day(395)
+    rows = pd.DataFrame(
+        {
+            c: pd.array([new_declaration(i)[c] for i in range(n)], dtype="str")
+            for c in ("direction", "port_code", "trade_mode", "hs_code", "origin_country")
+        }
+    )
+    rows["declaration_id"] = pd.array([f"B{i}" for i in range(n)], dtype="str")
+    rows["declared_at"] = t
+    rows["enterprise_id"] = pd.array(["EBAD"] * n, dtype="str")
+    rows["overseas_party_id"] = pd.array(["PBAD"] * n, dtype="str")
+    rows["declared_value_usd"] = 1000.0
+    res = pd.DataFrame(
+        {
+            "declaration_id": rows["declaration_id"],
+            "inspected_at": t + pd.Timedelta(days=1),
+            "selection": pd.array(["random"] * n, dtype="str"),
+            "result": pd.array(
+                ["nonconforming"] * k + ["conforming"] * (n - k), dtype="str"
+            ),
+            "hazard_type": pd.array(["health"] * k + [None] * (n - k), dtype="str"),
+            "severity": pd.array([severity] * k + [None] * (n - k), dtype="str"),
+        }
+    )
+    tb["declarations"] = pd.concat([decl, rows], ignore_index=True)
+    tb["inspections"] = pd.concat([insp, res], ignore_index=True)
+    return tb
+
+
+def test_three_bad_out_of_three_does_not_trigger_red():
+    tb = _one_subject_tables(3, 3)
+    [a] = assess(tb, day(397), CFG, subjects=[Subject("enterprise", ("EBAD",))])
+    assert a.nonconforming == 3 and a.inspected == 3
+    assert a.level == 0  # too little evidence for any warning
+    found = [x for x in assess(tb, day(397), CFG) if x.subject.key == ("EBAD",)]
+    assert found == []
+
+
+def test_many_critical_results_give_a_serious_level():
+    tb = _one_subject_tables(24, 30)
+    [a] = assess(tb, day(397), CFG, subjects=[Subject("enterprise", ("EBAD",))])
+    assert a.likelihood == 4 and a.severity == 4
+    assert a.level in (1, 2)
+    # the same counts with minor results are less severe
+    tb_minor = _one_subject_tables(24, 30, severity="minor")
+    [b] = assess(tb_minor, day(397), CFG, subjects=[Subject("enterprise", ("EBAD",))])
+    assert b.severity < a.severity and b.level > a.level
+
+
+# ---------------------------------------------------------------------------- outbreak
+
+
+def test_outbreak_is_proposed_soon_after_it_starts_and_not_before(tables):
+    before = propose(tables, day(338), CFG)
+    assert not any(w["subject_key"] == OUTBREAK.key_str for w in before)
+    assert len(before) <= 1  # base-rate noise alone raises (almost) nothing
+    after = propose(tables, day(355), CFG)
+    hit = [w for w in after if w["subject_kind"] == "hs4_origin"]
+    assert [w["subject_key"] for w in hit] == [OUTBREAK.key_str]
+    w = hit[0]
+    assert w["level"] in (1, 2)  # critical health results at a high rate
+    assert w["status"] == "proposed"
+    # the broader HS4 and origin subjects are explained by the narrow one: not proposed
+    assert not any(x["subject_kind"] in ("hs4", "origin") for x in after)
+
+
+def test_assessment_uses_only_results_known_at_as_of(tables):
+    as_of = day(350)
+    a1 = assess(tables, as_of, CFG, subjects=[OUTBREAK])[0]
+    future = tables["inspections"].copy()
+    late = future["inspected_at"] > as_of
+    future.loc[late, "result"] = "conforming"
+    changed = {**tables, "inspections": future}
+    a2 = assess(changed, as_of, CFG, subjects=[OUTBREAK])[0]
+    assert (a1.inspected, a1.nonconforming, a1.level) == (a2.inspected, a2.nonconforming, a2.level)
+
+
+def test_signals_and_scores_feed_the_assessment(tables):
+    [a] = assess(tables, day(355), CFG, subjects=[OUTBREAK])
+    assert a.signals >= 2 and a.serious_signals >= 2
+    assert a.signal_channels.get("foreign_alert") == 1
+    decl = tables["declarations"]
+    p = np.where(OUTBREAK.mask(decl), 0.5, 0.05)
+    scores = pd.DataFrame({"declaration_id": decl["declaration_id"], "probability": p})
+    [b] = assess(tables, day(355), CFG, scores=scores, subjects=[OUTBREAK])
+    assert b.mean_score == pytest.approx(0.5) and b.score_ratio > 2
+
+
+def test_open_subjects_are_not_proposed_again(tables):
+    first = propose(tables, day(355), CFG)
+    again = propose(
+        tables, day(356), CFG, open_subjects={(w["subject_kind"], w["subject_key"]) for w in first}
+    )
+    assert not {w["subject_key"] for w in again} & {w["subject_key"] for w in first}
+
+
+# ---------------------------------------------------------------------------- warning content
+
+
+def test_every_warning_states_level_scope_matters_measures_and_publication(tables):
+    [a] = assess(tables, day(355), CFG, subjects=[OUTBREAK])
+    w = build_warning(a, CFG)
+    assert w["publication_type"] == CFG["publication"][w["level"]]
+    assert w["title"].startswith("关于") and "风险预警" in w["title"]
+    assert w["scope"]["declarations"] > 0 and w["scope"]["ports"] >= 1
+    assert "nonconforming" in w["matters"]
+    types = [m["type"] for m in w["measures"]]
+    assert "tightened_inspection" in types and "lower_credit" not in types  # not an enterprise
+    assert w["as_of"] == a.as_of
+
+
+def test_measures_toolbox_by_level_and_subject():
+    assert [m["mode"] for m in measures_for_level(1, "enterprise", CFG) if "mode" in m] == [
+        "mandatory"
+    ]
+    assert any(m["type"] == "lower_credit" for m in measures_for_level(1, "enterprise", CFG))
+    assert not any(m["type"] == "lower_credit" for m in measures_for_level(1, "hs4", CFG))
+    [raised] = [m for m in measures_for_level(4, "hs4", CFG) if m["type"] == "tightened_inspection"]
+    assert raised["mode"] == "raised" and 0 < raised["rate"] < 1
+
+
+def test_inspection_measures_match_declarations_and_order_mandatory_first():
+    warnings = [
+        {"id": "W2", "status": "active", "level": 4, "subject_kind": "hs4",
+         "subject_key": "0303", "measures": measures_for_level(4, "hs4", CFG)},
+        {"id": "W1", "status": "active", "level": 2, "subject_kind": "hs4_origin",
+         "subject_key": "0303/VN", "measures": measures_for_level(2, "hs4_origin", CFG)},
+        {"id": "W0", "status": "proposed", "level": 1, "subject_kind": "origin",
+         "subject_key": "VN", "measures": measures_for_level(1, "origin", CFG)},
+    ]  # fmt: skip
+    ms = inspection_measures(warnings)
+    assert [m.warning_id for m in ms] == ["W1", "W2"]  # proposed ones impose nothing
+    assert ms[0].mode == "mandatory" and ms[1].mode == "raised"
+    assert ms[0].matches(new_declaration(1, hs_code="03031900", origin_country="VN"))
+    assert not ms[0].matches(new_declaration(2, hs_code="03031900", origin_country="TH"))
+    assert not ms[0].matches(new_declaration(3, hs_code="9503000", origin_country="VN"))
+    # a raised rate selects about that share, reproducibly
+    picks = [ms[1].selects(f"D{i}", "s3cret") for i in range(4000)]
+    assert abs(np.mean(picks) - ms[1].rate) < 0.03
+    assert picks == [ms[1].selects(f"D{i}", "s3cret") for i in range(4000)]
+
+
+def test_subject_mask_equals_matches(tables):
+    decl = tables["declarations"].head(500)
+    for s in (OUTBREAK, Subject("hs4", ("9503",)), Subject("enterprise", ("E001",)),
+              Subject("overseas_party", ("P003",)), Subject("origin", ("JP",))):  # fmt: skip
+        rows = decl.to_dict("records")
+        assert list(s.mask(decl)) == [s.matches(r) for r in rows]
+
+
+# ---------------------------------------------------------------------------- lifecycle
+
+
+def test_lifecycle_valid_path():
+    assert next_state("proposed", 3, "approve") == ("approved", 3)
+    assert next_state("approved", 3, "activate") == ("active", 3)
+    assert next_state("active", 3, "escalate") == ("active", 2)
+    assert next_state("active", 2, "de-escalate") == ("active", 3)
+    assert next_state("active", 3, "lift", reason="outbreak over, supplier delisted") == (
+        "lifted",
+        3,
+    )
+    assert next_state("active", 3, "lift", evaluation={"passed": True}) == ("lifted", 3)
+    assert next_state("proposed", 3, "reject", reason="duplicate") == ("rejected", 3)
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "action", "kwargs"),
+    [
+        ("approved", 3, "approve", {}),
+        ("active", 3, "approve", {}),
+        ("rejected", 3, "approve", {}),
+        ("proposed", 3, "escalate", {}),
+        ("proposed", 3, "lift", {"reason": "x"}),
+        ("active", 1, "escalate", {}),
+        ("active", 4, "de-escalate", {}),
+        ("active", 3, "lift", {}),
+        ("active", 3, "lift", {"evaluation": {"passed": False}}),
+        ("active", 3, "lift", {"reason": "   "}),
+        ("lifted", 3, "lift", {"reason": "x"}),
+        ("lifted", 3, "activate", {}),
+        ("active", 3, "explode", {}),
+    ],
+)
+def test_invalid_transitions_are_refused(status, level, action, kwargs):
+    with pytest.raises(InvalidTransition):
+        next_state(status, level, action, **kwargs)
+
+
+def test_effect_evaluation_counts_matching_inspections_after_activation(tables):
+    [a] = assess(tables, day(355), CFG, subjects=[OUTBREAK])
+    w = build_warning(a, CFG)
+    w["activated_at"] = day(356).isoformat()
+    ev = evaluate_effect(w, tables, day(399), CFG, period_days=60)
+    decl, insp = tables["declarations"], tables["inspections"]
+    d = decl[OUTBREAK.mask(decl) & (decl["declared_at"] >= day(356))]
+    i = insp[insp["declaration_id"].isin(d["declaration_id"]) & (insp["inspected_at"] <= day(399))]
+    assert ev.inspected == len(i) and ev.nonconforming == int((i["result"] == "nonconforming").sum())
+    assert ev.threshold == pytest.approx(CFG["lift"]["threshold_factor"] * a.baseline)
+    assert ev.passed is False  # the outbreak never recovers in the synthetic data
+    assert ev.period_start == day(356).isoformat()

@@ -1,0 +1,245 @@
+"""Warnings JSON API and committee pages over HTTP (FastAPI TestClient, real SQLite database)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from warnings_app import build_app, new_declaration
+
+from serving.decisions import decide
+from serving.routes.pages import SESSION_COOKIE
+from serving.warnings_store import EXPORT_FIELDS, transitions_table
+
+AS_OF = "2024-12-21"  # 355 days into the synthetic data: the outbreak is under way
+
+
+@pytest.fixture()
+def ctx(tmp_path):
+    app, keys = build_app(tmp_path / "g.db")
+    with TestClient(app) as client:
+        yield app, client, keys
+
+
+def h(keys, role="committee"):
+    return {"X-API-Key": keys[role]}
+
+
+def _propose(client, keys):
+    r = client.post("/v1/warnings/propose", json={"as_of": AS_OF}, headers=h(keys))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_roles(ctx):
+    _, client, keys = ctx
+    assert client.get("/v1/warnings").status_code == 401
+    assert client.get("/v1/warnings", headers={"X-API-Key": "gmk_" + "x" * 40}).status_code == 401
+    assert client.get("/v1/warnings", headers=h(keys, "inspector")).status_code == 403
+    assert client.get("/v1/warnings", headers=h(keys, "admin")).status_code == 200
+    assert client.get("/v1/warnings", headers=h(keys)).json() == []
+
+
+def test_propose_approve_and_the_decision_hook_makes_matching_declarations_mandatory(ctx):
+    app, client, keys = ctx
+    made = _propose(client, keys)
+    [w] = [x for x in made if x["subject_key"] == "0303/VN"]
+    assert w["status"] == "proposed" and w["level"] in (1, 2)
+    # proposing again the same day stores nothing new
+    assert _propose(client, keys) == []
+    provider = app.state.measure_provider
+    decl = new_declaration(7)
+    before = decide(decl, "low", credit_rating=None, measures=provider(), secret="s",
+                    monitoring_share=0.0)  # fmt: skip
+    assert before.decision == "release"
+
+    r = client.post(f"/v1/warnings/{w['id']}/approve", json={"reason": "confirmed"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "active" and body["activated_at"]
+    assert [t["action"] for t in body["transitions"]] == ["propose", "approve", "activate"]
+    assert all(t["actor"].startswith("gmk_") for t in body["transitions"][1:])
+
+    after = decide(decl, "low", credit_rating=None, measures=provider(), secret="s",
+                   monitoring_share=0.0)  # fmt: skip
+    assert after.decision == "mandatory" and after.warnings == (w["id"],)
+    other = decide(new_declaration(8, origin_country="DE"), "low", credit_rating=None,
+                   measures=provider(), secret="s", monitoring_share=0.0)  # fmt: skip
+    assert other.decision == "release"
+
+
+def test_invalid_transitions_get_409_and_lifting_needs_a_reason_or_evaluation(ctx):
+    app, client, keys = ctx
+    [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+    wid = w["id"]
+    assert client.post(f"/v1/warnings/{wid}/lift", json={"reason": "x"},
+                       headers=h(keys)).status_code == 409  # fmt: skip
+    r = client.post(f"/v1/warnings/{wid}/approve", json={"start_at": "2024-12-22T00:00:00Z"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 200 and r.json()["activated_at"].startswith("2024-12-22")
+    assert client.post(f"/v1/warnings/{wid}/approve", headers=h(keys)).status_code == 409
+    assert client.post(f"/v1/warnings/{wid}/reject", json={"reason": "late"},
+                       headers=h(keys)).status_code == 409  # fmt: skip
+    # no reason, no evaluation
+    assert client.post(f"/v1/warnings/{wid}/lift", headers=h(keys)).status_code == 409
+    # an evaluation that does not pass (the synthetic outbreak never ends) and no reason
+    r = client.post(f"/v1/warnings/{wid}/lift", json={"evaluate": True, "as_of": "2025-02-03"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 409 and "evaluation" in r.json()["detail"]
+    level = w["level"]
+    r = client.post(f"/v1/warnings/{wid}/de-escalate", json={"reason": "fewer critical"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 200 and r.json()["level"] == level + 1
+    r = client.post(f"/v1/warnings/{wid}/escalate", json={"reason": "worse again"},
+                    headers=h(keys))  # fmt: skip
+    assert r.json()["level"] == level
+    ev = client.get(f"/v1/warnings/{wid}/evaluation", params={"as_of": "2025-02-03"},
+                    headers=h(keys)).json()  # fmt: skip
+    assert ev["inspected"] > 0 and ev["passed"] is False
+    r = client.post(f"/v1/warnings/{wid}/lift",
+                    json={"reason": "supplier delisted by the origin authority", "evaluate": True,
+                          "as_of": "2025-02-03"}, headers=h(keys))  # fmt: skip
+    assert r.status_code == 200 and r.json()["status"] == "lifted"
+    last = r.json()["transitions"][-1]
+    assert last["action"] == "lift" and last["reason"].startswith("supplier")
+    assert last["evaluation"]["inspected"] == ev["inspected"]
+    assert client.post(f"/v1/warnings/{wid}/escalate", headers=h(keys)).status_code == 409
+    assert app.state.measure_provider() == []
+    with app.state.engine.connect() as conn:
+        rows = conn.execute(
+            transitions_table.select().where(transitions_table.c.warning_id == wid)
+        ).all()
+    assert [r.action for r in rows] == [
+        "propose", "approve", "activate", "de-escalate", "escalate", "lift"
+    ]  # fmt: skip
+    assert all(r.at is not None and r.actor for r in rows)
+
+
+def test_unknown_warning_is_404_and_bad_input_422(ctx):
+    _, client, keys = ctx
+    assert client.get("/v1/warnings/nope", headers=h(keys)).status_code == 404
+    assert client.post("/v1/warnings/nope/approve", headers=h(keys)).status_code == 404
+    assert client.post("/v1/warnings/nope/explode", headers=h(keys)).status_code == 422
+    r = client.post("/v1/warnings/propose", json={"as_of": "not a date"}, headers=h(keys))
+    assert r.status_code == 422
+
+
+def test_manual_proposal(ctx):
+    _, client, keys = ctx
+    body = {"subject_kind": "enterprise", "subject_key": "E005", "as_of": AS_OF,
+            "reason": "customs intelligence"}  # fmt: skip
+    r = client.post("/v1/warnings/manual", json=body, headers=h(keys))
+    assert r.status_code == 422  # no evidence and no level given
+    r = client.post("/v1/warnings/manual", json={**body, "level": 3}, headers=h(keys))
+    assert r.status_code == 201, r.text
+    w = r.json()
+    assert w["level"] == 3 and w["subject_label"].endswith("E005")
+    assert any(m["type"] == "tightened_inspection" for m in w["measures"])
+    assert client.post("/v1/warnings/manual", json={**body, "level": 3},
+                       headers=h(keys)).status_code == 409  # fmt: skip
+
+
+def test_export_json_and_csv_follow_the_documented_schema(ctx):
+    _, client, keys = ctx
+    made = _propose(client, keys)
+    client.post(f"/v1/warnings/{made[0]['id']}/approve", headers=h(keys))
+    j = client.get("/v1/warnings/export", headers=h(keys)).json()
+    assert j["schema"] == "guomen.warnings/1" and j["fields"] == list(EXPORT_FIELDS)
+    assert len(j["warnings"]) == len(made)
+    assert all(set(r) == set(EXPORT_FIELDS) for r in j["warnings"])
+    active = [r for r in j["warnings"] if r["status"] == "active"]
+    assert active and active[0]["start_time"]
+    r = client.get("/v1/warnings/export", params={"format": "csv"}, headers=h(keys))
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert list(rows[0]) == list(EXPORT_FIELDS) and len(rows) == len(made)
+    assert {x["id"] for x in rows} == {x["id"] for x in j["warnings"]}
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+def _login(client, key):
+    page = client.get("/committee/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return client.post("/committee/login", data={"api_key": key, "csrf": token,
+                       "next": "/committee/warnings"}, follow_redirects=False)  # fmt: skip
+
+
+def test_pages_need_a_session_and_login_sets_a_safe_cookie(ctx):
+    _, client, keys = ctx
+    r = client.get("/committee/warnings", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/committee/login")
+    bad = _login(client, keys["inspector"])
+    assert bad.headers["location"] == "/committee/login?error=1"
+    assert SESSION_COOKIE not in client.cookies
+    r = _login(client, keys["committee"])
+    assert r.status_code == 303 and r.headers["location"] == "/committee/warnings"
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert "Max-Age" in cookie and keys["committee"] not in cookie
+    assert client.get("/committee/warnings").status_code == 200
+
+
+def test_login_without_the_double_submit_token_is_refused(ctx):
+    _, client, keys = ctx
+    r = client.post("/committee/login", data={"api_key": keys["committee"], "csrf": "forged"})
+    assert r.status_code == 403
+
+
+def test_forms_need_the_csrf_token_and_a_tampered_cookie_is_rejected(ctx):
+    _, client, keys = ctx
+    [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+    _login(client, keys["committee"])
+    page = client.get(f"/committee/warnings/{w['id']}")
+    assert page.status_code == 200 and "批准" in page.text
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    url = f"/committee/warnings/{w['id']}/approve"
+    assert client.post(url, data={"reason": "ok"}, follow_redirects=False).status_code == 403
+    assert client.post(url, data={"csrf": "0" * 64}, follow_redirects=False).status_code == 403
+    r = client.post(url, data={"csrf": token, "reason": "ok"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get(f"/v1/warnings/{w['id']}", headers=h(keys)).json()["status"] == "active"
+    # the same form again: refused with 409 and a page that says why
+    r = client.post(url, data={"csrf": token})
+    assert r.status_code == 409 and "cannot approve" in r.text
+    value = client.cookies[SESSION_COOKIE]
+    client.cookies.set(SESSION_COOKIE, value[:-2] + ("AA" if value[-2:] != "AA" else "BB"),
+                       path="/committee")  # fmt: skip
+    r = client.get("/committee/warnings", follow_redirects=False)
+    assert r.status_code == 303
+
+
+def test_revoking_the_key_ends_its_sessions(ctx):
+    app, client, keys = ctx
+    from serving.auth import revoke_key
+
+    _login(client, keys["committee"])
+    assert client.get("/committee/warnings").status_code == 200
+    revoke_key(app.state.engine, keys["committee"][:12])
+    assert client.get("/committee/warnings", follow_redirects=False).status_code == 303
+
+
+def test_every_page_renders(ctx):
+    _, client, keys = ctx
+    made = _propose(client, keys)
+    _login(client, keys["admin"])
+    for url in (
+        "/committee/warnings",
+        "/committee/warnings?status=proposed&level=1",
+        f"/committee/warnings/{made[0]['id']}",
+        "/committee/model",
+        "/committee/declarations/D000010",
+        "/committee/enterprises/E001",
+        "/committee/static/committee.css",
+    ):
+        r = client.get(url)
+        assert r.status_code == 200, (url, r.text[:300])
+    assert client.get("/committee/static/..%2Fapp.py").status_code == 404
+    assert client.get("/committee/declarations/NOPE").status_code == 404
+    detail = client.get(f"/committee/warnings/{made[0]['id']}").text
+    assert "<svg" in detail and 'id="trend-chart"' in detail
