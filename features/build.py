@@ -76,9 +76,11 @@ def final_inspections(insp: pd.DataFrame) -> pd.DataFrame:
 def inspection_flags(insp: pd.DataFrame) -> dict[str, np.ndarray]:
     """0/1 columns counted per inspection: any result, nonconforming, major/critical, random."""
     nc = (insp["result"] == "nonconforming").fillna(False).to_numpy(dtype=bool)
-    maj = insp["severity"].isin(["major", "critical"]).fillna(False).to_numpy(dtype=bool) if (
-        "severity" in insp
-    ) else np.zeros(len(insp), dtype=bool)
+    maj = (
+        insp["severity"].isin(["major", "critical"]).fillna(False).to_numpy(dtype=bool)
+        if ("severity" in insp)
+        else np.zeros(len(insp), dtype=bool)
+    )
     rand = (insp["selection"] == "random").fillna(False).to_numpy(dtype=bool)
     return {
         "insp": np.ones(len(insp), dtype=np.int64),
@@ -116,7 +118,9 @@ class Prepared:
         self.insp_t = to_ns(insp["inspected_at"]) if len(insp) else np.zeros(0, np.int64)
         self.insp_flags = inspection_flags(insp)
         self.signals = _table(tables, "risk_signals")
-        self.sig_t = to_ns(self.signals["reported_at"]) if len(self.signals) else np.zeros(0, np.int64)
+        self.sig_t = (
+            to_ns(self.signals["reported_at"]) if len(self.signals) else np.zeros(0, np.int64)
+        )
         self.credit = _table(tables, "credit_ratings")
         self.credit_t = (
             to_ns(self.credit["effective_from"]) if len(self.credit) else np.zeros(0, np.int64)
@@ -168,19 +172,19 @@ def _codes(series: pd.Series, vocab: tuple[str, ...]) -> np.ndarray:
 
 def _declaration_features(p: Prepared, out: _Columns) -> None:
     d = p.decl
-    out["decl_direction_code"] = _codes(d["direction"], VOCABULARIES["direction"])
-    out["decl_trade_mode_code"] = _codes(d["trade_mode"], VOCABULARIES["trade_mode"])
+    out["decl_direction_code_now"] = _codes(d["direction"], VOCABULARIES["direction"])
+    out["decl_trade_mode_code_now"] = _codes(d["trade_mode"], VOCABULARIES["trade_mode"])
     tm = d["transport_mode"] if "transport_mode" in d else pd.Series(pd.NA, index=d.index)
-    out["decl_transport_mode_code"] = _codes(tm, VOCABULARIES["transport_mode"])
+    out["decl_transport_mode_code_now"] = _codes(tm, VOCABULARIES["transport_mode"])
     for col, name in (
-        ("legal_inspection", "decl_legal_inspection_flag"),
-        ("third_party_certificate", "decl_third_party_cert_flag"),
+        ("legal_inspection", "decl_legal_inspection_flag_now"),
+        ("third_party_certificate", "decl_third_party_cert_flag_now"),
     ):
         s = d[col] if col in d else pd.Series(False, index=d.index)
         out[name] = s.fillna(False).astype(bool).to_numpy(dtype=np.float64)
     local = pd.DatetimeIndex(p.t.view("datetime64[ns]")).tz_localize("UTC").tz_convert(CALENDAR_TZ)
     out["decl_month_now"] = local.month.to_numpy(dtype=np.float64)
-    out["decl_weekday_now"] = local.weekday.to_numpy(dtype=np.float64)
+    out["decl_weekday_now"] = local.day_of_week.to_numpy(dtype=np.float64)
     out["decl_hour_now"] = local.hour.to_numpy(dtype=np.float64)
 
 
@@ -225,39 +229,34 @@ def hs6_unit_value_stats(
     vals = luv[order]
     times = t[order]
     n_groups = int(hs6.max()) + 1
-    gstart = np.searchsorted(g, np.arange(n_groups), side="left")
-    gend = np.searchsorted(g, np.arange(n_groups), side="right")
     ms = month_start_ns(t)
+    arange = np.arange(n_groups)
     for m in np.unique(ms):
         rows = np.flatnonzero((ms == m) & (hs6 >= 0))
-        mask = times < m
-        if not mask.any():
+        # Only the earlier values, compacted: sums then depend on nothing later (exact timing).
+        sel = times < m
+        if not sel.any():
             continue
-        c = np.concatenate([[0], np.cumsum(mask)])
-        grp = hs6[rows]
-        base = c[gstart[grp]]
-        k = c[gend[grp]] - base
-        has = k > 0
-        # Position of the j-th earlier value (0-based) within the group's value-sorted run.
-        j1 = np.searchsorted(c, base + (k - 1) // 2 + 1, side="left") - 1
-        j2 = np.searchsorted(c, base + k // 2 + 1, side="left") - 1
-        med = 0.5 * (vals[np.clip(j1, 0, len(vals) - 1)] + vals[np.clip(j2, 0, len(vals) - 1)])
-        masked = np.where(mask, vals, 0.0)
-        nonempty = gend > gstart
+        gm, vm = g[sel], vals[sel]
+        gs = np.searchsorted(gm, arange, side="left")
+        ge = np.searchsorted(gm, arange, side="right")
+        kk = ge - gs
+        nonempty = kk > 0
         sums = np.zeros(n_groups)
-        sums[nonempty] = np.add.reduceat(masked, gstart[nonempty])
-        kk = np.zeros(n_groups, dtype=np.int64)
-        kk[nonempty] = np.add.reduceat(mask.astype(np.int64), gstart[nonempty])
+        sums[nonempty] = np.add.reduceat(vm, gs[nonempty])
         with np.errstate(invalid="ignore", divide="ignore"):
             gmean = sums / kk
-            dev = np.where(mask, (vals - gmean[g]) ** 2, 0.0)
         sq = np.zeros(n_groups)
-        sq[nonempty] = np.add.reduceat(dev, gstart[nonempty])
+        sq[nonempty] = np.add.reduceat((vm - gmean[gm]) ** 2, gs[nonempty])
         with np.errstate(invalid="ignore", divide="ignore"):
             gstd = np.sqrt(sq / kk)
-        median[rows[has]] = med[has]
-        mean[rows[has]] = gmean[grp[has]]
-        std[rows[has]] = gstd[grp[has]]
+        grp = hs6[rows]
+        k = kk[grp]
+        has = k > 0
+        r, gh, kh = rows[has], grp[has], k[has]
+        median[r] = 0.5 * (vm[gs[gh] + (kh - 1) // 2] + vm[gs[gh] + kh // 2])
+        mean[r] = gmean[gh]
+        std[r] = gstd[gh]
         count[rows] = k
     return median, mean, std, count
 
@@ -272,9 +271,9 @@ def _credit_features(p: Prepared, out: _Columns) -> None:
         rating = (
             p.credit["rating"].map(CREDIT_TIER_CODES).to_numpy(dtype=np.float64, na_value=np.nan)
         )
-        rating_sorted = rating[cr_code >= 0][np.argsort(
-            cr_code[cr_code >= 0] * p.M + cr_rank[cr_code >= 0], kind="stable"
-        )]
+        rating_sorted = rating[cr_code >= 0][
+            np.argsort(cr_code[cr_code >= 0] * p.M + cr_rank[cr_code >= 0], kind="stable")
+        ]
         # Latest rating with effective_from <= t: last event strictly before rank(t) + 1.
         pos = idx.position(ent_codes, p.rank_t + 1) - 1
         ok = (ent_codes >= 0) & (pos >= 0)
@@ -304,7 +303,7 @@ def _credit_features(p: Prepared, out: _Columns) -> None:
             c = np.maximum(ent_codes, 0)
             ok = (ent_codes >= 0) & has[c]
             age[ok] = (p.t[ok] - per_code[c[ok]]).astype(np.float64) / DAY_NS
-    out["ent_type_code"] = etype
+    out["ent_type_code_static"] = etype
     out["ent_age_days_at"] = age
 
 
@@ -450,10 +449,16 @@ def signal_codes(
     if hs_len:
         hs = hs_code.astype("str")
         cols.append(
-            ("hs", hs.str.slice(0, hs_len).where(hs.str.len() >= hs_len), signals["hs_code"].astype("str"))
+            (
+                "hs",
+                hs.str.slice(0, hs_len).where(hs.str.len() >= hs_len),
+                signals["hs_code"].astype("str"),
+            )
         )
     for _, dser, sser in cols:
-        both = pd.concat([dser.reset_index(drop=True), sser.reset_index(drop=True)], ignore_index=True)
+        both = pd.concat(
+            [dser.reset_index(drop=True), sser.reset_index(drop=True)], ignore_index=True
+        )
         codes, _ = pd.factorize(both, use_na_sentinel=True)
         dcodes.append(codes[:n].astype(np.int64))
         scodes.append(codes[n:].astype(np.int64))
@@ -466,7 +471,9 @@ def signal_codes(
 def signal_categories(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Channel and severity codes (index in the contract vocabulary, -1 if missing)."""
     ch = pd.Categorical(signals["channel"].astype("str"), categories=list(SIGNAL_CHANNELS)).codes
-    sev_col = signals["severity"] if "severity" in signals else pd.Series(pd.NA, index=signals.index)
+    sev_col = (
+        signals["severity"] if "severity" in signals else pd.Series(pd.NA, index=signals.index)
+    )
     sev = pd.Categorical(sev_col.astype("str"), categories=list(SIGNAL_SEVERITIES)).codes
     return ch.astype(np.int64), sev.astype(np.int64)
 
@@ -519,7 +526,7 @@ def _signal_features(p: Prepared, out: _Columns) -> None:
             for w in SIGNAL_WINDOWS:
                 lo = idx.position(dc, p.rank_start[w][perm])
 
-                def counted(weight: str, lo=lo) -> np.ndarray:
+                def counted(weight: str, lo=lo, hi=hi, ok=ok, perm=perm, idx=idx) -> np.ndarray:
                     full = np.zeros(p.n)
                     full[perm] = np.where(ok, idx.count(lo, hi, weight), 0)
                     return full
@@ -624,3 +631,8 @@ def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     if "inspected_at" in out:
         out["inspected_at"] = pd.to_datetime(out["inspected_at"], utc=True)
     return out
+
+
+def progress_steps(attributes: dict[str, str] | None = None) -> int:
+    """How many times :func:`build_offline` calls its ``progress`` callback."""
+    return 6 + len(entity_aggregations(attributes))

@@ -54,7 +54,13 @@ def row_fields(row: Mapping[str, Any], attributes: dict[str, str] | None) -> dic
     """Key fields of one declaration dict (online and incremental snapshot updates)."""
     out: dict[str, str | None] = {
         f: _as_str(row.get(f))
-        for f in ("enterprise_id", "declarant_id", "overseas_party_id", "origin_country", "port_code")
+        for f in (
+            "enterprise_id",
+            "declarant_id",
+            "overseas_party_id",
+            "origin_country",
+            "port_code",
+        )
     }
     hs = _as_str(row.get("hs_code")) or ""
     out["hs2"] = hs[:2] if len(hs) >= 2 else None
@@ -79,7 +85,9 @@ def frame_fields(decl: pd.DataFrame, attributes: dict[str, str] | None) -> dict[
     hs = decl["hs_code"].astype("str")
     cols: dict[str, pd.Series] = {}
     for f in ("enterprise_id", "declarant_id", "overseas_party_id", "origin_country", "port_code"):
-        cols[f] = decl[f].astype("str") if f in decl else pd.Series(pd.NA, index=decl.index, dtype="str")
+        cols[f] = (
+            decl[f].astype("str") if f in decl else pd.Series(pd.NA, index=decl.index, dtype="str")
+        )
     length = hs.str.len()
     for n in (2, 4, 6):
         cols[f"hs{n}"] = hs.str.slice(0, n).where(length >= n)

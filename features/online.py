@@ -95,7 +95,9 @@ class OnlineFeatures:
             raise KeyError(f"features not produced by this snapshot: {unknown[:5]}")
         self.rates = rates
         aggs = snapshot.entity_aggs
-        self._order = [e for e in _RATE_ORDER if e in aggs] + [e for e in aggs if e not in _RATE_ORDER]
+        self._order = [e for e in _RATE_ORDER if e in aggs] + [
+            e for e in aggs if e not in _RATE_ORDER
+        ]
         # Per entity: the windows each kind needs, resolved once.
         self._plans = []
         for name in self._order:
@@ -133,11 +135,13 @@ class OnlineFeatures:
             )
         f: dict[str, float] = {}
         d = declaration
-        f["decl_direction_code"] = _CODES["direction"].get(d.get("direction"), NAN)
-        f["decl_trade_mode_code"] = _CODES["trade_mode"].get(d.get("trade_mode"), NAN)
-        f["decl_transport_mode_code"] = _CODES["transport_mode"].get(d.get("transport_mode"), NAN)
-        f["decl_legal_inspection_flag"] = _flag(d.get("legal_inspection"))
-        f["decl_third_party_cert_flag"] = _flag(d.get("third_party_certificate"))
+        f["decl_direction_code_now"] = _CODES["direction"].get(d.get("direction"), NAN)
+        f["decl_trade_mode_code_now"] = _CODES["trade_mode"].get(d.get("trade_mode"), NAN)
+        f["decl_transport_mode_code_now"] = _CODES["transport_mode"].get(
+            d.get("transport_mode"), NAN
+        )
+        f["decl_legal_inspection_flag_now"] = _flag(d.get("legal_inspection"))
+        f["decl_third_party_cert_flag_now"] = _flag(d.get("third_party_certificate"))
         local = datetime.fromtimestamp(t // 1_000_000_000, tz=_TZ)
         f["decl_month_now"] = float(local.month)
         f["decl_weekday_now"] = float(local.weekday())
@@ -172,7 +176,7 @@ class OnlineFeatures:
                 tier = hist[1][i - 1]
         f["ent_credit_tier_at"] = tier
         info = snap.enterprises.get(ent_id) if ent_id is not None else None
-        f["ent_type_code"] = info[0] if info is not None else NAN
+        f["ent_type_code_static"] = info[0] if info is not None else NAN
         f["ent_age_days_at"] = (
             float(t - info[1]) / DAY_NS if info is not None and info[1] is not None else NAN
         )
@@ -331,4 +335,10 @@ class OnlineFeatures:
 
 
 def _month_start(t: int) -> int:
-    return int(np.int64(t).astype("datetime64[ns]").astype("datetime64[M]").astype("datetime64[ns]").astype(np.int64))
+    return int(
+        np.int64(t)
+        .astype("datetime64[ns]")
+        .astype("datetime64[M]")
+        .astype("datetime64[ns]")
+        .astype(np.int64)
+    )

@@ -29,7 +29,12 @@ DAY_NS = 86_400 * 1_000_000_000
 WINDOWS: dict[str, int | None] = {"30d": 30, "90d": 90, "365d": 365, "all": None}
 LONGEST_WINDOW_NS = 365 * DAY_NS
 WINDOW_ZH = {"30d": "近30天", "90d": "近90天", "365d": "近365天", "all": "全部历史"}
-WINDOW_EN = {"30d": "last 30 days", "90d": "last 90 days", "365d": "last 365 days", "all": "all history"}
+WINDOW_EN = {
+    "30d": "last 30 days",
+    "90d": "last 90 days",
+    "365d": "last 365 days",
+    "all": "all history",
+}
 
 # Empirical-Bayes smoothing: the prior mean is the parent level's smoothed rate (estimated from the
 # data, point in time); the prior strength is a fixed number of pseudo-inspections.
@@ -180,7 +185,11 @@ RATE_WINDOWS = ("365d", "all")
 NOVELTY = (
     ("ent", "本企业首次申报", "first declaration of this enterprise"),
     ("ent_x_hs4", "本企业首次申报该HS4", "first declaration of this enterprise for this HS4"),
-    ("ent_x_org", "本企业首次自该原产国申报", "first declaration of this enterprise from this origin"),
+    (
+        "ent_x_org",
+        "本企业首次自该原产国申报",
+        "first declaration of this enterprise from this origin",
+    ),
 )
 
 # Risk signals: matched when every subject field the signal names matches the declaration
@@ -225,22 +234,42 @@ def _decl_features() -> list[FeatureSpec]:
         return ", ".join(f"{i}={v}" for i, v in enumerate(vocab))
 
     return [
-        f("decl_direction_code", "code", "进出口方向代码", f"direction code ({codes(DIRECTIONS)})"),
-        f("decl_trade_mode_code", "code", "贸易方式代码", f"trade mode code ({codes(TRADE_MODES)})"),
         f(
-            "decl_transport_mode_code",
+            "decl_direction_code_now",
+            "code",
+            "进出口方向代码",
+            f"direction code ({codes(DIRECTIONS)})",
+        ),
+        f(
+            "decl_trade_mode_code_now",
+            "code",
+            "贸易方式代码",
+            f"trade mode code ({codes(TRADE_MODES)})",
+        ),
+        f(
+            "decl_transport_mode_code_now",
             "code",
             "运输方式代码（缺失为空）",
             f"transport mode code ({codes(TRANSPORT_MODES)}; NaN if missing)",
         ),
-        f("decl_legal_inspection_flag", "flag", "法检目录商品（1/0）", "legal-inspection goods (1/0)"),
         f(
-            "decl_third_party_cert_flag",
+            "decl_legal_inspection_flag_now",
+            "flag",
+            "法检目录商品（1/0）",
+            "legal-inspection goods (1/0)",
+        ),
+        f(
+            "decl_third_party_cert_flag_now",
             "flag",
             "附第三方检验报告（采信，1/0）",
             "accepted third-party inspection report attached (1/0)",
         ),
-        f("decl_month_now", "calendar", "申报月份（北京时间）", "month of declaration (local time)"),
+        f(
+            "decl_month_now",
+            "calendar",
+            "申报月份（北京时间）",
+            "month of declaration (local time)",
+        ),
         f(
             "decl_weekday_now",
             "calendar",
@@ -282,7 +311,7 @@ def _decl_features() -> list[FeatureSpec]:
             "at",
         ),
         f(
-            "ent_type_code",
+            "ent_type_code_static",
             "code",
             f"企业类型代码（{codes(ENTERPRISE_TYPES)}）",
             f"enterprise type code ({codes(ENTERPRISE_TYPES)}; NaN if unknown)",
@@ -373,7 +402,9 @@ def entity_aggregations(attributes: dict[str, str] | None = None) -> dict[str, d
 def _check_attributes(attributes: dict[str, str] | None) -> None:
     for name, kind in (attributes or {}).items():
         if kind not in ("categorical", "numeric"):
-            raise ValueError(f"attribute {name!r}: kind must be categorical or numeric, not {kind!r}")
+            raise ValueError(
+                f"attribute {name!r}: kind must be categorical or numeric, not {kind!r}"
+            )
 
 
 def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]:
@@ -393,7 +424,9 @@ def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]
     specs = _decl_features()
     for ent, zh, en in NOVELTY:
         specs.append(
-            FeatureSpec(f"{ent}_is_new_all", ent, "is_new", "all", "float64", zh + "（1/0）", en + " (1/0)")
+            FeatureSpec(
+                f"{ent}_is_new_all", ent, "is_new", "all", "float64", zh + "（1/0）", en + " (1/0)"
+            )
         )
     for ent_name, aggs in ENTITY_AGGREGATIONS.items():
         entity = ENTITIES[ent_name]
@@ -414,7 +447,9 @@ def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]
                 )
             )
         else:
-            entity = Entity(extra_entity_name(name), (name,), f"附加属性 {name}", f"extra attribute {name}")
+            entity = Entity(
+                extra_entity_name(name), (name,), f"附加属性 {name}", f"extra attribute {name}"
+            )
             for agg, windows in _EXTRA.items():
                 specs.extend(_agg_feature(entity, agg, w) for w in windows)
     names = [s.name for s in specs]

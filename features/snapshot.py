@@ -335,7 +335,10 @@ class Snapshot:
                 entry[2].append(sev)
         self.credit: dict[str, tuple[list[int], list[float]]] = {}
         for ent, t, tier in zip(
-            credit["enterprise_id"].tolist(), credit["t"].tolist(), credit["tier"].tolist(), strict=True
+            credit["enterprise_id"].tolist(),
+            credit["t"].tolist(),
+            credit["tier"].tolist(),
+            strict=True,
         ):
             times, tiers = self.credit.setdefault(ent, ([], []))
             i = bisect_right(times, t)
@@ -359,7 +362,10 @@ class Snapshot:
         self._uv_vals = arr.flatten().to_numpy()
         self.uv_pending: dict[str, list[tuple[int, float]]] = {}
         for h, t, v in zip(
-            uv_pending["hs6"].tolist(), uv_pending["t"].tolist(), uv_pending["luv"].tolist(), strict=True
+            uv_pending["hs6"].tolist(),
+            uv_pending["t"].tolist(),
+            uv_pending["luv"].tolist(),
+            strict=True,
         ):
             self.uv_pending.setdefault(h, []).append((t, v))
         self._uv_cache: dict[str, dict[int, tuple[float, float, float, int]]] = {}
@@ -410,7 +416,9 @@ class Snapshot:
             insp, it = insp[it < as_of_ns], it[it < as_of_ns]
         row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
         insp, it, row = insp[row >= 0], it[row >= 0], row[row >= 0]
-        flags = inspection_flags(insp) if len(insp) else {k: np.zeros(0, np.int64) for k in KINDS[1:]}
+        flags = (
+            inspection_flags(insp) if len(insp) else {k: np.zeros(0, np.int64) for k in KINDS[1:]}
+        )
 
         entities: dict[str, EntityTable] = {}
         zero = np.zeros(len(decl), dtype=np.int64)
@@ -421,9 +429,7 @@ class Snapshot:
             ent = defs[name]
             code = coder.codes(ent)
             keys = coder.keys(ent)
-            entities[name] = EntityTable(
-                _entity_table(keys, code, t, code[row], it, flags, cutoff)
-            )
+            entities[name] = EntityTable(_entity_table(keys, code, t, code[row], it, flags, cutoff))
 
         # Signals of the last 365 days + grace, keyed per subject pattern.
         sig = tables.get("risk_signals")
@@ -453,9 +459,9 @@ class Snapshot:
                 {
                     "enterprise_id": cr["enterprise_id"].astype("str").to_numpy(dtype=object),
                     "t": to_ns(cr["effective_from"]),
-                    "tier": cr["rating"].map(CREDIT_TIER_CODES).to_numpy(
-                        dtype=np.float64, na_value=np.nan
-                    ),
+                    "tier": cr["rating"]
+                    .map(CREDIT_TIER_CODES)
+                    .to_numpy(dtype=np.float64, na_value=np.nan),
                 }
             )
         else:
@@ -522,9 +528,14 @@ class Snapshot:
             for t, c, s in zip(ts, cs, ss, strict=True)
         ]
         sig = pd.DataFrame(rows, columns=["pattern", "key", "t", "channel", "severity"])
-        pq.write_table(pa.Table.from_pandas(sig.astype({"key": object}), preserve_index=False), d / "signals.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(sig.astype({"key": object}), preserve_index=False),
+            d / "signals.parquet",
+        )
         credit_rows = [
-            (e, t, tier) for e, (ts, tiers) in self.credit.items() for t, tier in zip(ts, tiers, strict=True)
+            (e, t, tier)
+            for e, (ts, tiers) in self.credit.items()
+            for t, tier in zip(ts, tiers, strict=True)
         ]
         credit = pd.DataFrame(credit_rows, columns=["enterprise_id", "t", "tier"])
         _write(credit, d / "credit.parquet")
@@ -676,7 +687,9 @@ class Snapshot:
             self._pending_index = dict(zip(ids, range(len(ids)), strict=True))
         i = self._pending_index.get(did)
         if i is None:
-            raise KeyError(f"declaration {did!r} is unknown to the snapshot or already has a result")
+            raise KeyError(
+                f"declaration {did!r} is unknown to the snapshot or already has a result"
+            )
         rec = self._pending_frame.iloc[i].to_dict()
         return {k: (None if _isna(v) else v) for k, v in rec.items()}
 
@@ -685,7 +698,9 @@ class Snapshot:
         if self._pending_removed:
             base = base[~base["declaration_id"].isin(self._pending_removed)]
         if self._pending_added:
-            added = pd.DataFrame(list(self._pending_added.values()), columns=self._pending_columns())
+            added = pd.DataFrame(
+                list(self._pending_added.values()), columns=self._pending_columns()
+            )
             base = pd.concat([base, added.astype("str")], ignore_index=True)
         return base.astype({c: "str" for c in base.columns})
 
@@ -743,7 +758,11 @@ def _enterprise_frame(ent: pd.DataFrame | None) -> pd.DataFrame:
     else:
         reg = np.full(len(e), NONE_T, dtype=np.int64)
     return pd.DataFrame(
-        {"enterprise_id": e["enterprise_id"].astype("str").to_numpy(dtype=object), "type_code": codes, "registered": reg}
+        {
+            "enterprise_id": e["enterprise_id"].astype("str").to_numpy(dtype=object),
+            "type_code": codes,
+            "registered": reg,
+        }
     )
 
 
@@ -766,7 +785,11 @@ def signal_keys(
 ) -> list[str]:
     """Key string of each signal under its pattern (field values joined; HS prefix last)."""
     out: list[str] = []
-    cols = {c: signals[c].astype("str").to_numpy(dtype=object, na_value=None) for c, *_ in SIGNAL_ROUTES.values() if c in signals}
+    cols = {
+        c: signals[c].astype("str").to_numpy(dtype=object, na_value=None)
+        for c, *_ in SIGNAL_ROUTES.values()
+        if c in signals
+    }
     for i, p in enumerate(pat_of.tolist()):
         fields, hs_len = patterns[p]
         parts = [cols[f][i] for f in fields]

@@ -25,8 +25,11 @@ def to_ns(values: pd.Series | pd.Index | np.ndarray) -> np.ndarray:
 
 def month_start_ns(t_ns: np.ndarray) -> np.ndarray:
     """Start of the UTC calendar month of each time (int64 ns)."""
-    return t_ns.astype("datetime64[ns]").astype("datetime64[M]").astype("datetime64[ns]").view(
-        np.int64
+    return (
+        t_ns.astype("datetime64[ns]")
+        .astype("datetime64[M]")
+        .astype("datetime64[ns]")
+        .view(np.int64)
     )
 
 

@@ -70,5 +70,49 @@ def ingest(
     typer.echo(report.to_text())
 
 
+@features_app.command("list")
+def features_list(
+    attributes: Annotated[
+        Path | None, typer.Option(help="store whose mapping declared extra attributes")
+    ] = None,
+) -> None:
+    """Print the declared feature table (name, entity, aggregation, window, descriptions)."""
+    from features.registry import markdown_table
+
+    attrs = None
+    if attributes is not None:
+        from features.store import Store
+
+        attrs = Store(attributes).attributes
+    typer.echo(markdown_table(attrs), nl=False)
+
+
+@features_app.command("build")
+def features_build(
+    store: Annotated[Path, typer.Option(help="the ingested Parquet store")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write the feature table to")],
+) -> None:
+    """Build point-in-time features for every declaration in the store (offline path)."""
+    from rich.progress import Progress
+
+    from features.build import build_offline, progress_steps
+    from features.store import Store
+
+    st = Store(store)
+    tables = st.tables()
+    attrs = st.attributes
+    with Progress(transient=False) as bar:
+        task = bar.add_task("features", total=progress_steps(attrs))
+
+        def advance(step: str) -> None:
+            bar.update(task, advance=1, description=f"features: {step}")
+
+        frame = build_offline(tables, attrs, progress=advance)
+        bar.update(task, completed=progress_steps(attrs), description="features: done")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    typer.echo(f"{len(frame):,} declarations x {frame.shape[1] - 3} features -> {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

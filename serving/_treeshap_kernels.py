@@ -40,35 +40,40 @@ MISSING_NAN = 2
 @njit(cache=True, nogil=True, inline="always")
 def _goes_left(
     v: float,
-    kind: int,
-    missing: int,
-    default_left: bool,
+    flags: int,
     threshold: float,
     cat_bits: np.ndarray,
     cat_off: int,
     cat_n: int,
-) -> bool:
-    """LightGBM's ``Tree::Decision`` for one node; ``v`` is already zero-snapped."""
-    if kind == KIND_NUMERICAL:
-        if np.isnan(v):
-            if missing != MISSING_NAN:
-                v = 0.0
-            else:
-                return default_left
-        if missing == MISSING_ZERO and v >= -K_ZERO_THRESHOLD and v <= K_ZERO_THRESHOLD:
-            return default_left
-        return v <= threshold
+) -> int:
+    """LightGBM's ``Tree::Decision`` for one node (1 = left); ``v`` is already zero-snapped.
+
+    ``flags`` packs ``kind | missing_type << 1 | default_left << 3``. The numerical case is
+    written with bitwise operators so that it compiles to selects, not branches: the
+    outcome is data-dependent and would be mispredicted about half the time.
+    """
+    if (flags & 1) == KIND_NUMERICAL:
+        missing = (flags >> 1) & 3
+        default_left = (flags >> 3) & 1
+        is_nan = np.uint8(v != v)
+        # NaN counts as 0.0 unless the node's missing type is NaN.
+        v0 = 0.0 if v != v else v
+        as_missing = (np.uint8(missing == MISSING_NAN) & is_nan) | (
+            np.uint8(missing == MISSING_ZERO) & np.uint8(v0 >= -K_ZERO_THRESHOLD) & np.uint8(v0 <= K_ZERO_THRESHOLD)
+        )
+        le = np.uint8(v0 <= threshold)
+        return (as_missing & default_left) | ((1 - as_missing) & le)
     # Categorical: static_cast<int>(v) is INT_MIN on x86 for NaN and out-of-range values,
     # so those, and negative categories, go right.
     if np.isnan(v) or v >= 2147483648.0 or v <= -2147483649.0:
-        return False
+        return 0
     iv = np.int64(v)  # truncation toward zero, like static_cast<int>
     if iv < 0:
-        return False
+        return 0
     word = iv >> 5
     if word >= cat_n:
-        return False
-    return ((cat_bits[cat_off + word] >> np.uint32(iv & 31)) & np.uint32(1)) != 0
+        return 0
+    return np.int64((cat_bits[cat_off + word] >> np.uint32(iv & 31)) & np.uint32(1))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -142,16 +147,13 @@ def shap_row(
             f = feat[gj]
             if f < 0:
                 continue
-            fl = flags[gj]
-            go_left = _goes_left(
-                xs[f], fl & 1, (fl >> 1) & 3, (fl >> 3) & 1 != 0, thr_value[gj], cat_bits, cat_off[gj], cat_n[gj]
-            )
+            gl = _goes_left(xs[f], flags[gj], thr_value[gj], cat_bits, cat_off[gj], cat_n[gj])
             ps = prev_same[gj]
-            o_prev = True if ps < 0 else oc[ps] != 0
+            o_prev = 1 if ps < 0 else oc[ps]
             lc = j + 1
             rc = right[gj]
-            oc[lc] = 1 if (go_left and o_prev) else 0
-            oc[rc] = 1 if ((not go_left) and o_prev) else 0
+            oc[lc] = gl & o_prev
+            oc[rc] = (1 - gl) & o_prev
             pj = j * q
             for side in range(2):
                 c = lc if side == 0 else rc
@@ -160,11 +162,11 @@ def shap_row(
                     continue  # leaves need no product of their own
                 pc = c * q
                 z = zc[gc]
-                a = (1.0 if oc[c] != 0 else 0.0) - z
+                a = np.float64(oc[c]) - z
                 if ps < 0:
                     for r in range(q):
                         p[pc + r] = p[pj + r] * (z + tq[r] * a)
-                elif o_prev:
+                elif o_prev != 0:
                     vo = rep_off[gj]
                     for r in range(q):
                         p[pc + r] = p[pj + r] * (z + tq[r] * a) * inv_prev[vo + r]
@@ -191,8 +193,8 @@ def shap_row(
             pr = rc * q
             zl = zc[gl]
             zr = zc[gr]
-            al = (1.0 if oc[lc] != 0 else 0.0) - zl
-            ar = (1.0 if oc[rc] != 0 else 0.0) - zr
+            al = np.float64(oc[lc]) - zl
+            ar = np.float64(oc[rc]) - zr
             ps = prev_same[gj]
             acc = 0.0
             if ps < 0:
@@ -312,17 +314,7 @@ def predict_rows(
             j = 0
             while feat[base + j] >= 0:
                 gj = base + j
-                fl = flags[gj]
-                if _goes_left(
-                    xs[feat[gj]],
-                    fl & 1,
-                    (fl >> 1) & 3,
-                    (fl >> 3) & 1 != 0,
-                    thr_value[gj],
-                    cat_bits,
-                    cat_off[gj],
-                    cat_n[gj],
-                ):
+                if _goes_left(xs[feat[gj]], flags[gj], thr_value[gj], cat_bits, cat_off[gj], cat_n[gj]):
                     j = j + 1
                 else:
                     j = right[gj]

@@ -174,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret = settings.monitoring_secret.get_secret_value()
 
         def build(bundle: Any, ref: ModelRef) -> Scorer:
-            return Scorer(bundle, ref, _load_live_snapshot(app), secret=secret)
+            return Scorer(bundle, ref, _load_live_snapshot(app), secret=secret, rates=app.state.rates)
 
         def on_swap(scorer: Scorer) -> None:
             ref = scorer.ref

@@ -12,8 +12,10 @@ matrix, so single and batch answers agree.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import threading
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +26,24 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle
+from features.contract import CREDIT_RATINGS, DEFAULT_CREDIT_RATING
 from features.rates import RateTable
 from policy.tiers import SupervisionPolicy
 from serving.decisions import Decision, InspectionMeasure, decide
+
+
+log = logging.getLogger("guomen.serving.scoring")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(at: datetime) -> int:
+    """Integer ns since the epoch of an aware datetime (exact, no float rounding)."""
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+class FeatureError(ValueError):
+    """The declaration cannot be turned into features (e.g. too far before the snapshot)."""
 
 
 class Explainer(Protocol):
@@ -81,7 +98,7 @@ def to_usd(rates: RateTable, value: float, currency: str, at: datetime) -> float
     if table is None:
         raise CurrencyError(f"no rate for currency {currency!r}")
     starts, usd_per_unit = table
-    at_ns = int(pd.Timestamp(at).value)
+    at_ns = _ns(at)
     pos = int(np.searchsorted(starts, at_ns, side="right")) - 1
     if pos < 0:
         raise CurrencyError(f"no rate for currency {currency!r} in force at {at.isoformat()}")
@@ -100,25 +117,28 @@ class LiveSnapshot:
         self.lock = threading.Lock()
 
     @property
-    def as_of(self) -> datetime | None:
-        value = getattr(self.snapshot, "as_of", None)
-        if value is None:
-            return None
-        ts = pd.Timestamp(value)
-        ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
-        return ts.to_pydatetime()
+    def as_of(self) -> datetime:
+        """The snapshot time (UTC)."""
+        return pd.Timestamp(self.snapshot.as_of_ns, tz="UTC").to_pydatetime()
 
-    def credit_rating(self, enterprise_id: str, at: datetime) -> str | None:
-        """The enterprise's credit rating in force at ``at`` (None when the snapshot cannot say)."""
-        getter = getattr(self.snapshot, "credit_rating", None)
-        if getter is None:
-            return None
-        return getter(enterprise_id, at)
+    def credit_rating(self, enterprise_id: str, at: datetime) -> str:
+        """The enterprise's credit rating in force at ``at`` (contract rule: the latest rating
+        with ``effective_from <= at``; ``regular`` without one), from the snapshot's history."""
+        history = self.snapshot.credit.get(enterprise_id)
+        if history is None:
+            return DEFAULT_CREDIT_RATING
+        times, codes = history
+        i = bisect_right(times, _ns(at))
+        return CREDIT_RATINGS[int(codes[i - 1])] if i else DEFAULT_CREDIT_RATING
 
     def add_declarations(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Count scored declarations in the entity histories (after their audit is stored)."""
         with self.lock:
             for row in rows:
-                self.snapshot.add_declaration(dict(row))
+                try:
+                    self.snapshot.add_declaration(row)
+                except ValueError as exc:  # e.g. older than the snapshot's unit-value month
+                    log.warning("declaration %s not added to the snapshot: %s", row["declaration_id"], exc)
 
     def add_inspection(self, row: Mapping[str, Any]) -> bool:
         """Apply an inspection result; False when the snapshot does not know the declaration."""
@@ -172,6 +192,7 @@ class Scorer:
         live: LiveSnapshot,
         *,
         secret: str,
+        rates: RateTable | None = None,
         online_features: Any | None = None,
     ) -> None:
         self.bundle = bundle
@@ -183,7 +204,7 @@ class Scorer:
         if online_features is None:
             from features.online import OnlineFeatures
 
-            online_features = OnlineFeatures(live.snapshot, self.feature_names)
+            online_features = OnlineFeatures(live.snapshot, self.feature_names, rates)
         self.online = online_features
         self.explainer, self.explainer_name = make_explainer(bundle.booster)
         self.a = float(bundle.calibration.a)
@@ -229,7 +250,10 @@ class Scorer:
         credits: list[str | None] = []
         with self.live.lock:
             for i, d in enumerate(declarations):
-                X[i] = self.online.vector(dict(d))
+                try:
+                    X[i] = self.online.vector(d)
+                except ValueError as exc:
+                    raise FeatureError(i, str(exc)) from exc
                 credits.append(self.live.credit_rating(d["enterprise_id"], d["declared_at"]))
         return X, credits
 

@@ -142,6 +142,9 @@ class RunLayout:
         they are derived data and would otherwise be mixed with this run's."""
         existing = read_json(self.run_file)
         if existing is not None and existing.get("run_id") == run["run_id"]:
+            # Temporary files of a killed attempt: never renamed, so never part of the result.
+            for tmp in self.root.rglob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
             return True
         if self.root.exists():
             shutil.rmtree(self.root)
@@ -155,7 +158,8 @@ class RunLayout:
         if marker is None:
             return False
         for path in (self.scored(part), self.aggregates(part)):
-            if not path.is_file() or sha256_file(path) != marker["files"].get(path.name):
+            key = str(path.relative_to(self.root))
+            if not path.is_file() or sha256_file(path) != marker.get("files", {}).get(key):
                 return False
         return True
 
@@ -164,7 +168,10 @@ class RunLayout:
             "partition": part,
             "rows": rows,
             "enterprises": enterprises,
-            "files": {p.name: sha256_file(p) for p in (self.scored(part), self.aggregates(part))},
+            "files": {
+                str(p.relative_to(self.root)): sha256_file(p)
+                for p in (self.scored(part), self.aggregates(part))
+            },
         }
         write_json_atomic(marker, self.done(part))
         return marker

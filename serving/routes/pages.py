@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2.exceptions import UndefinedError
 
 from policy.warnings import (
     LEVELS,
@@ -281,7 +282,9 @@ def trend_svg(weekly: pd.DataFrame, activated_at: str | None, as_of: str) -> str
     )
     ax.axvline(ts, color="#555", ls="--", lw=1)
     if activated_at:
-        ax.axvline(pd.Timestamp(activated_at).tz_convert(None), color="#2e7d32", lw=1.5)
+        start = pd.Timestamp(activated_at).tz_convert(None)
+        if start <= max(x.max(), ts) + pd.Timedelta(days=14):  # keep the axis on the data
+            ax.axvline(start, color="#2e7d32", lw=1.5, label="in force")
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left")
@@ -398,7 +401,7 @@ def subject_history(
 def _fmt_pct(v: Any) -> str:
     try:
         f = float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, UndefinedError):  # missing metric: show a dash
         return "–"
     return "–" if math.isnan(f) else f"{f:.1%}"
 

@@ -27,7 +27,7 @@ from serving.schemas import (
     ErrorBody,
     ScoreResult,
 )
-from serving.scoring import CurrencyError, Scorer, to_usd
+from serving.scoring import CurrencyError, FeatureError, Scorer, to_usd
 from serving.scoring import ScoreResult as Scored
 
 log = logging.getLogger("guomen.serving.score")
@@ -106,10 +106,17 @@ def _score(
     ]
     measures = active_measures(request)
     results: list[Scored]
-    if batch:
-        results = scorer.score_many(rows, measures)
-    else:
-        results = [scorer.score(rows[0], measures)]
+    try:
+        if batch:
+            results = scorer.score_many(rows, measures)
+        else:
+            results = [scorer.score(rows[0], measures)]
+    except FeatureError as exc:
+        i, message = exc.args
+        loc = ("body", "declarations", i, "declared_at") if batch else ("body", "declared_at")
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": loc, "msg": message, "input": None}]
+        ) from exc
     ref = scorer.ref
     as_of = scorer.live.as_of
     model = {"name": ref.name, "version": ref.version, "alias": ref.alias}

@@ -75,7 +75,9 @@ def _month_start(t: int) -> int:
     return _ns(pd.Timestamp(year=ts.year, month=ts.month, day=1, tz="UTC"))
 
 
-def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None = None) -> pd.DataFrame:
+def reference_features(
+    tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Every feature of every declaration by brute force."""
     attributes = attributes or {}
     decls = _records(tables["declarations"])
@@ -135,15 +137,17 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
     for d in decls:
         t = d["t"]
         f: dict[str, float] = {}
-        f["decl_direction_code"] = float(DIRECTIONS.index(d["direction"]))
-        f["decl_trade_mode_code"] = float(TRADE_MODES.index(d["trade_mode"]))
+        f["decl_direction_code_now"] = float(DIRECTIONS.index(d["direction"]))
+        f["decl_trade_mode_code_now"] = float(TRADE_MODES.index(d["trade_mode"]))
         tm = d.get("transport_mode")
-        f["decl_transport_mode_code"] = float(TRANSPORT_MODES.index(tm)) if tm else math.nan
-        f["decl_legal_inspection_flag"] = float(bool(d.get("legal_inspection")))
-        f["decl_third_party_cert_flag"] = float(bool(d.get("third_party_certificate")))
+        f["decl_transport_mode_code_now"] = float(TRANSPORT_MODES.index(tm)) if tm else math.nan
+        f["decl_legal_inspection_flag_now"] = float(bool(d.get("legal_inspection")))
+        f["decl_third_party_cert_flag_now"] = float(bool(d.get("third_party_certificate")))
         local = pd.Timestamp(t, tz="UTC").tz_convert(CALENDAR_TZ)
         f["decl_month_now"], f["decl_weekday_now"], f["decl_hour_now"] = (
-            float(local.month), float(local.weekday()), float(local.hour)
+            float(local.month),
+            float(local.weekday()),
+            float(local.hour),
         )
         usd, kg = d.get("declared_value_usd"), d.get("net_weight_kg")
         f["decl_log_value_now"] = math.log1p(usd) if usd is not None else math.nan
@@ -151,7 +155,9 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
         luv = d["luv"]
         f["decl_log_unit_value_now"] = luv if luv is not None else math.nan
         ms = _month_start(t)
-        earlier_uv = sorted(e["luv"] for e in decls if e["hs6"] == d["hs6"] and e["t"] < ms and e["luv"] is not None)
+        earlier_uv = sorted(
+            e["luv"] for e in decls if e["hs6"] == d["hs6"] and e["t"] < ms and e["luv"] is not None
+        )
         f["hs6_uv_log_ratio_month"] = f["hs6_uv_z_month"] = math.nan
         if luv is not None and len(earlier_uv) >= MIN_UNIT_VALUE_COUNT:
             f["hs6_uv_log_ratio_month"] = luv - statistics.median(earlier_uv)
@@ -163,12 +169,16 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
         best = None
         for c in credit:
             ct = _ns(c["effective_from"])
-            if c["enterprise_id"] == d["enterprise_id"] and ct <= t and (best is None or ct >= best):
+            if (
+                c["enterprise_id"] == d["enterprise_id"]
+                and ct <= t
+                and (best is None or ct >= best)
+            ):
                 best, tier = ct, c["rating"]
         f["ent_credit_tier_at"] = float(CREDIT_RATINGS.index(tier))
         e = enterprises.get(d["enterprise_id"])
         et = e.get("enterprise_type") if e else None
-        f["ent_type_code"] = float(ENTERPRISE_TYPES.index(et)) if et else math.nan
+        f["ent_type_code_static"] = float(ENTERPRISE_TYPES.index(et)) if et else math.nan
         reg = e.get("registered_at") if e else None
         f["ent_age_days_at"] = float(t - _ns(reg)) / DAY if reg is not None else math.nan
 
@@ -182,13 +192,19 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
         for ent in order:
             k = key(d, ent)
             mine_d = [e["t"] for e in decls if k is not None and key(e, ent) == k and e["t"] < t]
-            mine_r = [r for r in results if k is not None and key(r["decl"], ent) == k and r["t"] < t]
+            mine_r = [
+                r for r in results if k is not None and key(r["decl"], ent) == k and r["t"] < t
+            ]
             for w in ("365d", "all"):
                 ps = parents[ent] or ("global",)
                 prior = sum(rate[(q, w)] for q in ps) / len(ps)
                 rs = [r for r in mine_r if in_window(r["t"], t, w)]
                 nc = sum(r["nc"] for r in rs)
-                rate[(ent, w)] = (nc + PRIOR_STRENGTH * prior) / (len(rs) + PRIOR_STRENGTH) if k is not None else math.nan
+                rate[(ent, w)] = (
+                    (nc + PRIOR_STRENGTH * prior) / (len(rs) + PRIOR_STRENGTH)
+                    if k is not None
+                    else math.nan
+                )
             for agg, windows in aggs[ent].items():
                 for w in windows:
                     name = f"{ent}_{agg}_{w}"
@@ -224,7 +240,11 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
                 continue
             named = []
             ok = True
-            for route, col in (("ent", "enterprise_id"), ("osp", "overseas_party_id"), ("org", "origin_country")):
+            for route, col in (
+                ("ent", "enterprise_id"),
+                ("osp", "overseas_party_id"),
+                ("org", "origin_country"),
+            ):
                 if s.get(col):
                     named.append(route)
                     ok &= d.get(col) == s[col]
@@ -242,7 +262,7 @@ def reference_features(tables: dict[str, pd.DataFrame], attributes: dict[str, st
                     + ([f"sig_sev_{s['severity']}_cnt_{w}"] if s.get("severity") else [])
                 ):
                     sig[name] = sig.get(name, 0) + 1
-        for ch in SIGNAL_CHANNELS:
+        for _ch in SIGNAL_CHANNELS:
             pass
         for name, kind in attributes.items():
             if kind == "numeric":
@@ -266,14 +286,16 @@ def compare(fast: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-9) -> list[s
     for s in feature_specs_from(ref):
         a = fast[s].to_numpy(dtype=np.float64)
         b = ref[s].to_numpy(dtype=np.float64)
-        exact = "_cnt_" in s or s.endswith("_flag") or "_code" in s or "_is_new_" in s
+        exact = "_cnt_" in s or "_flag" in s or "_code" in s or "_is_new_" in s
         if exact:
             bad = ~((a == b) | (np.isnan(a) & np.isnan(b)))
         else:
             bad = ~(np.isclose(a, b, rtol=rtol, atol=1e-12) | (np.isnan(a) & np.isnan(b)))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            problems.append(f"{s}: {int(bad.sum())} rows differ, e.g. row {i}: fast={a[i]!r} ref={b[i]!r}")
+            problems.append(
+                f"{s}: {int(bad.sum())} rows differ, e.g. row {i}: fast={a[i]!r} ref={b[i]!r}"
+            )
     return problems
 
 

@@ -261,7 +261,7 @@ def test_api_routes_need_the_committee_role(reference, tmp_path):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from serving.auth import KeyStore
+    from serving.auth import KeyStore, create_key
     from serving.db import create_schema
     from serving.routes import enterprises
 
@@ -272,8 +272,8 @@ def test_api_routes_need_the_committee_role(reference, tmp_path):
     app.state.engine = engine
     app.state.keys = KeyStore(engine, 0.0)
     app.include_router(enterprises.router)
-    committee = app.state.keys.create("committee", name="c")
-    inspector = app.state.keys.create("inspector", name="i")
+    committee = create_key(engine, "committee", name="c")
+    inspector = create_key(engine, "inspector", name="i")
     with TestClient(app) as client:
         assert client.get("/v1/enterprises").status_code == 401
         assert client.get("/v1/enterprises", headers={"X-API-Key": inspector[0]}).status_code == 403

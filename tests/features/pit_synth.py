@@ -46,12 +46,17 @@ def make_tables(
     n_ent = n_ent or max(5, n // 20)
     ent = rng.zipf(1.6, n) % n_ent
     secs = rng.integers(0, days * 86400, n)
-    declared = (T0 + pd.to_timedelta(secs, unit="s")).floor(time_unit) if time_unit else (
-        T0 + pd.to_timedelta(secs, unit="s")
+    declared = (
+        (T0 + pd.to_timedelta(secs, unit="s")).floor(time_unit)
+        if time_unit
+        else (T0 + pd.to_timedelta(secs, unit="s"))
     )
     hs6 = rng.zipf(1.4, n) % max(8, n // 50)
     hs_code = pd.Series(
-        [f"{10 + h % 5:02d}{(h // 5) % 4:02d}{h % 17:02d}" + ("1234" if i % 3 == 0 else "") for i, h in enumerate(hs6)],
+        [
+            f"{10 + h % 5:02d}{(h // 5) % 4:02d}{h % 17:02d}" + ("1234" if i % 3 == 0 else "")
+            for i, h in enumerate(hs6)
+        ],
         dtype="str",
     )
     countries = np.array(["CN", "DE", "US", "VN", "JP", "KR", "TH", "IT"])
@@ -71,7 +76,9 @@ def make_tables(
             "enterprise_id": _ids("E", ent),
             "declarant_id": _with_na(_ids("B", rng.integers(0, max(3, n // 100), n)), rng, 0.1),
             "overseas_party_id": _with_na(_ids("O", rng.zipf(1.5, n) % max(5, n // 15)), rng, 0.15),
-            "transport_mode": _with_na(pd.Series(rng.choice(TRANSPORT_MODES, n), dtype="str"), rng, 0.1),
+            "transport_mode": _with_na(
+                pd.Series(rng.choice(TRANSPORT_MODES, n), dtype="str"), rng, 0.1
+            ),
             "net_weight_kg": kg_s.astype("float64"),
             "declared_value": usd,
             "currency": pd.Series(["USD"] * n, dtype="str"),
@@ -81,14 +88,16 @@ def make_tables(
         }
     )
     if attributes:
-        decl["office_group"] = _with_na(pd.Series(rng.choice(["a", "b", "c"], n), dtype="str"), rng, 0.05)
+        decl["office_group"] = _with_na(
+            pd.Series(rng.choice(["a", "b", "c"], n), dtype="str"), rng, 0.05
+        )
         decl["tax_rate"] = rng.choice([0.0, 5.0, 8.0, np.nan], n)
 
     inspected = rng.random(n) < 0.3
     ii = np.flatnonzero(inspected)
     lag = rng.integers(0, 40 * 86400, len(ii))
     lag[rng.random(len(ii)) < 0.1] = 0  # result at the declaration instant
-    insp_at = (decl["declared_at"].iloc[ii].reset_index(drop=True) + pd.to_timedelta(lag, unit="s"))
+    insp_at = decl["declared_at"].iloc[ii].reset_index(drop=True) + pd.to_timedelta(lag, unit="s")
     if time_unit:
         insp_at = insp_at.dt.ceil(time_unit)
     nc = rng.random(len(ii)) < 0.25
@@ -99,7 +108,9 @@ def make_tables(
             "inspected_at": insp_at.astype("datetime64[ns, UTC]"),
             "selection": pd.Series(rng.choice(SELECTIONS, len(ii)), dtype="str"),
             "result": pd.Series(np.where(nc, "nonconforming", "conforming"), dtype="str"),
-            "hazard_type": pd.Series(np.where(nc, rng.choice(HAZARD_TYPES, len(ii)), None), dtype="str"),
+            "hazard_type": pd.Series(
+                np.where(nc, rng.choice(HAZARD_TYPES, len(ii)), None), dtype="str"
+            ),
             "severity": pd.Series(sev, dtype="str"),
             "disposal": pd.Series([None] * len(ii), dtype="str"),
         }
@@ -114,8 +125,12 @@ def make_tables(
         {
             "enterprise_id": ents,
             "name": ents,
-            "registered_at": pd.Series(reg).astype("datetime64[ns, UTC]").where(rng.random(m) > 0.1),
-            "enterprise_type": _with_na(pd.Series(rng.choice(ENTERPRISE_TYPES, m), dtype="str"), rng, 0.1),
+            "registered_at": pd.Series(reg)
+            .astype("datetime64[ns, UTC]")
+            .where(rng.random(m) > 0.1),
+            "enterprise_type": _with_na(
+                pd.Series(rng.choice(ENTERPRISE_TYPES, m), dtype="str"), rng, 0.1
+            ),
             "region": pd.Series(["x"] * m, dtype="str"),
         }
     )
@@ -129,7 +144,7 @@ def make_tables(
         }
     )
     s = max(10, n // 10)
-    sig_t = (T0 + pd.to_timedelta(rng.integers(0, days * 86400, s), unit="s"))
+    sig_t = T0 + pd.to_timedelta(rng.integers(0, days * 86400, s), unit="s")
     if time_unit:
         sig_t = sig_t.floor(time_unit)
     pick = rng.integers(0, n, s)
@@ -137,7 +152,10 @@ def make_tables(
     ent_s = decl["enterprise_id"].to_numpy(dtype=object)[pick]
     osp_s = decl["overseas_party_id"].to_numpy(dtype=object, na_value=None)[pick]
     org_s = decl["origin_country"].to_numpy(dtype=object)[pick]
-    hs_s = np.array([h[:L] for h, L in zip(decl["hs_code"].to_numpy(dtype=object)[pick], hs_len)], dtype=object)
+    hs_s = np.array(
+        [h[:L] for h, L in zip(decl["hs_code"].to_numpy(dtype=object)[pick], hs_len, strict=False)],
+        dtype=object,
+    )
     kind = rng.integers(0, 6, s)
     signals = pd.DataFrame(
         {
@@ -148,14 +166,20 @@ def make_tables(
             "overseas_party_id": pd.Series(np.where(kind == 1, osp_s, None), dtype="str"),
             "hs_code": pd.Series(np.where(np.isin(kind, [2, 3, 4]), hs_s, None), dtype="str"),
             "origin_country": pd.Series(np.where(np.isin(kind, [3, 5]), org_s, None), dtype="str"),
-            "severity": _with_na(pd.Series(rng.choice(SIGNAL_SEVERITIES, s), dtype="str"), rng, 0.2),
+            "severity": _with_na(
+                pd.Series(rng.choice(SIGNAL_SEVERITIES, s), dtype="str"), rng, 0.2
+            ),
             "hazard_type": pd.Series([None] * s, dtype="str"),
             "source": pd.Series(["test"] * s, dtype="str"),
             "description": pd.Series([""] * s, dtype="str"),
         }
     )
     # A signal must name a subject: drop rows whose only subject was a missing overseas party.
-    subj = signals[["enterprise_id", "overseas_party_id", "hs_code", "origin_country"]].notna().any(axis=1)
+    subj = (
+        signals[["enterprise_id", "overseas_party_id", "hs_code", "origin_country"]]
+        .notna()
+        .any(axis=1)
+    )
     signals = signals[subj].reset_index(drop=True)
     return {
         "declarations": decl,
