@@ -13,7 +13,8 @@ Timing rules (the same in ``features.snapshot`` and ``features.online``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -143,7 +144,8 @@ class _Columns:
     def __init__(self, names: list[str], n: int) -> None:
         self.names = names
         self.pos = {name: i for i, name in enumerate(names)}
-        self.matrix = np.full((len(names), n), np.nan)
+        # Every row is written in full (``build_offline`` asserts it): no NaN pre-fill pass.
+        self.matrix = np.empty((len(names), n))
         self.written = [False] * len(names)
 
     def slot(self, name: str) -> np.ndarray:
@@ -336,18 +338,33 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
         aggs = aggs_by_entity[name]
         code_in = p.coder.codes(entity)
         # Work in (code, time) order: sorted needles make every searchsorted cache-friendly.
-        perm = np.argsort(code_in * p.M + p.rank_t, kind="stable")
+        # The declarations are both the events and the queries, so this one sort is also the
+        # declaration index (no second sort): rows with no key sort first and are never counted
+        # because every query key is >= 0.
+        comb = code_in * p.M + p.rank_t
+        perm = np.argsort(comb, kind="stable")
+        comb = comb[perm]
         code = code_in[perm]
         rank_t = p.rank_t[perm]
         t = p.t[perm]
         starts = {w: (r[perm] if r is not None else None) for w, r in p.rank_start.items()}
         missing = code < 0
-        didx = EventIndex(code_in, p.rank_t, p.M, times=p.t)
-        dhi = didx.position(code, rank_t)
-        dlo_all = didx.position(code, None)
+        pos = np.arange(p.n, dtype=np.int64)
+        # Earlier declarations of the key end where this row's (key, time) tie group starts.
+        tie_start = np.ones(p.n, dtype=bool)
+        np.not_equal(comb[1:], comb[:-1], out=tie_start[1:])
+        dhi = np.maximum.accumulate(np.where(tie_start, pos, 0))
+        key_start = np.ones(p.n, dtype=bool)
+        np.not_equal(code[1:], code[:-1], out=key_start[1:])
+        dlo_all = np.maximum.accumulate(np.where(key_start, pos, 0))
+        del tie_start, key_start, pos
         res: dict[str, np.ndarray] = {}
         for w in aggs.get("decl_cnt", ()):
-            lo = dlo_all if w == "all" else didx.position(code, starts[w])
+            lo = (
+                dlo_all
+                if w == "all"
+                else np.searchsorted(comb, code * p.M + starts[w], side="left")
+            )
             res[f"decl_cnt_{w}"] = (dhi - lo).astype(np.float64)
         seen = dhi > dlo_all
         if name in ("ent", "ent_x_hs4", "ent_x_org"):
@@ -355,22 +372,27 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             new_flags[name] = np.empty(p.n)
             new_flags[name][perm] = flag
         if "days_since_first" in aggs:
-            first = didx.time_at(dlo_all, seen)
+            # The key's first declaration is the first row of its block.
             res["days_since_first_all"] = np.where(
-                seen, (t - first).astype(np.float64) / DAY_NS, np.nan
+                seen, (t - t[dlo_all]).astype(np.float64) / DAY_NS, np.nan
             )
+        del comb
 
         icode = code_in[p.insp_row]
         iidx = EventIndex(icode, p.rank_insp, p.M, p.insp_flags)
         ihi = iidx.position(code, rank_t)
-        need = set(RATE_WINDOWS)
-        for a in ("insp_cnt", "nc_cnt", "ncmaj_cnt", "rand_share"):
-            need.update(aggs.get(a, ()))
+        # Only the (kind, window) counts some output or rate needs.
+        need_kw = {("insp", w) for w in RATE_WINDOWS} | {("nc", w) for w in RATE_WINDOWS}
+        for a, k in (("insp_cnt", "insp"), ("nc_cnt", "nc"), ("ncmaj_cnt", "ncmaj")):
+            need_kw.update((k, w) for w in aggs.get(a, ()))
+        for w in aggs.get("rand_share", ()):
+            need_kw.update({("rand", w), ("insp", w)})
         counts: dict[tuple[str, str], np.ndarray] = {}
-        for w in need:
+        for w in sorted({w for _, w in need_kw}):
             lo = iidx.position(code, starts[w])
             for k in ("insp", "nc", "ncmaj", "rand"):
-                counts[(k, w)] = iidx.count(lo, ihi, k).astype(np.float64)
+                if (k, w) in need_kw:
+                    counts[(k, w)] = iidx.count(lo, ihi, k).astype(np.float64)
         for agg, k in (("insp_cnt", "insp"), ("nc_cnt", "nc"), ("ncmaj_cnt", "ncmaj")):
             for w in aggs.get(agg, ()):
                 res[f"{agg}_{w}"] = counts[(k, w)]
@@ -478,6 +500,71 @@ def signal_categories(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return ch.astype(np.int64), sev.astype(np.int64)
 
 
+def _decl_prefix_codes(p: Prepared, hs_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques) of the first ``hs_len`` characters of ``hs_code`` (cached on ``p``)."""
+    if hs_len in (2, 4, 6):
+        return p.coder.field(f"hs{hs_len}")
+    cache = p.__dict__.setdefault("_prefix_codes", {})
+    if hs_len not in cache:
+        hs = p.decl["hs_code"].astype("str")
+        pre = hs.str.slice(0, hs_len).where(hs.str.len() >= hs_len)
+        codes, uniques = pd.factorize(pre.where(pre != ""), use_na_sentinel=True)
+        cache[hs_len] = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
+    return cache[hs_len]
+
+
+def _pattern_rows(
+    p: Prepared, signals: pd.DataFrame, pattern: tuple[tuple[str, ...], int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Declarations that some signal of ``pattern`` can match, their keys and the signals' keys.
+
+    Keys are mixed-radix numbers over the declarations' own field codes; a signal value no
+    declaration has gets -1 and matches nothing. Only candidate rows are returned, so the work
+    per pattern is proportional to the declarations it touches, not to all of them.
+    """
+    fields, hs_len = pattern
+    parts: list[tuple[np.ndarray, np.ndarray, int]] = []
+    for f in fields:
+        codes, uniques = p.coder.field(f)
+        scodes = pd.Index(uniques, dtype="str").get_indexer(signals[f].astype("str"))
+        parts.append((codes, scodes.astype(np.int64), len(uniques)))
+    if hs_len:
+        codes, uniques = _decl_prefix_codes(p, hs_len)
+        scodes = pd.Index(uniques, dtype="str").get_indexer(signals["hs_code"].astype("str"))
+        parts.append((codes, scodes.astype(np.int64), len(uniques)))
+    # Candidate rows: every field's value occurs among this pattern's signals.
+    mask = np.ones(p.n, dtype=bool)
+    for codes, scodes, k in parts:
+        present = np.zeros(k + 1, dtype=bool)  # index k (= -1 wrapped) stays False
+        present[scodes[scodes >= 0]] = True
+        mask &= present[codes]
+    rows = np.flatnonzero(mask)
+    radix = 1
+    for _, _, k in parts:
+        radix *= max(k, 1)
+    if radix < 1 << 62:
+        dkey = np.zeros(len(rows), dtype=np.int64)
+        skey = np.zeros(len(signals), dtype=np.int64)
+        for codes, scodes, k in parts:
+            dkey = dkey * k + codes[rows]
+            skey = np.where((skey >= 0) & (scodes >= 0), skey * k + scodes, -1)
+    else:  # the mixed radix would overflow: one row per distinct tuple instead
+        both = np.stack([np.concatenate([c[rows], s]) for c, s, _ in parts], axis=1)
+        ok = (both >= 0).all(axis=1)
+        joint = np.full(len(both), -1, dtype=np.int64)
+        _, inv = np.unique(both[ok], axis=0, return_inverse=True)
+        joint[ok] = inv.ravel()
+        dkey, skey = joint[: len(rows)], joint[len(rows) :]
+    # Dense keys over the signals' own keys (small: key * modulus stays far from overflow).
+    uniq = np.unique(skey[skey >= 0])
+    dpos = np.searchsorted(uniq, dkey)
+    hit = dpos < len(uniq)
+    hit[hit] = uniq[dpos[hit]] == dkey[hit]
+    rows, dkey = rows[hit], dpos[hit].astype(np.int64)
+    skey = np.where(skey >= 0, np.searchsorted(uniq, skey), -1).astype(np.int64)
+    return rows, dkey, skey
+
+
 def _signal_features(p: Prepared, out: _Columns) -> None:
     from features.registry import (
         SIGNAL_ALL_WINDOWS,
@@ -486,65 +573,49 @@ def _signal_features(p: Prepared, out: _Columns) -> None:
         SIGNAL_SEVERITY_WINDOWS,
     )
 
-    acc: dict[str, np.ndarray] = {}
-
-    def add(name: str, values: np.ndarray) -> None:
-        acc[name] = acc.get(name, 0) + values
-
-    zeros = np.zeros(p.n, dtype=np.float64)
-    for w in SIGNAL_ALL_WINDOWS:
-        acc[f"sig_all_cnt_{w}"] = zeros.copy()
-    for route, ws in SIGNAL_ROUTE_WINDOWS.items():
-        for w in ws:
-            acc[f"sig_{route}_cnt_{w}"] = zeros.copy()
-    for ch in SIGNAL_CHANNELS:
-        for w in SIGNAL_CHANNEL_WINDOWS:
-            acc[f"sig_{ch}_cnt_{w}"] = zeros.copy()
-    for sev in SIGNAL_SEVERITIES:
-        for w in SIGNAL_SEVERITY_WINDOWS:
-            acc[f"sig_sev_{sev}_cnt_{w}"] = zeros.copy()
+    # Counts are added straight into their output rows (no per-pattern full-length temporaries).
+    names = [f"sig_all_cnt_{w}" for w in SIGNAL_ALL_WINDOWS]
+    names += [f"sig_{r}_cnt_{w}" for r, ws in SIGNAL_ROUTE_WINDOWS.items() for w in ws]
+    names += [f"sig_{c}_cnt_{w}" for c in SIGNAL_CHANNELS for w in SIGNAL_CHANNEL_WINDOWS]
+    names += [f"sig_sev_{s}_cnt_{w}" for s in SIGNAL_SEVERITIES for w in SIGNAL_SEVERITY_WINDOWS]
+    acc = {name: out.slot(name) for name in names}
+    for col in acc.values():
+        col[:] = 0.0
 
     patterns, pat_of = signal_patterns(p.signals)
-    if patterns:
-        ch, sev = signal_categories(p.signals)
-        sig_rank = p.ranks.rank(p.sig_t)
-        route_of_field = {c: r for r, (c, _, _) in SIGNAL_ROUTES.items()}
-        for i, pattern in enumerate(patterns):
-            sel = pat_of == i
-            dcode, scode = signal_codes(p.fields, p.decl["hs_code"], p.signals[sel], pattern)
-            weights = {"all": np.ones(int(sel.sum()), dtype=np.int64)}
-            for j, c in enumerate(SIGNAL_CHANNELS):
-                weights[c] = (ch[sel] == j).astype(np.int64)
-            for j, s in enumerate(SIGNAL_SEVERITIES):
-                weights[f"sev_{s}"] = (sev[sel] == j).astype(np.int64)
-            idx = EventIndex(scode, sig_rank[sel], p.M, weights)
-            perm = np.argsort(dcode * p.M + p.rank_t, kind="stable")
-            dc = dcode[perm]
-            ok = dc >= 0
-            hi = idx.position(dc, p.rank_t[perm])
-            routes = [route_of_field[f] for f in pattern[0]] + (["hs"] if pattern[1] else [])
-            for w in SIGNAL_WINDOWS:
-                lo = idx.position(dc, p.rank_start[w][perm])
-
-                def counted(weight: str, lo=lo, hi=hi, ok=ok, perm=perm, idx=idx) -> np.ndarray:
-                    full = np.zeros(p.n)
-                    full[perm] = np.where(ok, idx.count(lo, hi, weight), 0)
-                    return full
-
-                cnt = counted("all")
-                if w in SIGNAL_ALL_WINDOWS:
-                    add(f"sig_all_cnt_{w}", cnt)
-                for r in routes:
-                    if w in SIGNAL_ROUTE_WINDOWS[r]:
-                        add(f"sig_{r}_cnt_{w}", cnt)
-                if w in SIGNAL_CHANNEL_WINDOWS:
-                    for c in SIGNAL_CHANNELS:
-                        add(f"sig_{c}_cnt_{w}", counted(c))
-                if w in SIGNAL_SEVERITY_WINDOWS:
-                    for sv in SIGNAL_SEVERITIES:
-                        add(f"sig_sev_{sv}_cnt_{w}", counted(f"sev_{sv}"))
-    for k, v in acc.items():
-        out[k] = np.asarray(v, dtype=np.float64)
+    if not patterns:
+        return
+    ch, sev = signal_categories(p.signals)
+    sig_rank = p.ranks.rank(p.sig_t)
+    route_of_field = {c: r for r, (c, _, _) in SIGNAL_ROUTES.items()}
+    for i, pattern in enumerate(patterns):
+        sel = pat_of == i
+        rows, dkey, skey = _pattern_rows(p, p.signals[sel], pattern)
+        if len(rows) == 0:
+            continue
+        weights = {"all": np.ones(int(sel.sum()), dtype=np.int64)}
+        for j, c in enumerate(SIGNAL_CHANNELS):
+            weights[c] = (ch[sel] == j).astype(np.int64)
+        for j, s in enumerate(SIGNAL_SEVERITIES):
+            weights[f"sev_{s}"] = (sev[sel] == j).astype(np.int64)
+        idx = EventIndex(skey, sig_rank[sel], p.M, weights)
+        rank_t = p.rank_t[rows]
+        hi = idx.position(dkey, rank_t)
+        routes = [route_of_field[f] for f in pattern[0]] + (["hs"] if pattern[1] else [])
+        for w in SIGNAL_WINDOWS:
+            lo = idx.position(dkey, p.rank_start[w][rows])
+            cnt = idx.count(lo, hi, "all")
+            if w in SIGNAL_ALL_WINDOWS:
+                acc[f"sig_all_cnt_{w}"][rows] += cnt
+            for r in routes:
+                if w in SIGNAL_ROUTE_WINDOWS[r]:
+                    acc[f"sig_{r}_cnt_{w}"][rows] += cnt
+            if w in SIGNAL_CHANNEL_WINDOWS:
+                for c in SIGNAL_CHANNELS:
+                    acc[f"sig_{c}_cnt_{w}"][rows] += idx.count(lo, hi, c)
+            if w in SIGNAL_SEVERITY_WINDOWS:
+                for sv in SIGNAL_SEVERITIES:
+                    acc[f"sig_sev_{sv}_cnt_{w}"][rows] += idx.count(lo, hi, f"sev_{sv}")
 
 
 def _extra_numeric(p: Prepared, out: _Columns) -> None:
@@ -577,6 +648,32 @@ def build_offline(
         One row per declaration, in input order: ``declaration_id``, ``declared_at``,
         ``enterprise_id`` and every feature of ``feature_specs(attributes)`` (float64).
     """
+    with _small_pages():
+        return _build_offline(tables, attributes, progress)
+
+
+@contextmanager
+def _small_pages() -> Iterator[None]:
+    """Turn off numpy's transparent-huge-page advice while the build runs (restored after).
+
+    The build allocates many large short-lived arrays; with ``madvise`` hugepages the kernel may
+    compact memory on every first touch. Measured on the 2-core box (THP ``defrag=madvise``):
+    allocating the 1M x 196 output took 4-9 s with the advice and 2 s without.
+    """
+    from numpy._core import multiarray
+
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    previous = setter(False) if setter is not None else None
+    try:
+        yield
+    finally:
+        if setter is not None:
+            setter(previous)
+
+
+def _build_offline(
+    tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None, progress: Progress | None
+) -> pd.DataFrame:
     specs = feature_specs(attributes)
     p = Prepared(tables, attributes)
     feats = _Columns([s.name for s in specs], p.n)

@@ -41,6 +41,8 @@ def entities_for(attributes: dict[str, str] | None) -> dict[str, Entity]:
 def _as_str(value: Any) -> str | None:
     if value is None:
         return None
+    if type(value) is str:  # the common case, without pd.isna
+        return value if value != "" else None
     try:
         if pd.isna(value):
             return None

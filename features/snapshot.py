@@ -333,6 +333,10 @@ class Snapshot:
                 entry[0].append(t)
                 entry[1].append(ch)
                 entry[2].append(sev)
+        # Per pattern and key, cumulative channel / severity counts (built on first use).
+        self.signal_cums: list[dict[str, tuple[list[list[int]], list[list[int]]]]] = [
+            {} for _ in self.patterns
+        ]
         self.credit: dict[str, tuple[list[int], list[float]]] = {}
         for ent, t, tier in zip(
             credit["enterprise_id"].tolist(),
@@ -662,6 +666,7 @@ class Snapshot:
         if pattern not in self.patterns:
             self.patterns.append(pattern)
             self.signals.append({})
+            self.signal_cums.append({})
         p = self.patterns.index(pattern)
         key = signal_keys(frame, np.zeros(1, dtype=np.int64), [pattern])[0]
         ch, sev = signal_categories(frame)
@@ -671,6 +676,27 @@ class Snapshot:
         times.insert(i, t)
         chs.insert(i, int(ch[0]))
         sevs.insert(i, int(sev[0]))
+        self.signal_cums[p].pop(key, None)
+
+    def signal_cum(
+        self,
+        cums: dict[str, tuple[list[list[int]], list[list[int]]]],
+        key: str,
+        entry: tuple[list[int], list[int], list[int]],
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Cumulative counts per channel and per severity of one signal key (cached).
+
+        ``cums[c][j]`` is the number of signals of channel ``c`` among the first ``j`` of the key
+        (likewise severities), so a window count is two list reads, not a loop over signals.
+        """
+        got = cums.get(key)
+        if got is None:
+            got = (
+                _cumulate(entry[1], len(SIGNAL_CHANNELS)),
+                _cumulate(entry[2], len(SIGNAL_SEVERITIES)),
+            )
+            cums[key] = got
+        return got
 
     # ------------------------------------------------------------------ helpers
     def _pending_columns(self) -> list[str]:
@@ -728,6 +754,19 @@ class Snapshot:
             out = (med, mean, std, k)
         cache[month] = out
         return out
+
+
+def _cumulate(codes: list[int], n_codes: int) -> list[list[int]]:
+    """Per code ``c``: running count of ``codes == c`` (length ``len(codes) + 1``)."""
+    out = []
+    for c in range(n_codes):
+        run = [0]
+        k = 0
+        for x in codes:
+            k += x == c
+            run.append(k)
+        out.append(run)
+    return out
 
 
 def _isna(v: Any) -> bool:

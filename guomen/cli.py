@@ -114,5 +114,445 @@ def features_build(
     typer.echo(f"{len(frame):,} declarations x {frame.shape[1] - 3} features -> {out}")
 
 
+warnings_app = typer.Typer(help="Risk warnings: propose, list, export.", no_args_is_help=True)
+app.add_typer(warnings_app, name="warnings")
+
+
+def _warning_store(config: Path | None) -> object:
+    from policy.warnings import load_warning_config
+    from serving.db import make_engine
+    from serving.warnings_store import WarningStore, ensure_schema
+
+    engine = make_engine(get_settings().database_url)
+    ensure_schema(engine)
+    return WarningStore(engine, load_warning_config(config))
+
+
+@warnings_app.command("propose")
+def warnings_propose(
+    as_of: Annotated[str, typer.Option("--as-of", help="assessment date/time, ISO-8601")],
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="warning configuration YAML (policy/warning_config.yaml)")
+    ] = None,
+) -> None:
+    """Assess every subject (enterprise, overseas party, HS4, origin, HS4 x origin) at --as-of
+    and store new warning proposals for the committee."""
+    import getpass
+
+    import pandas as pd
+
+    from features.store import Store
+
+    try:
+        pd.Timestamp(as_of)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--as-of: {exc}") from exc
+    ws = _warning_store(config)
+    tables = Store(store or get_settings().store_dir).tables()
+    made = ws.propose(tables, as_of, f"cli:{getpass.getuser()}")  # type: ignore[attr-defined]
+    for w in made:
+        typer.echo(f"{w['id']}  {w['level_name']:<10} {w['publication_type']}  {w['title']}")
+    typer.echo(f"{len(made)} new proposal(s)")
+
+
+@warnings_app.command("list")
+def warnings_list(
+    status: Annotated[
+        str | None, typer.Option(help="proposed, approved, rejected, active, lifted")
+    ] = None,
+    level: Annotated[int | None, typer.Option(min=1, max=4, help="1 (Ⅰ red) .. 4 (Ⅳ blue)")] = None,
+) -> None:
+    """List warnings by level and status."""
+    ws = _warning_store(None)
+    rows = ws.list(status=status, level=level)  # type: ignore[attr-defined]
+    for w in rows:
+        typer.echo(
+            f"{w['id']}  {w['status']:<9} {w['level_name']:<10} {w['publication_type']}  "
+            f"{w['subject_label']}  as of {w['as_of'][:10]}"
+        )
+    typer.echo(f"{len(rows)} warning(s)")
+
+
+@warnings_app.command("export")
+def warnings_export(
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    out: Annotated[Path | None, typer.Option(help="file to write (default: stdout)")] = None,
+    status: Annotated[str | None, typer.Option(help="only warnings with this status")] = None,
+) -> None:
+    """Export warnings in the documented schema (docs/warnings.md) as JSON or CSV."""
+    import json
+
+    from serving.warnings_store import EXPORT_FIELDS, export_rows, to_csv
+
+    if fmt not in ("json", "csv"):
+        raise typer.BadParameter("--format must be json or csv")
+    rows = export_rows(_warning_store(None).list(status=status))  # type: ignore[attr-defined]
+    if fmt == "csv":
+        text = to_csv(rows)
+    else:
+        body = {"schema": "guomen.warnings/1", "fields": list(EXPORT_FIELDS), "warnings": rows}
+        text = json.dumps(body, ensure_ascii=False, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(rows)} warning(s) -> {out}")
+
+
+keys_app = typer.Typer(help="API keys with roles (only a hash is stored).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default: Settings.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: Settings.port)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes (default: Settings.workers)")
+    ] = None,
+) -> None:
+    """Start the scoring API (uvicorn) with the champion model from the registry."""
+    import uvicorn
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    workers = workers or settings.workers
+    if workers > 1:
+        # Each worker process builds its own app from the environment.
+        uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port,
+                    workers=workers)  # fmt: skip
+    else:
+        from serving.app import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port)
+
+
+def _keys_engine():  # type: ignore[no-untyped-def]
+    from serving.db import create_schema, make_engine
+
+    engine = make_engine(get_settings().database_url)
+    create_schema(engine)
+    return engine
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="inspector, committee or admin")],
+    name: Annotated[str | None, typer.Option(help="who or what uses the key")] = None,
+) -> None:
+    """Create a key and print it once (only its sha256 is stored)."""
+    from serving.auth import ROLES, create_key
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"--role must be one of {', '.join(ROLES)}")
+    key, record = create_key(_keys_engine(), role, name)
+    typer.echo(key)
+    typer.echo(f"key id {record.key_id}, role {record.role}: store the key now, it is not shown again",
+               err=True)  # fmt: skip
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List key ids, roles, names and dates (never the keys)."""
+    from serving.auth import list_keys
+
+    for k in list_keys(_keys_engine()):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(
+            f"{k.key_id}  {k.role:<9}  {k.created_at:%Y-%m-%d %H:%M}  {state}  {k.name or ''}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key id (first 12 characters)")],
+) -> None:
+    """Revoke a key (other server processes notice within Settings.key_cache_seconds)."""
+    from serving.auth import revoke_key
+
+    if not revoke_key(_keys_engine(), key_id):
+        typer.secho(f"no active key {key_id}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command("rescore")
+def rescore_cmd(
+    as_of: Annotated[str, typer.Option("--as-of", help="as-of date YYYY-MM-DD (local day)")],
+    engine: Annotated[str, typer.Option(help="local or dask")] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler")
+    ] = None,
+    period_days: Annotated[int, typer.Option(help="days of declarations scored", min=1)] = 365,
+    partitions: Annotated[int, typer.Option(help="enterprise-hash partitions", min=1)] = 16,
+    out: Annotated[Path, typer.Option(help="output root (writes OUT/rescore/AS_OF/)")] = Path(
+        "data"
+    ),
+    threads: Annotated[int, typer.Option(help="threads of the local engine", min=1)] = 2,
+) -> None:
+    """Rescore every enterprise with the champion model: profiles to Parquet, the database and
+    an MLflow run summary. Resumable: run the same command again after an interruption."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from features.bundle import load_bundle
+    from features.store import Store
+    from serving.registry import fetch_bundle, resolve
+    from serving.rescore import rescore
+    from serving.rescore.warnings import warnings_in_force
+
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter("--engine must be local or dask")
+    settings = get_settings()
+    ref, local = resolve(settings.mlflow_tracking_uri, settings.model_name, settings.model_alias)
+    path = fetch_bundle(
+        ref,
+        local,
+        tracking_uri=settings.mlflow_tracking_uri,
+        home=settings.home,
+        cache_dir=settings.home / settings.models_dir / "registry-cache",
+    )
+    bundle = load_bundle(path, ref.manifest_sha256)
+    store = Store(settings.store_dir)
+    from serving.db import make_engine
+
+    db = make_engine(settings.database_url)
+    with Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = rescore(
+            as_of,
+            bundle=bundle,
+            out_dir=out,
+            model_version=ref.version,
+            bundle_digest=ref.manifest_sha256,
+            tables=store.tables(),
+            attributes=store.attributes,
+            period_days=period_days,
+            partitions=partitions,
+            engine=engine,
+            scheduler=scheduler,
+            threads=threads,
+            timezone=settings.timezone,
+            database=db,
+            mlflow_tracking_uri=settings.mlflow_tracking_uri,
+            warnings=warnings_in_force(db),
+            progress=progress,
+        )
+    typer.echo(
+        f"{result.declarations:,} declarations, {result.enterprises:,} enterprises "
+        f"(model {ref.name} v{ref.version}); {result.resumed_partitions} partitions resumed"
+    )
+    typer.echo(f"profiles: {result.profiles_path}")
+
+
+# --- training (issue 4): train, promote, evaluate -------------------------------------------
+
+
+def _step_bar(total: int):  # type: ignore[no-untyped-def]
+    """A rich progress bar advanced by step names (long work shows where it is)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
+    task = bar.add_task("starting", total=total)
+    seen: list[str] = []
+
+    def advance(step: str) -> None:
+        if seen:
+            bar.advance(task)
+        seen.append(step)
+        bar.update(task, description=step)
+
+    def finish() -> None:
+        bar.update(task, completed=total, description="done")
+
+    return bar, advance, finish
+
+
+def _inputs_loader(store: Path):  # type: ignore[no-untyped-def]
+    def load():  # type: ignore[no-untyped-def]
+        from training.pipeline import load_inputs
+
+        bar, advance, finish = _step_bar(2)
+        with bar:
+            inputs = load_inputs(store, advance)
+            finish()
+        return inputs.features, inputs.labels
+
+    return load
+
+
+@app.command("train")
+def train_cmd(
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML training config (overrides)")] = None,
+    ground_truth: Annotated[
+        Path | None,
+        typer.Option(help="demo only: ground_truth/declaration_truth.parquet for the oracle"),
+    ] = None,
+) -> None:
+    """Train, calibrate and evaluate the risk model on a time split, write the bundle to
+    models/, log the run to MLflow and register the version as challenger."""
+    from training.config import load_config
+    from training.pipeline import load_ground_truth, load_inputs, run_training
+    from training.registry import ensure_sqlite_parent, log_and_register
+
+    settings = get_settings()
+    cfg = load_config(config)
+    store_dir = store or settings.store_dir
+    truth = load_ground_truth(ground_truth) if ground_truth else None
+    bar, advance, finish = _step_bar(11 + len(cfg.selection.candidates))
+    with bar:
+        inputs = load_inputs(store_dir, advance)
+        result = run_training(
+            inputs.features,
+            inputs.labels,
+            inputs.specs,
+            config=cfg,
+            models_dir=settings.home / settings.models_dir,
+            model_name=settings.model_name,
+            declarations=inputs.tables["declarations"],
+            credit_ratings=inputs.tables["credit_ratings"],
+            attributes=inputs.attributes,
+            store_fingerprint=inputs.store_fingerprint,
+            ground_truth=truth,
+            progress=advance,
+        )
+        advance("register in MLflow")
+        ensure_sqlite_parent(settings.mlflow_tracking_uri)
+        registered = log_and_register(
+            result,
+            cfg,
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.home / settings.mlflow_artifact_root,
+            model_name=settings.model_name,
+        )
+        finish()
+    from training.report import budget_table, ranking_table
+
+    results = {"model": result.metrics, **result.baselines}
+    size = result.fitted.size
+    typer.echo(f"bundle: {result.bundle_dir}  (report: {result.report_dir})")
+    typer.echo(
+        f"registered {registered.name} v{registered.version} as challenger (run {registered.run_id})"
+    )
+    typer.echo(
+        f"model: {size['trees']} trees, {size['leaves_max']} leaves max, depth {size['depth_max']}; "
+        f"correction kept: {result.fitted.correction}; "
+        f"calibration a={result.fitted.calibration.a:.4f} b={result.fitted.calibration.b:.4f}"
+    )
+    typer.echo(f"test period {result.split['test_start']} .. {result.split['test_end']}")
+    typer.echo(ranking_table(results))
+    typer.echo(budget_table(results, "random_sample"))
+    typer.echo(budget_table(results, "all_inspected"))
+
+
+@app.command("promote")
+def promote_cmd(
+    force: Annotated[bool, typer.Option(help="move champion whatever the gate says")] = False,
+    reason: Annotated[str, typer.Option(help="why (required with --force; logged)")] = "",
+    store: Annotated[Path | None, typer.Option(help="store holding the test period")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (gate tolerances)")] = None,
+) -> None:
+    """Compare the challenger with the champion on the same test period and move the
+    champion alias only if the challenger is not worse beyond tolerance; logs the verdict."""
+    from training.config import load_config
+    from training.registry import ensure_sqlite_parent, promote
+
+    if force and not reason.strip():
+        raise typer.BadParameter("--force requires --reason")
+    settings = get_settings()
+    cfg = load_config(config)
+    ensure_sqlite_parent(settings.mlflow_tracking_uri)
+    verdict = promote(
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.home / settings.mlflow_artifact_root,
+        model_name=settings.model_name,
+        config=cfg,
+        load_features=_inputs_loader(store or settings.store_dir),
+        force=force,
+        reason=reason,
+    )
+    typer.echo(
+        f"challenger v{verdict.challenger_version} vs champion "
+        f"v{verdict.champion_version or '-'}: {verdict.message}"
+    )
+    if verdict.period:
+        typer.echo(f"period {verdict.period['start']} .. {verdict.period['end']}")
+    for metric, check in verdict.checks.items():
+        typer.echo(
+            f"  {metric:<16} challenger {check['challenger']:.4f}  champion {check['champion']:.4f}"
+            f"  tolerance {check['tolerance']:g}  {'pass' if check['passed'] else 'FAIL'}"
+        )
+    if not verdict.promoted:
+        raise typer.Exit(1)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    version: Annotated[str, typer.Option(help="registered version number (or an alias)")],
+    start: Annotated[str, typer.Option(help="first local day YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="last local day YYYY-MM-DD (inclusive)")],
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config (budgets)")] = None,
+    ground_truth: Annotated[
+        Path | None, typer.Option(help="demo only: declaration_truth.parquet for the oracle")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="write the metrics as JSON here")] = None,
+) -> None:
+    """Re-evaluate a registered model version (bundle downloaded and verified) on any period
+    of declarations: ranking, calibration and budget metrics."""
+    import json
+
+    import pandas as pd
+
+    from training.config import load_config
+    from training.pipeline import load_ground_truth
+    from training.registry import evaluate_version, resolve_version
+    from training.report import budget_table, ranking_table
+
+    settings = get_settings()
+    cfg = load_config(config)
+    resolved = resolve_version(settings.mlflow_tracking_uri, settings.model_name, version)
+    if resolved is None:
+        raise typer.BadParameter(f"no version or alias {version!r}")
+    t0 = pd.Timestamp(start, tz=settings.timezone)
+    t1 = pd.Timestamp(end, tz=settings.timezone) + pd.Timedelta(days=1)
+    features, labels = _inputs_loader(store or settings.store_dir)()
+    metrics = evaluate_version(
+        tracking_uri=settings.mlflow_tracking_uri,
+        model_name=settings.model_name,
+        version=resolved,
+        features=features,
+        labels=labels,
+        start=t0,
+        end=t1,
+        config=cfg,
+        ground_truth=load_ground_truth(ground_truth) if ground_truth else None,
+    )
+    name = f"v{resolved}"
+    typer.echo(
+        f"{settings.model_name} {name} on {start} .. {end}: {metrics['n_declarations']:,} declarations"
+    )
+    typer.echo(ranking_table({name: metrics}))
+    typer.echo(budget_table({name: metrics}, "random_sample"))
+    typer.echo(budget_table({name: metrics}, "all_inspected"))
+    if out:
+        out.write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -79,7 +79,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "min_inspected": 5,
         "lift_thresholds": [1.5, 2.5, 4.0, 6.0],
         "signal_bump_count": 2,
-        "signals_alone_count": 6,
+        "signal_surge_min": 4,
+        "signal_surge_ratio": 4.0,
         "score_bump_ratio": 2.0,
     },
     "severity": {
@@ -369,6 +370,8 @@ class Assessment:
     earlier_rate: float
     rising: bool
     signals: int
+    signals_expected: float
+    surge: bool
     serious_signals: int
     signal_channels: dict[str, int]
     mean_score: float | None
@@ -459,6 +462,30 @@ def _dominant_hazard(frame: pd.DataFrame) -> pd.Series:
     return counts.drop_duplicates("key").set_index("key")["hazard_type"]
 
 
+# (declarations, inspections, joined): the join is reused while both frames are the same objects
+_JOIN_CACHE: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
+
+
+def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.DataFrame:
+    """Inspections joined to their declarations' subject columns, with a ``bad`` flag.
+
+    Repeated assessments over the same tables (a replay, the API's cached store) join once.
+    """
+    decl, insp = tables["declarations"], tables.get("inspections")
+    for d, i, j in _JOIN_CACHE:
+        if d is decl and i is insp:
+            return j
+    if insp is None or insp.empty:
+        joined = pd.DataFrame(columns=[*cols, "inspected_at", "result", "severity", "hazard_type"])
+        joined["inspected_at"] = pd.Series(dtype="datetime64[ns, UTC]")
+    else:
+        keep = ["declaration_id", "inspected_at", "result", "severity", "hazard_type"]
+        joined = insp[keep].merge(decl[cols], on="declaration_id", how="inner")
+    joined["bad"] = (joined["result"] == "nonconforming").fillna(False).astype(bool)
+    _JOIN_CACHE[:] = [(decl, insp, joined)] if insp is not None else []
+    return joined
+
+
 def assess(
     tables: dict[str, pd.DataFrame],
     as_of: Any,
@@ -515,19 +542,8 @@ def assess(
     else:
         decl_w["value_usd"] = np.nan
 
-    insp = tables.get("inspections")
-    if insp is None or insp.empty:
-        insp_all = pd.DataFrame(
-            columns=[*cols, "inspected_at", "result", "severity", "hazard_type"]
-        )
-        insp_all["inspected_at"] = pd.Series(dtype="datetime64[ns, UTC]")
-    else:
-        insp_k = insp.loc[
-            (insp["inspected_at"] > b_start) & (insp["inspected_at"] <= t),
-            ["declaration_id", "inspected_at", "result", "severity", "hazard_type"],
-        ]
-        insp_all = insp_k.merge(decl[cols], on="declaration_id", how="inner")
-    insp_all["bad"] = (insp_all["result"] == "nonconforming").fillna(False).astype(bool)
+    joined = _joined_inspections(tables, cols)
+    insp_all = joined.loc[(joined["inspected_at"] > b_start) & (joined["inspected_at"] <= t)]
     in_window = (insp_all["inspected_at"] > w_start).to_numpy(bool)
     recent = insp_all.loc[in_window].copy()
     base = insp_all.loc[~in_window]
@@ -536,8 +552,17 @@ def assess(
         global_rate = 0.05  # no history at all: a neutral prior, stated in the docs
 
     sig = tables.get("risk_signals")
+    sig_base = None
     if sig is not None and not sig.empty:
+        sig_base = sig.loc[(sig["reported_at"] > b_start) & (sig["reported_at"] <= w_start)]
         sig = sig.loc[(sig["reported_at"] > w_start) & (sig["reported_at"] <= t)].copy()
+    # expected signals in a window from the baseline count: a surge is many more than that
+    sig_scale = 0.0
+    if sig_base is not None:
+        # the baseline may be shorter than baseline_days where the data starts later
+        first_sig = tables["risk_signals"]["reported_at"].min()
+        span = min(float(cfg["baseline_days"]), (w_start - first_sig).total_seconds() / 86400)
+        sig_scale = float(cfg["window_days"]) / max(span, float(cfg["window_days"]))
     score_map: pd.Series | None = None
     overall_score = None
     if scores is not None and len(scores):
@@ -584,20 +609,30 @@ def assess(
                     }
                 )
                 chan = s.groupby(["key", "channel"]).size()
+                if sig_base is not None and len(sig_base):
+                    sb = sig_base.assign(key=_signal_keys(sig_base, kind)).dropna(subset=["key"])
+                    sig_stats["signals_base"] = sb.groupby("key").size()
+                expected = sig_stats.get("signals_base", 0.0)
+                expected = pd.Series(expected, index=sig_stats.index).fillna(0.0) * sig_scale
+                sig_stats["signals_expected"] = expected
+                # a surge: many more reports than usual, at least two of them high or serious
+                sig_stats["surge"] = (
+                    (sig_stats["signals"] >= lk["signal_surge_min"])
+                    & (sig_stats["signals"] >= lk["signal_surge_ratio"] * expected.clip(lower=0.25))
+                    & (sig_stats["serious_signals"].fillna(0) >= lk["signal_bump_count"])
+                )
         if subjects:
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
             stats = stats.reindex(stats.index.union(pd.Index(keys)))
             stats = stats.loc[keys]
         elif len(sig_stats):
-            alone = sig_stats.index[
-                sig_stats["serious_signals"].fillna(0) >= lk["signals_alone_count"]
-            ]
+            alone = sig_stats.index[sig_stats["surge"]]
             stats = stats.reindex(stats.index.union(alone))
+        sig_cols = ["signals", "serious_signals", "harm_signals", "signals_expected"]
         if not len(sig_stats):
-            sig_stats = pd.DataFrame(
-                columns=["signals", "serious_signals", "harm_signals"], dtype="float64"
-            )
-        stats = stats.join(sig_stats, how="left")
+            sig_stats = pd.DataFrame(columns=[*sig_cols, "surge"], dtype="float64")
+        stats = stats.join(sig_stats[[*sig_cols, "surge"]], how="left")
+        stats["surge"] = stats["surge"].astype("boolean").fillna(False).astype(bool)
         num = [
             "n",
             "k",
@@ -611,18 +646,19 @@ def assess(
             "signals",
             "serious_signals",
             "harm_signals",
+            "signals_expected",
         ]
         stats[num] = stats[num].astype("float64").fillna(0.0)
         # the subject's own baseline, shrunk to the all-subject rate when its history is thin
         m = float(lk["prior_strength"])
         stats["baseline"] = (stats["k_base"] + m * global_rate) / (stats["n_base"] + m)
-        stats["lower"] = beta_lower_bound(stats["k"], stats["n"], stats["baseline"], cfg)
+        stats["lower"] = beta_lower_bound(
+            stats["k"].to_numpy(), stats["n"].to_numpy(), stats["baseline"].to_numpy(), cfg
+        )
         stats["lift"] = stats["lower"] / stats["baseline"]
         if not subjects:
             enough = stats["n"] >= lk["min_inspected"]
-            candidates = (enough & (stats["lift"] >= lk["lift_thresholds"][0])) | (
-                stats["serious_signals"] >= lk["signals_alone_count"]
-            )
+            candidates = (enough & (stats["lift"] >= lk["lift_thresholds"][0])) | stats["surge"]
             stats = stats[candidates]
         if stats.empty:
             continue
@@ -649,7 +685,8 @@ def assess(
             chans: dict[str, int] = {}
             if len(sig_stats) and row["signals"] > 0:
                 try:
-                    chans = {str(c): int(v) for c, v in chan.loc[key].items()}
+                    sub = chan.xs(str(key), level="key")
+                    chans = {str(c): int(v) for c, v in sub.items()}
                 except KeyError:
                     chans = {}
             results.append(_grade(Subject.parse(kind, str(key)), row, cfg, overall_score, chans))
@@ -683,12 +720,19 @@ def _grade(
     lift = float(row["lift"]) if n > 0 else 0.0
     like = likelihood_class(lift, cfg) if n >= lk["min_inspected"] else 0
     serious = int(row["serious_signals"])
-    if like == 0 and serious >= lk["signals_alone_count"]:
+    n_sig, expected = int(row["signals"]), float(row["signals_expected"])
+    surge = bool(row["surge"])
+    if like == 0 and surge:
         like = 1
-        notes.append(f"{serious} high/serious signals: likelihood 1 from signals alone")
-    elif like > 0 and serious >= lk["signal_bump_count"]:
+        notes.append(f"signal surge ({n_sig} vs {expected:.1f} expected): likelihood 1")
+    elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         like = min(4, like + 1)
-        notes.append(f"{serious} high/serious signals: likelihood +1")
+        why = (
+            f"signal surge ({n_sig} vs {expected:.1f} expected)"
+            if surge
+            else (f"{serious} high/serious signals")
+        )
+        notes.append(f"{why}: likelihood +1")
     mean_score = row.get("mean_score")
     mean_score = None if mean_score is None or pd.isna(mean_score) else float(mean_score)
     score_ratio = None
@@ -704,6 +748,12 @@ def _grade(
     weight = float(cfg["severity"]["hazard_weights"].get(hazard or "other", 0.6))
     sev_score = (crit + 0.5 * major) / k * weight if k > 0 else 0.0
     sev = severity_class(sev_score, cfg)
+    # two or more high/serious signals set a floor of class 2 under severity (a surge of
+    # reports is not a mere minor matter even before results come in)
+    sig_sev = 2 if serious >= lk["signal_bump_count"] else 1
+    if sig_sev > sev:
+        notes.append(f"{serious} high/serious signals: severity {sig_sev}")
+        sev = sig_sev
     if int(row["harm_signals"]) > 0:
         sev = min(4, sev + 1)
         notes.append("serious injury/illness signals: severity +1")
@@ -758,7 +808,9 @@ def _grade(
         recent_rate=float(recent_rate),
         earlier_rate=float(earlier_rate),
         rising=rising,
-        signals=int(row["signals"]),
+        signals=n_sig,
+        signals_expected=expected,
+        surge=surge,
         serious_signals=serious,
         signal_channels=channels,
         mean_score=mean_score,
@@ -892,9 +944,7 @@ def propose(
     cfg = config or load_warning_config()
     found = _suppress_nested(assess(tables, as_of, cfg, scores=scores), tables, cfg)
     skip = open_subjects or set()
-    return [
-        build_warning(a, cfg) for a in found if (a.subject.kind, a.subject.key_str) not in skip
-    ]
+    return [build_warning(a, cfg) for a in found if (a.subject.kind, a.subject.key_str) not in skip]
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,12 +84,162 @@ def _snap(v: float) -> float:
     return v
 
 
-@njit(cache=True, nogil=True)
+_FM = {"reassoc", "contract"}  # lets LLVM reorder the short quadrature sums; no NaN/inf assumptions
+
+
+@njit(cache=True, nogil=True, fastmath=_FM, inline="always")
+def _tree(
+    t: int,
+    q: int,
+    xs: np.ndarray,
+    phi: np.ndarray,
+    tree_int_off: np.ndarray,
+    tree_n_int: np.ndarray,
+    tree_leaf_off: np.ndarray,
+    tree_n_leaf: np.ndarray,
+    tree_rep_off: np.ndarray,
+    gauss_t: np.ndarray,
+    gauss_w: np.ndarray,
+    gauss_inv1mt: np.ndarray,
+    feat: np.ndarray,
+    flags: np.ndarray,
+    threshold: np.ndarray,
+    cat_off: np.ndarray,
+    cat_n: np.ndarray,
+    cat_bits: np.ndarray,
+    lslot: np.ndarray,
+    rslot: np.ndarray,
+    zl_arr: np.ndarray,
+    zr_arr: np.ndarray,
+    zp_arr: np.ndarray,
+    prev_same: np.ndarray,
+    leaf_value: np.ndarray,
+    rep_idx: np.ndarray,
+    inv_prev: np.ndarray,
+    p: np.ndarray,
+    rr: np.ndarray,
+    oc: np.ndarray,
+) -> None:
+    """Add one tree's SHAP values for one row to ``phi``; ``q`` quadrature nodes.
+
+    Slots: internal nodes ``0 .. n_int-1`` in preorder, then the leaves. A top-down pass
+    forms ``p[i]``, the product of the path factors down to internal node ``i`` at the
+    quadrature nodes; a bottom-up pass forms ``rr[i]``, the value-weighted sum of the
+    factor products from ``i`` down to its leaves. Node ``i``'s feature receives
+    ``sum_q w_q p[i] (a_l rr[l] + a_r rr[r])`` with ``a = o - z``. A node whose feature was
+    split earlier on its path replaces that earlier factor (``inv_prev`` divides it out)
+    and takes back what the earlier edge counted for its subtree.
+    """
+    ib = tree_int_off[t]
+    n_int = tree_n_int[t]
+    lb = tree_leaf_off[t]
+    n_leaf = tree_n_leaf[t]
+    rb = tree_rep_off[t]
+    # Leaf slots hold the leaf value (the empty product times v).
+    for k in range(n_leaf):
+        v = leaf_value[lb + k]
+        so = (n_int + k) * q
+        for r in range(q):
+            rr[so + r] = v
+    for r in range(q):
+        p[r] = 1.0
+    for i in range(n_int):
+        g = ib + i
+        gl = _goes_left(xs[feat[g]], flags[g], threshold[g], cat_bits, cat_off[g], cat_n[g])
+        ps = prev_same[g]
+        ls = lslot[g]
+        rs = rslot[g]
+        zl = zl_arr[g]
+        zr = zr_arr[g]
+        pi = i * q
+        pl = ls * q
+        pr = rs * q
+        if ps < 0:
+            oc[ls] = gl
+            oc[rs] = 1 - gl
+            al = np.float64(gl) - zl
+            ar = np.float64(1 - gl) - zr
+            for r in range(q):
+                tr_ = gauss_t[q, r]
+                p[pl + r] = p[pi + r] * (zl + tr_ * al)
+                p[pr + r] = p[pi + r] * (zr + tr_ * ar)
+        else:
+            op = oc[ps]
+            oc[ls] = gl & op
+            oc[rs] = (1 - gl) & op
+            if op != 0:
+                al = np.float64(gl) - zl
+                ar = np.float64(1 - gl) - zr
+                vo = rb + rep_idx[g] * q
+                for r in range(q):
+                    tr_ = gauss_t[q, r]
+                    inv = inv_prev[vo + r]
+                    p[pl + r] = p[pi + r] * (zl + tr_ * al) * inv
+                    p[pr + r] = p[pi + r] * (zr + tr_ * ar) * inv
+            else:
+                # Earlier edge failed: z_prev (1 - t) becomes z (1 - t), a constant ratio.
+                zp = zp_arr[g]
+                ml = zl / zp if zp > 0.0 else 0.0
+                mr = zr / zp if zp > 0.0 else 0.0
+                for r in range(q):
+                    p[pl + r] = p[pi + r] * ml
+                    p[pr + r] = p[pi + r] * mr
+    for i in range(n_int - 1, -1, -1):
+        g = ib + i
+        ls = lslot[g]
+        rs = rslot[g]
+        zl = zl_arr[g]
+        zr = zr_arr[g]
+        al = np.float64(oc[ls]) - zl
+        ar = np.float64(oc[rs]) - zr
+        pi = i * q
+        pl = ls * q
+        pr = rs * q
+        ps = prev_same[g]
+        acc = 0.0
+        if ps < 0:
+            for r in range(q):
+                d = al * rr[pl + r] + ar * rr[pr + r]
+                rr[pi + r] = zl * rr[pl + r] + zr * rr[pr + r] + gauss_t[q, r] * d
+                acc += gauss_w[q, r] * p[pi + r] * d
+        else:
+            op = oc[ps]
+            zp = zp_arr[g]
+            if op != 0:
+                ap = 1.0 - zp
+                vo = rb + rep_idx[g] * q
+                for r in range(q):
+                    tr_ = gauss_t[q, r]
+                    inv = inv_prev[vo + r]
+                    rj = ((zl + tr_ * al) * rr[pl + r] + (zr + tr_ * ar) * rr[pr + r]) * inv
+                    rr[pi + r] = rj
+                    d = al * rr[pl + r] + ar * rr[pr + r] - ap * rj
+                    acc += gauss_w[q, r] * p[pi + r] * inv * d
+            elif zp > 0.0:
+                # Children failed too (a = -z); p[i] carries the factor zp (1 - t).
+                ml = zl / zp
+                mr = zr / zp
+                for r in range(q):
+                    rj = ml * rr[pl + r] + mr * rr[pr + r]
+                    rr[pi + r] = rj
+                    d = al * rr[pl + r] + ar * rr[pr + r] + zp * rj
+                    acc += gauss_w[q, r] * p[pi + r] * gauss_inv1mt[q, r] * d
+                acc /= zp
+            else:
+                for r in range(q):
+                    rr[pi + r] = 0.0
+        phi[feat[g]] += acc
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
 def shap_row(
     x: np.ndarray,
     phi: np.ndarray,
-    tree_node_off: np.ndarray,
-    tree_n_nodes: np.ndarray,
+    tree_int_off: np.ndarray,
+    tree_n_int: np.ndarray,
+    tree_leaf_off: np.ndarray,
+    tree_n_leaf: np.ndarray,
+    tree_rep_off: np.ndarray,
     tree_q: np.ndarray,
     tree_bias: np.ndarray,
     gauss_t: np.ndarray,
@@ -97,15 +247,18 @@ def shap_row(
     gauss_inv1mt: np.ndarray,
     feat: np.ndarray,
     flags: np.ndarray,
-    thr_value: np.ndarray,
+    threshold: np.ndarray,
     cat_off: np.ndarray,
     cat_n: np.ndarray,
     cat_bits: np.ndarray,
-    right: np.ndarray,
-    zc: np.ndarray,
-    ze: np.ndarray,
+    lslot: np.ndarray,
+    rslot: np.ndarray,
+    zl_arr: np.ndarray,
+    zr_arr: np.ndarray,
+    zp_arr: np.ndarray,
     prev_same: np.ndarray,
-    rep_off: np.ndarray,
+    leaf_value: np.ndarray,
+    rep_idx: np.ndarray,
     inv_prev: np.ndarray,
     xs: np.ndarray,
     p: np.ndarray,
@@ -114,126 +267,45 @@ def shap_row(
 ) -> None:
     """Add the SHAP values of one row to ``phi`` (length ``F + 1``, last = bias).
 
-    Per tree, a top-down pass forms ``p[j]``, the product of the path factors down to
-    internal node ``j`` at the quadrature nodes, and a bottom-up pass forms ``rr[j]``,
-    the value-weighted sum of the factor products from ``j`` down to its leaves; the
-    contribution of node ``j``'s feature is ``sum_q w_q p[j] (a_l rr[l] + a_r rr[r])``
-    with ``a = o - z``. A node whose feature was split earlier on its path replaces that
-    earlier factor (``inv_prev`` divides it out) and takes back what the earlier edge
-    counted for its subtree, so no subtree is counted twice.
-
-    ``xs``, ``p``, ``rr`` and ``oc`` are caller-owned scratch buffers; local node ``j`` of
-    a tree with ``Q`` quadrature nodes uses ``p[j*Q:(j+1)*Q]``.
+    ``xs``, ``p``, ``rr`` and ``oc`` are caller-owned scratch buffers. Trees whose
+    quadrature size is 4, 8, 12 or 16 go through copies of :func:`_tree` compiled for that
+    constant (unrolled loops); larger ones through the generic copy.
     """
     nf = x.shape[0]
     for k in range(nf):
         xs[k] = _snap(x[k])
-    n_trees = tree_node_off.shape[0]
-    for t in range(n_trees):
+    for t in range(tree_int_off.shape[0]):
         phi[nf] += tree_bias[t]
-        nn = tree_n_nodes[t]
-        if nn == 1:
+        if tree_n_int[t] == 0:
             continue
-        base = tree_node_off[t]
         q = tree_q[t]
-        tq = gauss_t[q]
-        wq = gauss_w[q]
-        inv1mt = gauss_inv1mt[q]
-        for r in range(q):
-            p[r] = 1.0
-        # Top-down (preorder storage: the left child of j is j + 1).
-        for j in range(nn):
-            gj = base + j
-            f = feat[gj]
-            if f < 0:
-                continue
-            gl = _goes_left(xs[f], flags[gj], thr_value[gj], cat_bits, cat_off[gj], cat_n[gj])
-            ps = prev_same[gj]
-            o_prev = 1 if ps < 0 else oc[ps]
-            lc = j + 1
-            rc = right[gj]
-            oc[lc] = gl & o_prev
-            oc[rc] = (1 - gl) & o_prev
-            pj = j * q
-            for side in range(2):
-                c = lc if side == 0 else rc
-                gc = base + c
-                if feat[gc] < 0:
-                    continue  # leaves need no product of their own
-                pc = c * q
-                z = zc[gc]
-                a = np.float64(oc[c]) - z
-                if ps < 0:
-                    for r in range(q):
-                        p[pc + r] = p[pj + r] * (z + tq[r] * a)
-                elif o_prev != 0:
-                    vo = rep_off[gj]
-                    for r in range(q):
-                        p[pc + r] = p[pj + r] * (z + tq[r] * a) * inv_prev[vo + r]
-                else:
-                    # Earlier edge failed: z_prev (1 - t) becomes z (1 - t).
-                    m = ze[gc]
-                    for r in range(q):
-                        p[pc + r] = p[pj + r] * m
-        # Bottom-up.
-        for j in range(nn - 1, -1, -1):
-            gj = base + j
-            f = feat[gj]
-            pj = j * q
-            if f < 0:
-                v = thr_value[gj]
-                for r in range(q):
-                    rr[pj + r] = v
-                continue
-            lc = j + 1
-            rc = right[gj]
-            gl = base + lc
-            gr = base + rc
-            pl = lc * q
-            pr = rc * q
-            zl = zc[gl]
-            zr = zc[gr]
-            al = np.float64(oc[lc]) - zl
-            ar = np.float64(oc[rc]) - zr
-            ps = prev_same[gj]
-            acc = 0.0
-            if ps < 0:
-                for r in range(q):
-                    d = al * rr[pl + r] + ar * rr[pr + r]
-                    rr[pj + r] = zl * rr[pl + r] + zr * rr[pr + r] + tq[r] * d
-                    acc += wq[r] * p[pj + r] * d
-            else:
-                o_prev = oc[ps] != 0
-                zp = zc[base + ps]
-                ap = (1.0 if o_prev else 0.0) - zp
-                if o_prev:
-                    vo = rep_off[gj]
-                    for r in range(q):
-                        inv = inv_prev[vo + r]
-                        rj = ((zl + tq[r] * al) * rr[pl + r] + (zr + tq[r] * ar) * rr[pr + r]) * inv
-                        rr[pj + r] = rj
-                        d = al * rr[pl + r] + ar * rr[pr + r] - ap * rj
-                        acc += wq[r] * p[pj + r] * inv * d
-                else:
-                    ml = ze[gl]
-                    mr = ze[gr]
-                    for r in range(q):
-                        rr[pj + r] = ml * rr[pl + r] + mr * rr[pr + r]
-                    if zp > 0.0:
-                        # Both children failed too (a = -z); p[j] has the factor zp (1 - t).
-                        for r in range(q):
-                            d = al * rr[pl + r] + ar * rr[pr + r] - ap * rr[pj + r]
-                            acc += wq[r] * p[pj + r] * inv1mt[r] * d
-                        acc /= zp
-            phi[f] += acc
+        if q == 4:
+            _tree(t, 4, xs, phi, tree_int_off, tree_n_int, tree_leaf_off, tree_n_leaf, tree_rep_off, gauss_t,
+                  gauss_w, gauss_inv1mt, feat, flags, threshold, cat_off, cat_n, cat_bits, lslot, rslot, zl_arr,
+                  zr_arr, zp_arr, prev_same, leaf_value, rep_idx, inv_prev, p, rr, oc)  # fmt: skip
+        elif q == 8:
+            _tree(t, 8, xs, phi, tree_int_off, tree_n_int, tree_leaf_off, tree_n_leaf, tree_rep_off, gauss_t,
+                  gauss_w, gauss_inv1mt, feat, flags, threshold, cat_off, cat_n, cat_bits, lslot, rslot, zl_arr,
+                  zr_arr, zp_arr, prev_same, leaf_value, rep_idx, inv_prev, p, rr, oc)  # fmt: skip
+        elif q == 12:
+            _tree(t, 12, xs, phi, tree_int_off, tree_n_int, tree_leaf_off, tree_n_leaf, tree_rep_off, gauss_t,
+                  gauss_w, gauss_inv1mt, feat, flags, threshold, cat_off, cat_n, cat_bits, lslot, rslot, zl_arr,
+                  zr_arr, zp_arr, prev_same, leaf_value, rep_idx, inv_prev, p, rr, oc)  # fmt: skip
+        else:
+            _tree(t, q, xs, phi, tree_int_off, tree_n_int, tree_leaf_off, tree_n_leaf, tree_rep_off, gauss_t,
+                  gauss_w, gauss_inv1mt, feat, flags, threshold, cat_off, cat_n, cat_bits, lslot, rslot, zl_arr,
+                  zr_arr, zp_arr, prev_same, leaf_value, rep_idx, inv_prev, p, rr, oc)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
 def shap_rows(
     x: np.ndarray,
     out: np.ndarray,
-    tree_node_off: np.ndarray,
-    tree_n_nodes: np.ndarray,
+    tree_int_off: np.ndarray,
+    tree_n_int: np.ndarray,
+    tree_leaf_off: np.ndarray,
+    tree_n_leaf: np.ndarray,
+    tree_rep_off: np.ndarray,
     tree_q: np.ndarray,
     tree_bias: np.ndarray,
     gauss_t: np.ndarray,
@@ -241,66 +313,49 @@ def shap_rows(
     gauss_inv1mt: np.ndarray,
     feat: np.ndarray,
     flags: np.ndarray,
-    thr_value: np.ndarray,
+    threshold: np.ndarray,
     cat_off: np.ndarray,
     cat_n: np.ndarray,
     cat_bits: np.ndarray,
-    right: np.ndarray,
-    zc: np.ndarray,
-    ze: np.ndarray,
+    lslot: np.ndarray,
+    rslot: np.ndarray,
+    zl_arr: np.ndarray,
+    zr_arr: np.ndarray,
+    zp_arr: np.ndarray,
     prev_same: np.ndarray,
-    rep_off: np.ndarray,
+    leaf_value: np.ndarray,
+    rep_idx: np.ndarray,
     inv_prev: np.ndarray,
-    max_nodes: int,
+    max_slots: int,
     max_q: int,
 ) -> None:
     """SHAP values for every row of ``x`` into ``out`` (zeroed, shape ``(n, F + 1)``)."""
     xs = np.empty(x.shape[1], dtype=np.float64)
-    p = np.empty(max_nodes * max_q, dtype=np.float64)
-    rr = np.empty(max_nodes * max_q, dtype=np.float64)
-    oc = np.empty(max_nodes, dtype=np.uint8)
+    p = np.empty(max_slots * max_q, dtype=np.float64)
+    rr = np.empty(max_slots * max_q, dtype=np.float64)
+    oc = np.zeros(max_slots, dtype=np.int64)
     for i in range(x.shape[0]):
-        shap_row(
-            x[i],
-            out[i],
-            tree_node_off,
-            tree_n_nodes,
-            tree_q,
-            tree_bias,
-            gauss_t,
-            gauss_w,
-            gauss_inv1mt,
-            feat,
-            flags,
-            thr_value,
-            cat_off,
-            cat_n,
-            cat_bits,
-            right,
-            zc,
-            ze,
-            prev_same,
-            rep_off,
-            inv_prev,
-            xs,
-            p,
-            rr,
-            oc,
-        )
+        shap_row(x[i], out[i], tree_int_off, tree_n_int, tree_leaf_off, tree_n_leaf, tree_rep_off, tree_q,
+                 tree_bias, gauss_t, gauss_w, gauss_inv1mt, feat, flags, threshold, cat_off, cat_n, cat_bits,
+                 lslot, rslot, zl_arr, zr_arr, zp_arr, prev_same, leaf_value, rep_idx, inv_prev, xs, p, rr, oc)  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
 def predict_rows(
     x: np.ndarray,
     out: np.ndarray,
-    tree_node_off: np.ndarray,
+    tree_int_off: np.ndarray,
+    tree_n_int: np.ndarray,
+    tree_leaf_off: np.ndarray,
     feat: np.ndarray,
     flags: np.ndarray,
-    thr_value: np.ndarray,
+    threshold: np.ndarray,
     cat_off: np.ndarray,
     cat_n: np.ndarray,
     cat_bits: np.ndarray,
-    right: np.ndarray,
+    lslot: np.ndarray,
+    rslot: np.ndarray,
+    leaf_value: np.ndarray,
 ) -> None:
     """Raw margin of every row of ``x`` into ``out`` (trees summed in order from 0)."""
     nf = x.shape[1]
@@ -309,14 +364,15 @@ def predict_rows(
         for k in range(nf):
             xs[k] = _snap(x[i, k])
         total = 0.0
-        for t in range(tree_node_off.shape[0]):
-            base = tree_node_off[t]
-            j = 0
-            while feat[base + j] >= 0:
-                gj = base + j
-                if _goes_left(xs[feat[gj]], flags[gj], thr_value[gj], cat_bits, cat_off[gj], cat_n[gj]):
-                    j = j + 1
+        for t in range(tree_int_off.shape[0]):
+            ib = tree_int_off[t]
+            n_int = tree_n_int[t]
+            slot = 0
+            while slot < n_int:
+                g = ib + slot
+                if _goes_left(xs[feat[g]], flags[g], threshold[g], cat_bits, cat_off[g], cat_n[g]):
+                    slot = lslot[g]
                 else:
-                    j = right[gj]
-            total += thr_value[base + j]
+                    slot = rslot[g]
+            total += leaf_value[tree_leaf_off[t] + slot - n_int]
         out[i] = total

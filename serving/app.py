@@ -11,8 +11,8 @@ Run with ``guomen serve`` (uvicorn); with several workers uvicorn imports :func:
 from __future__ import annotations
 
 import importlib
-import inspect
 import importlib.util
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -174,7 +174,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret = settings.monitoring_secret.get_secret_value()
 
         def build(bundle: Any, ref: ModelRef) -> Scorer:
-            return Scorer(bundle, ref, _load_live_snapshot(app), secret=secret, rates=app.state.rates)
+            return Scorer(
+                bundle, ref, _load_live_snapshot(app), secret=secret, rates=app.state.rates
+            )
 
         def on_swap(scorer: Scorer) -> None:
             ref = scorer.ref
@@ -221,7 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # Last resort only: every expected failure is mapped to a 4xx (or 503) by the routes.
-        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_exception_handler(Exception, internal_error)

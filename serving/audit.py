@@ -101,9 +101,7 @@ def record_inspection(engine: Engine, row: Mapping[str, Any]) -> None:
         raise DuplicateInspection(str(row["declaration_id"])) from exc
 
 
-def iter_inspections(
-    engine: Engine, since: datetime | None = None
-) -> Iterable[dict[str, Any]]:
+def iter_inspections(engine: Engine, since: datetime | None = None) -> Iterable[dict[str, Any]]:
     """Stored inspection results in arrival order (optionally received at or after ``since``)."""
     query = sa.select(inspection_results).order_by(inspection_results.c.id)
     if since is not None:

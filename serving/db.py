@@ -83,7 +83,9 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
             max_overflow=32,
         )
         if sqlite_synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}")
+            raise ValueError(
+                f"sqlite_synchronous must be NORMAL or FULL, not {sqlite_synchronous!r}"
+            )
         sa.event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         return engine
     return sa.create_engine(parsed, pool_size=8, max_overflow=32, pool_pre_ping=True)

@@ -122,7 +122,8 @@ def decide(
     raised = tuple(
         m.warning_id
         for m in matched
-        if m.mode == "raised" and monitoring_draw(f"{m.warning_id}\x1f{declaration_id}", secret) < m.rate
+        if m.mode == "raised"
+        and monitoring_draw(f"{m.warning_id}\x1f{declaration_id}", secret) < m.rate
     )
     if raised:
         return Decision("mandatory", "warning_measure_raised", monitoring, raised)

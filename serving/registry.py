@@ -3,9 +3,9 @@
 Conventions (written by ``training``, read here): each version of ``Settings.model_name`` comes
 from a run holding the bundle as the artifact directory ``bundle/``; the version's tags are
 ``bundle_manifest_sha256`` (``features.bundle.manifest_digest``) and ``bundle_path`` (or
-``bundle_dir``: a local copy). Serving resolves ``Settings.model_alias`` (``champion``) to a version, uses the local copy
-when its manifest matches the pinned digest, otherwise downloads the artifact, verifies every file
-against the pinned manifest, and only then parses it.
+``bundle_dir``: a local copy). Serving resolves ``Settings.model_alias`` (``champion``) to a
+version, uses the local copy when its manifest matches the pinned digest, otherwise downloads the
+artifact, verifies every file against the pinned manifest, and only then parses it.
 
 A ``ModelManager`` holds the current :class:`~serving.scoring.Scorer` as a single reference.
 Reloading builds (and warms) a complete new ``Scorer`` first, then swaps the reference; requests
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from features.bundle import load_bundle, manifest_digest
-from serving.scoring import LiveSnapshot, ModelRef, Scorer
+from serving.scoring import ModelRef, Scorer
 
 log = logging.getLogger("guomen.serving.registry")
 

@@ -35,9 +35,9 @@ Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
 # Timestamps the feature pipeline can represent (pandas nanoseconds end in 2262).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-AttributeValue = Annotated[str, Field(max_length=256)] | Annotated[
-    float, Field(allow_inf_nan=False)
-] | None
+AttributeValue = (
+    Annotated[str, Field(max_length=256)] | Annotated[float, Field(allow_inf_nan=False)] | None
+)
 
 
 def _utc_in_range(value: datetime, field: str) -> datetime:

@@ -31,7 +31,6 @@ from features.rates import RateTable
 from policy.tiers import SupervisionPolicy
 from serving.decisions import Decision, InspectionMeasure, decide
 
-
 log = logging.getLogger("guomen.serving.scoring")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -138,7 +137,9 @@ class LiveSnapshot:
                 try:
                     self.snapshot.add_declaration(row)
                 except ValueError as exc:  # e.g. older than the snapshot's unit-value month
-                    log.warning("declaration %s not added to the snapshot: %s", row["declaration_id"], exc)
+                    log.warning(
+                        "declaration %s not added to the snapshot: %s", row["declaration_id"], exc
+                    )
 
     def add_inspection(self, row: Mapping[str, Any]) -> bool:
         """Apply an inspection result; False when the snapshot does not know the declaration."""

@@ -30,10 +30,17 @@ _MISSING = {"None": _k.MISSING_NONE, "Zero": _k.MISSING_ZERO, "NaN": _k.MISSING_
 
 @dataclass(frozen=True)
 class _Arrays:
-    """Flattened, read-only model tables consumed by the numba kernels."""
+    """Flattened, read-only model tables consumed by the numba kernels.
 
-    tree_node_off: np.ndarray
-    tree_n_nodes: np.ndarray
+    Per tree, slots ``0 .. n_int-1`` are the internal nodes in preorder and slots
+    ``n_int ..`` the leaves; per-internal-node arrays are indexed ``tree_int_off[t] + slot``.
+    """
+
+    tree_int_off: np.ndarray
+    tree_n_int: np.ndarray
+    tree_leaf_off: np.ndarray
+    tree_n_leaf: np.ndarray
+    tree_rep_off: np.ndarray
     tree_q: np.ndarray
     tree_bias: np.ndarray
     gauss_t: np.ndarray
@@ -41,24 +48,30 @@ class _Arrays:
     gauss_inv1mt: np.ndarray
     feat: np.ndarray
     flags: np.ndarray
-    thr_value: np.ndarray
+    threshold: np.ndarray
     cat_off: np.ndarray
     cat_n: np.ndarray
     cat_bits: np.ndarray
-    right: np.ndarray
-    zc: np.ndarray
-    ze: np.ndarray
+    lslot: np.ndarray
+    rslot: np.ndarray
+    zl_arr: np.ndarray
+    zr_arr: np.ndarray
+    zp_arr: np.ndarray
     prev_same: np.ndarray
-    rep_off: np.ndarray
+    leaf_value: np.ndarray
+    rep_idx: np.ndarray
     inv_prev: np.ndarray
-    max_nodes: int
+    max_slots: int
     max_q: int
 
     def kernel_args(self) -> tuple[Any, ...]:
         """The model tables in the order the kernels take them."""
         return (
-            self.tree_node_off,
-            self.tree_n_nodes,
+            self.tree_int_off,
+            self.tree_n_int,
+            self.tree_leaf_off,
+            self.tree_n_leaf,
+            self.tree_rep_off,
             self.tree_q,
             self.tree_bias,
             self.gauss_t,
@@ -66,15 +79,18 @@ class _Arrays:
             self.gauss_inv1mt,
             self.feat,
             self.flags,
-            self.thr_value,
+            self.threshold,
             self.cat_off,
             self.cat_n,
             self.cat_bits,
-            self.right,
-            self.zc,
-            self.ze,
+            self.lslot,
+            self.rslot,
+            self.zl_arr,
+            self.zr_arr,
+            self.zp_arr,
             self.prev_same,
-            self.rep_off,
+            self.leaf_value,
+            self.rep_idx,
             self.inv_prev,
         )
 
@@ -154,6 +170,8 @@ def _parse_tree(root: dict[str, Any]) -> _Tree:
             stack.append((node["right_child"], j, False))
             stack.append((node["left_child"], j, True))
         else:
+            if node.get("leaf_coeff"):
+                raise ValueError("TreeShap does not support linear trees (linear_tree=True)")
             tr.feat.append(-1)
             tr.kind.append(_k.KIND_NUMERICAL)
             tr.threshold.append(0.0)
@@ -210,8 +228,12 @@ class TreeShap:
         return cls.from_dump(model)
 
     @classmethod
-    def from_dump(cls, model: dict[str, Any]) -> TreeShap:
-        """Build from the dict returned by ``Booster.dump_model()``."""
+    def from_dump(cls, model: dict[str, Any], *, min_quadrature: int = 0) -> TreeShap:
+        """Build from the dict returned by ``Booster.dump_model()``.
+
+        ``min_quadrature`` forces at least that many Gauss nodes per tree (more nodes stay
+        exact); it exists so tests can drive every kernel variant with small models.
+        """
         if int(model.get("num_class", 1)) != 1 or int(model.get("num_tree_per_iteration", 1)) != 1:
             raise ValueError("TreeShap supports single-output models only (num_class == 1)")
         if model.get("average_output", False):
@@ -222,75 +244,42 @@ class TreeShap:
             if info.get("is_linear", False):
                 raise ValueError("TreeShap does not support linear trees (linear_tree=True)")
             trees.append(_parse_tree(info["tree_structure"]))
-        return cls._from_trees(trees, num_features)
+        return cls._from_trees(trees, num_features, min_quadrature)
 
     @classmethod
-    def _from_trees(cls, trees: list[_Tree], num_features: int) -> TreeShap:
+    def _from_trees(cls, trees: list[_Tree], num_features: int, min_quadrature: int = 0) -> TreeShap:
         n_trees = len(trees)
-        tree_node_off = np.zeros(n_trees, dtype=np.int64)
-        tree_n_nodes = np.zeros(n_trees, dtype=np.int64)
-        tree_q = np.zeros(n_trees, dtype=np.int64)
+        per_tree = {k: np.zeros(n_trees, dtype=np.int64) for k in ("int_off", "n_int", "leaf_off", "n_leaf", "rep_off", "q")}
         tree_bias = np.zeros(n_trees, dtype=np.float64)
         cols: dict[str, list[Any]] = {
-            k: [] for k in ("feat", "flags", "thr_value", "cat_off", "cat_n", "right", "zc", "ze", "prev", "rep")
+            k: []
+            for k in ("feat", "flags", "threshold", "cat_off", "cat_n", "lslot", "rslot", "zl", "zr", "zp", "prev", "rep")
         }
+        leaf_values: list[float] = []
         cat_bits: list[int] = []
-        structs = []
-        max_q = 1
-        # Pass 1: cover fractions, same-feature links and the quadrature size per tree.
-        for tr in trees:
-            n = len(tr.feat)
-            zc = [1.0] * n  # combined zero fraction of the feature on the edge into node
-            ze = [1.0] * n  # this edge's own fraction, count(child) / count(parent)
-            prev = [-1] * n  # per internal node: child of the nearest ancestor edge on its feature
-            kmax = 0
-            stack: list[tuple[int, dict[int, int]]] = [(0, {})]
-            while stack:
-                j, seen = stack.pop()
-                if tr.feat[j] < 0:
-                    kmax = max(kmax, len(seen))
-                    continue
-                f = tr.feat[j]
-                last = seen.get(f, -1)
-                prev[j] = last
-                zp = zc[last] if last >= 0 else 1.0
-                for c in (tr.left[j], tr.right[j]):
-                    if tr.left[j] != j + 1:
-                        raise AssertionError("tree not in preorder")
-                    # Same expression order as LightGBM: (count_c / count_j) * incoming_z.
-                    ze[c] = tr.count[c] / tr.count[j]
-                    zc[c] = ze[c] * zp
-                    child_seen = dict(seen)
-                    child_seen[f] = c
-                    stack.append((c, child_seen))
-            q = max(1, math.ceil(kmax / 2))
-            max_q = max(max_q, q)
-            structs.append((zc, ze, prev, q))
-
-        gauss_t, gauss_w, gauss_inv1mt = _gauss_tables(max_q)
         inv_parts: list[np.ndarray] = []
-        node_off = 0
-        rep_total = 0
-        for ti, (tr, (zc, ze, prev, q)) in enumerate(zip(trees, structs, strict=True)):
-            n = len(tr.feat)
-            tree_node_off[ti] = node_off
-            tree_n_nodes[ti] = n
-            tree_q[ti] = q
-            node_off += n
-            # LightGBM's Tree::ExpectedValue: leaf order, (count / root count) * value.
-            if n == 1:
-                tree_bias[ti] = tr.value[0]
-            else:
-                total = tr.count[0]
-                ev = 0.0
-                for _, j in sorted((tr.leaf_index[j], j) for j in range(n) if tr.feat[j] < 0):
-                    ev += (tr.count[j] / total) * tr.value[j]
-                tree_bias[ti] = ev
+        parsed = [_structure(tr, min_quadrature) for tr in trees]
+        max_q = max([st.q for st in parsed], default=1)
+        gauss_t, gauss_w, gauss_inv1mt = _gauss_tables(max_q)
+        int_off = leaf_off = rep_off = 0
+        for ti, (tr, st) in enumerate(zip(trees, parsed, strict=True)):
+            q = st.q
+            n_int = len(st.internal)
+            per_tree["int_off"][ti] = int_off
+            per_tree["n_int"][ti] = n_int
+            per_tree["leaf_off"][ti] = leaf_off
+            per_tree["n_leaf"][ti] = len(st.leaves)
+            per_tree["rep_off"][ti] = rep_off
+            per_tree["q"][ti] = q
+            int_off += n_int
+            leaf_off += len(st.leaves)
+            tree_bias[ti] = st.bias
             t = gauss_t[q, :q]
-            for j in range(n):
+            n_rep = 0
+            for j in st.internal:
                 cols["feat"].append(tr.feat[j])
                 cols["flags"].append(tr.kind[j] | (tr.missing[j] << 1) | (int(tr.default_left[j]) << 3))
-                cols["thr_value"].append(tr.threshold[j] if tr.feat[j] >= 0 else tr.value[j])
+                cols["threshold"].append(tr.threshold[j])
                 if tr.cats[j]:
                     if min(tr.cats[j]) < 0:
                         raise ValueError("negative category in a categorical split")
@@ -301,40 +290,55 @@ class TreeShap:
                 else:
                     cols["cat_off"].append(0)
                     cols["cat_n"].append(0)
-                cols["right"].append(tr.right[j])
-                cols["zc"].append(zc[j])
-                cols["ze"].append(ze[j])
-                cols["prev"].append(prev[j])
-                if prev[j] >= 0:
-                    # 1 / (earlier factor with o = 1) at the quadrature nodes, to divide it out.
-                    zp = zc[prev[j]]
+                lc, rc = tr.left[j], tr.right[j]
+                cols["lslot"].append(st.slot[lc])
+                cols["rslot"].append(st.slot[rc])
+                cols["zl"].append(st.zc[lc])
+                cols["zr"].append(st.zc[rc])
+                pv = st.prev[j]
+                if pv >= 0:
+                    zp = st.zc[pv]
+                    cols["prev"].append(st.slot[pv])
+                    cols["zp"].append(zp)
+                    cols["rep"].append(n_rep)
+                    # 1 / (the earlier factor with o = 1) at the quadrature nodes, to divide it out.
                     inv_parts.append(1.0 / (zp + t * (1.0 - zp)))
-                    cols["rep"].append(rep_total)
-                    rep_total += q
+                    n_rep += 1
                 else:
+                    cols["prev"].append(-1)
+                    cols["zp"].append(1.0)
                     cols["rep"].append(-1)
+            rep_off += n_rep * q
+            leaf_values.extend(tr.value[j] for j in st.leaves)
 
+        i64 = np.int64
         arrays = _Arrays(
-            tree_node_off=tree_node_off,
-            tree_n_nodes=tree_n_nodes,
-            tree_q=tree_q,
+            tree_int_off=per_tree["int_off"],
+            tree_n_int=per_tree["n_int"],
+            tree_leaf_off=per_tree["leaf_off"],
+            tree_n_leaf=per_tree["n_leaf"],
+            tree_rep_off=per_tree["rep_off"],
+            tree_q=per_tree["q"],
             tree_bias=tree_bias,
             gauss_t=gauss_t,
             gauss_w=gauss_w,
             gauss_inv1mt=gauss_inv1mt,
-            feat=np.asarray(cols["feat"], dtype=np.int32),
-            flags=np.asarray(cols["flags"], dtype=np.uint8),
-            thr_value=np.asarray(cols["thr_value"], dtype=np.float64),
-            cat_off=np.asarray(cols["cat_off"], dtype=np.int32),
-            cat_n=np.asarray(cols["cat_n"], dtype=np.int32),
+            feat=np.asarray(cols["feat"], dtype=i64),
+            flags=np.asarray(cols["flags"], dtype=i64),
+            threshold=np.asarray(cols["threshold"], dtype=np.float64),
+            cat_off=np.asarray(cols["cat_off"], dtype=i64),
+            cat_n=np.asarray(cols["cat_n"], dtype=i64),
             cat_bits=np.asarray(cat_bits if cat_bits else [0], dtype=np.uint32),
-            right=np.asarray(cols["right"], dtype=np.int32),
-            zc=np.asarray(cols["zc"], dtype=np.float64),
-            ze=np.asarray(cols["ze"], dtype=np.float64),
-            prev_same=np.asarray(cols["prev"], dtype=np.int32),
-            rep_off=np.asarray(cols["rep"], dtype=np.int32),
+            lslot=np.asarray(cols["lslot"], dtype=i64),
+            rslot=np.asarray(cols["rslot"], dtype=i64),
+            zl_arr=np.asarray(cols["zl"], dtype=np.float64),
+            zr_arr=np.asarray(cols["zr"], dtype=np.float64),
+            zp_arr=np.asarray(cols["zp"], dtype=np.float64),
+            prev_same=np.asarray(cols["prev"], dtype=i64),
+            leaf_value=np.asarray(leaf_values, dtype=np.float64),
+            rep_idx=np.asarray(cols["rep"], dtype=i64),
             inv_prev=np.concatenate(inv_parts) if inv_parts else np.zeros(1),
-            max_nodes=int(tree_n_nodes.max()) if n_trees else 1,
+            max_slots=max([len(tr.feat) for tr in trees], default=1),
             max_q=max_q,
         )
         for arr in arrays.__dict__.values():
@@ -382,7 +386,7 @@ class TreeShap:
         X = self._check(X)
         out = np.zeros((X.shape[0], self._num_features + 1), dtype=np.float64)
         a = self._a
-        _k.shap_rows(X, out, *a.kernel_args(), a.max_nodes, a.max_q)
+        _k.shap_rows(X, out, *a.kernel_args(), a.max_slots, a.max_q)
         return out
 
     def contributions_row(self, x: np.ndarray) -> np.ndarray:
@@ -398,7 +402,20 @@ class TreeShap:
         out = np.empty(X.shape[0], dtype=np.float64)
         a = self._a
         _k.predict_rows(
-            X, out, a.tree_node_off, a.feat, a.flags, a.thr_value, a.cat_off, a.cat_n, a.cat_bits, a.right
+            X,
+            out,
+            a.tree_int_off,
+            a.tree_n_int,
+            a.tree_leaf_off,
+            a.feat,
+            a.flags,
+            a.threshold,
+            a.cat_off,
+            a.cat_n,
+            a.cat_bits,
+            a.lslot,
+            a.rslot,
+            a.leaf_value,
         )
         return out
 
@@ -407,3 +424,57 @@ class TreeShap:
         x = np.zeros((1, self._num_features), dtype=np.float64)
         self.contributions(x)
         self.predict_margin(x)
+
+
+@dataclass
+class _Structure:
+    """Row-independent facts about one tree."""
+
+    internal: list[int]  # node ids of internal nodes, preorder
+    leaves: list[int]  # node ids of leaves, preorder
+    slot: list[int]  # node id -> slot (internal first, then leaves)
+    zc: list[float]  # node id -> combined zero fraction of its feature on the edge into it
+    prev: list[int]  # internal node id -> child of the nearest ancestor edge on its feature, or -1
+    q: int  # quadrature size
+    bias: float  # LightGBM's Tree::ExpectedValue
+
+
+def _structure(tr: _Tree, min_quadrature: int = 0) -> _Structure:
+    n = len(tr.feat)
+    internal = [j for j in range(n) if tr.feat[j] >= 0]
+    leaves = [j for j in range(n) if tr.feat[j] < 0]
+    slot = [0] * n
+    for s_, j in enumerate(internal + leaves):
+        slot[j] = s_
+    zc = [1.0] * n
+    prev = [-1] * n
+    kmax = 0
+    stack: list[tuple[int, dict[int, int]]] = [(0, {})]
+    while stack:
+        j, seen = stack.pop()
+        if tr.feat[j] < 0:
+            kmax = max(kmax, len(seen))
+            continue
+        f = tr.feat[j]
+        last = seen.get(f, -1)
+        prev[j] = last
+        zp = zc[last] if last >= 0 else 1.0
+        for c in (tr.left[j], tr.right[j]):
+            # Same expression order as LightGBM: (count_c / count_j) * incoming_z.
+            zc[c] = (tr.count[c] / tr.count[j]) * zp
+            child_seen = dict(seen)
+            child_seen[f] = c
+            stack.append((c, child_seen))
+    # ceil(k / 2) Gauss nodes integrate the degree k - 1 integrand exactly; round up to a
+    # multiple of 4 (still exact) so most trees use an unrolled kernel copy.
+    q = max(4, 4 * math.ceil(math.ceil(kmax / 2) / 4)) if kmax > 0 else 1
+    if kmax > 0 and min_quadrature > q:
+        q = min_quadrature
+    if n == 1:
+        bias = tr.value[0]
+    else:
+        # LightGBM's Tree::ExpectedValue: leaf-index order, (count / root count) * value.
+        bias = 0.0
+        for _, j in sorted((tr.leaf_index[j], j) for j in leaves):
+            bias += (tr.count[j] / tr.count[0]) * tr.value[j]
+    return _Structure(internal, leaves, slot, zc, prev, q, bias)

@@ -13,6 +13,9 @@ acting at once cannot both move the same warning (the loser gets :class:`Invalid
 
 from __future__ import annotations
 
+import builtins
+import csv
+import io
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +34,7 @@ from policy.warnings import (
     load_warning_config,
     measures_for_level,
     next_state,
+    propose,
 )
 from serving.db import UTCDateTime, metadata, utcnow
 
@@ -160,7 +164,7 @@ class WarningStore:
 
     def list(
         self, status: str | None = None, level: int | None = None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """Warnings, most severe first, newest first within a level."""
         q = sa.select(warnings_table)
         if status:
@@ -173,7 +177,7 @@ class WarningStore:
         with self.engine.connect() as conn:
             return [_row_to_dict(r) for r in conn.execute(q)]
 
-    def transitions(self, warning_id: str) -> list[dict[str, Any]]:
+    def transitions(self, warning_id: str) -> builtins.list[dict[str, Any]]:
         q = (
             sa.select(transitions_table)
             .where(transitions_table.c.warning_id == warning_id)
@@ -193,19 +197,19 @@ class WarningStore:
         with self.engine.connect() as conn:
             return {(k, v) for k, v in conn.execute(q)}
 
-    def active_measures(self) -> list[InspectionMeasure]:
+    def active_measures(self) -> builtins.list[InspectionMeasure]:
         """Inspection measures of the active warnings (for ``serving.decisions.decide``)."""
         return inspection_measures(self.list(status="active"))
 
     # ---------------------------------------------------------------- writes
-    def add(self, records: Sequence[dict[str, Any]], actor: str) -> list[str]:
+    def add(self, records: Sequence[dict[str, Any]], actor: str) -> builtins.list[str]:
         """Store proposed warnings (from ``policy.warnings.propose`` or ``build_warning``).
 
         A record whose id already exists is skipped (re-running ``propose`` for the same day
         changes nothing). Returns the ids stored.
         """
         now = utcnow()
-        stored: list[str] = []
+        stored: builtins.list[str] = []
         with self.engine.begin() as conn:
             for r in records:
                 exists = conn.execute(
@@ -239,6 +243,15 @@ class WarningStore:
                 stored.append(r["id"])
         self._version += 1
         return stored
+
+    def propose(
+        self, tables: dict[str, Any], as_of: Any, actor: str, scores: Any = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Assess every subject at ``as_of`` (``policy.warnings.propose``), skip subjects with
+        an open warning, store the new proposals and return them as stored."""
+        records = propose(tables, as_of, self.config, scores, self.open_subjects())
+        ids = self.add(records, actor)
+        return [w for i in ids if (w := self.get(i)) is not None]
 
     def propose_assessment(self, assessment: Any, actor: str, reason: str | None = None) -> str:
         """Store a warning proposed by hand from an assessment; returns its id."""
@@ -355,8 +368,11 @@ class WarningStore:
             values["lifted_at"] = now
         result = conn.execute(
             warnings_table.update()
-            .where(warnings_table.c.id == warning_id, warnings_table.c.status == status,
-                   warnings_table.c.level == level)  # fmt: skip
+            .where(
+                warnings_table.c.id == warning_id,
+                warnings_table.c.status == status,
+                warnings_table.c.level == level,
+            )  # fmt: skip
             .values(**values)
         )
         if result.rowcount != 1:
@@ -432,3 +448,13 @@ def export_rows(warnings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The export rows as CSV (header = ``EXPORT_FIELDS``; empty cell for null)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if r.get(k) is None else r[k] for k in EXPORT_FIELDS})
+    return buf.getvalue()

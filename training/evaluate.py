@@ -43,7 +43,6 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
     if len(p) == 0:
         return float("nan")
     idx = np.minimum((p * bins).astype(np.int64), bins - 1)
-    n = np.bincount(idx, minlength=bins).astype(np.float64)
     sp = np.bincount(idx, weights=p, minlength=bins)
     sy = np.bincount(idx, weights=y, minlength=bins)
     return float(np.abs(sy - sp).sum() / len(p))

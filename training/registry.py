@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, Model
+from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from features.bundle import ModelBundle, load_bundle, manifest_digest
@@ -429,3 +429,10 @@ def evaluate_version(
     metrics["headline"] = headline(metrics, config.policy.budget)
     metrics["model"] = {"name": model_name, "version": str(version)}
     return metrics
+
+
+def ensure_sqlite_parent(tracking_uri: str) -> None:
+    """Create the folder of a ``sqlite:///`` store (SQLite creates the file, not the folder)."""
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix):
+        Path(tracking_uri[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)

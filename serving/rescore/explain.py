@@ -93,7 +93,7 @@ class MatrixScorer:
             raw = self.explainer.raw(X) if len(X) else np.zeros((0, n_features + 1))
             contributions = raw[:, :n_features] * cal.a
             base = float(cal.a * raw[0, n_features] + cal.b) if len(X) else self._base()
-            logit = base + contributions.sum(axis=1)
+            logit = base + _row_sums(contributions)
         else:
             margin = np.asarray(
                 self.bundle.booster.predict(X, raw_score=True, num_threads=self.threads),
@@ -112,6 +112,16 @@ class MatrixScorer:
         row = np.full((1, len(self.bundle.feature_names)), np.nan)
         cal = self.bundle.calibration
         return float(cal.a * self.explainer.raw(row)[0, -1] + cal.b)
+
+
+def _row_sums(matrix: np.ndarray) -> np.ndarray:
+    """Row sums added column by column, in a fixed order. ``ndarray.sum`` may take another
+    SIMD path depending on memory alignment, which changes the last bit between processes and
+    would break byte-identical reruns."""
+    out = np.zeros(matrix.shape[0], dtype=np.float64)
+    for j in range(matrix.shape[1]):
+        out += matrix[:, j]
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

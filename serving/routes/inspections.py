@@ -55,7 +55,9 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
             updated = live.add_inspection(row)
         except (KeyError, ValueError) as exc:
             # Stored (it feeds the next training) but the snapshot cannot place it.
-            log.info("inspection %s not applied to the snapshot: %s", inspection.declaration_id, exc)
+            log.info(
+                "inspection %s not applied to the snapshot: %s", inspection.declaration_id, exc
+            )
     return {
         "request_id": request_id,
         "declaration_id": inspection.declaration_id,

@@ -32,9 +32,7 @@ def list_(request: Request, key: AdminKey) -> list[dict[str, Any]]:
     response_model=KeyInfo,
     responses={**ERROR_RESPONSES, 404: {"model": ErrorBody, "description": "no such active key"}},
 )
-def revoke(
-    request: Request, key: AdminKey, key_id: str = Path(max_length=32)
-) -> dict[str, Any]:
+def revoke(request: Request, key: AdminKey, key_id: str = Path(max_length=32)) -> dict[str, Any]:
     """Revoke a key by its id (effective at once in this process)."""
     engine = request.app.state.engine
     if not revoke_key(engine, key_id):

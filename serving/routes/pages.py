@@ -269,7 +269,8 @@ def trend_svg(weekly: pd.DataFrame, activated_at: str | None, as_of: str) -> str
         ax.text(0.5, 0.5, "no inspections in the period", ha="center", va="center")
         ax.set_axis_off()
         return _svg(fig)
-    x = weekly.index.tz_localize(None) if weekly.index.tz is not None else weekly.index
+    idx = pd.DatetimeIndex(weekly.index)
+    x = idx.tz_localize(None) if idx.tz is not None else idx
     ax.bar(x, weekly["inspected"], width=5, color="#cfd8e3", label="inspected")
     ax.set_ylabel("inspected / week")
     ax2 = ax.twinx()
@@ -277,9 +278,7 @@ def trend_svg(weekly: pd.DataFrame, activated_at: str | None, as_of: str) -> str
     ax2.set_ylabel("nonconforming rate")
     ax2.set_ylim(0, max(0.05, float(np.nanmax(weekly["rate"].to_numpy()) if len(weekly) else 0))
                  * 1.15)  # fmt: skip
-    ts = pd.Timestamp(as_of).tz_convert(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(
-        as_of
-    )
+    ts = pd.Timestamp(as_of).tz_convert(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
     ax.axvline(ts, color="#555", ls="--", lw=1)
     if activated_at:
         start = pd.Timestamp(activated_at).tz_convert(None)

@@ -53,7 +53,14 @@ def active_measures(request: Request) -> Sequence[Any]:
     (``app.state.warning_measures``), else ``app.state.measure_provider`` (none by default)."""
     state = request.app.state
     provider = getattr(state, "warning_measures", None) or state.measure_provider
-    return provider()
+    try:
+        return provider()
+    except Exception as exc:
+        # Fail closed: scoring without the mandatory measures could release what must be held.
+        log.error("warning measures unavailable: %s", type(exc).__name__, exc_info=exc)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "warning measures unavailable; nothing was scored"
+        ) from exc
 
 
 CurrentScorer = Annotated[Scorer, Depends(current_scorer)]
@@ -107,10 +114,7 @@ def _score(
     measures = active_measures(request)
     results: list[Scored]
     try:
-        if batch:
-            results = scorer.score_many(rows, measures)
-        else:
-            results = [scorer.score(rows[0], measures)]
+        results = scorer.score_many(rows, measures) if batch else [scorer.score(rows[0], measures)]
     except FeatureError as exc:
         i, message = exc.args
         loc = ("body", "declarations", i, "declared_at") if batch else ("body", "declared_at")
@@ -163,7 +167,11 @@ def _score(
                 "monitoring_selected": r.decision.monitoring_selected,
                 "warnings": list(r.decision.warnings),
                 "top_reasons": [
-                    {"feature": x["feature"], "value": x["value"], "contribution": x["contribution"]}
+                    {
+                        "feature": x["feature"],
+                        "value": x["value"],
+                        "contribution": x["contribution"],
+                    }
                     for x in reasons
                 ],
             }

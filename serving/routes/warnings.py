@@ -13,8 +13,6 @@ active warnings' inspection measures.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import threading
 from datetime import datetime
@@ -34,7 +32,6 @@ from policy.warnings import (
     build_warning,
     evaluate_effect,
     load_warning_config,
-    propose,
 )
 from serving.auth import ApiKey, require_role
 from serving.warnings_store import (
@@ -43,6 +40,7 @@ from serving.warnings_store import (
     WarningStore,
     ensure_schema,
     export_rows,
+    to_csv,
 )
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
@@ -53,7 +51,9 @@ _install_lock = threading.Lock()
 # ------------------------------------------------------------------------------ wiring
 
 
-def install(app: FastAPI, engine: Any | None = None, config_path: Path | None = None) -> WarningStore:
+def install(
+    app: FastAPI, engine: Any | None = None, config_path: Path | None = None
+) -> WarningStore:
     """Create the warnings tables and put the store and measure provider on ``app.state``."""
     engine = engine if engine is not None else app.state.engine
     ensure_schema(engine)
@@ -159,9 +159,7 @@ def run_propose(
     scores: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Assess at ``as_of`` and store the new proposals; returns the stored warnings."""
-    records = propose(tables, as_of, store.config, scores, store.open_subjects())
-    ids = store.add(records, actor)
-    return [w for i in ids if (w := store.get(i)) is not None]
+    return store.propose(tables, as_of, actor, scores)
 
 
 def run_action(
@@ -198,15 +196,6 @@ def run_action(
 
 def _not_found(warning_id: str) -> HTTPException:
     return HTTPException(404, f"no warning {warning_id!r}")
-
-
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: "" if r.get(k) is None else r[k] for k in EXPORT_FIELDS})
-    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------ routes
@@ -320,7 +309,7 @@ def act_on_warning(
     key: CommitteeKey,
     body: ActionRequest | None = None,
 ) -> dict[str, Any]:
-    body = body or ActionRequest()
+    body = body or ActionRequest.model_validate({})
     if body.start_at is not None and body.start_at.tzinfo is None:
         raise HTTPException(422, "start_at needs a timezone offset")
     store = get_store(request)

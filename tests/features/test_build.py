@@ -100,3 +100,27 @@ def test_empty_side_tables() -> None:
     assert (df["sig_all_cnt_365d"] == 0).all()
     assert (df["ent_credit_tier_at"] == 2).all()
     assert pd.isna(df["ent_nc_rate_eb_all"]).all()  # no result known anywhere: no rate
+
+
+def test_build_restores_numpy_page_advice() -> None:
+    """The build turns numpy's hugepage advice off for itself only (a process-wide setting)."""
+    from numpy._core import multiarray
+
+    setter = getattr(multiarray, "_set_madvise_hugepage", None)
+    if setter is None:
+        pytest.skip("numpy without the hugepage switch")
+    before = setter(True)
+    try:
+        build_offline(make_tables(60, seed=2))
+        assert setter(True) is True  # still on after the build
+    finally:
+        setter(before)
+
+
+def test_signal_prefixes_and_multi_field_patterns() -> None:
+    """Signals naming several fields and HS prefixes of any length, against the reference."""
+    tables = make_tables(400, seed=9, days=300)
+    sig = tables["risk_signals"]
+    assert sig["hs_code"].dropna().str.len().nunique() > 1
+    assert (sig[["enterprise_id", "origin_country"]].notna().all(axis=1)).any()
+    assert compare(build_offline(tables), reference_features(tables)) == []

@@ -103,9 +103,7 @@ def _one_subject_tables(k: int, n: int, severity: str = "critical") -> dict[str,
             "declaration_id": rows["declaration_id"],
             "inspected_at": t + pd.Timedelta(days=1),
             "selection": pd.array(["random"] * n, dtype="str"),
-            "result": pd.array(
-                ["nonconforming"] * k + ["conforming"] * (n - k), dtype="str"
-            ),
+            "result": pd.array(["nonconforming"] * k + ["conforming"] * (n - k), dtype="str"),
             "hazard_type": pd.array(["health"] * k + [None] * (n - k), dtype="str"),
             "severity": pd.array([severity] * k + [None] * (n - k), dtype="str"),
         }
@@ -283,7 +281,40 @@ def test_effect_evaluation_counts_matching_inspections_after_activation(tables):
     decl, insp = tables["declarations"], tables["inspections"]
     d = decl[OUTBREAK.mask(decl) & (decl["declared_at"] >= day(356))]
     i = insp[insp["declaration_id"].isin(d["declaration_id"]) & (insp["inspected_at"] <= day(399))]
-    assert ev.inspected == len(i) and ev.nonconforming == int((i["result"] == "nonconforming").sum())
+    assert ev.inspected == len(i) and ev.nonconforming == int(
+        (i["result"] == "nonconforming").sum()
+    )
     assert ev.threshold == pytest.approx(CFG["lift"]["threshold_factor"] * a.baseline)
     assert ev.passed is False  # the outbreak never recovers in the synthetic data
     assert ev.period_start == day(356).isoformat()
+
+
+def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
+    """Foreign alerts about a product from an origin, no inspection yet: an early warning."""
+    sig = tables["risk_signals"]
+    n = 5
+    extra = pd.DataFrame(
+        {
+            "signal_id": pd.array([f"X{i}" for i in range(n)], dtype="str"),
+            "reported_at": [day(200) + pd.Timedelta(days=i) for i in range(n)],
+            "channel": pd.array(["foreign_alert"] * n, dtype="str"),
+            "enterprise_id": pd.array([None] * n, dtype="str"),
+            "overseas_party_id": pd.array([None] * n, dtype="str"),
+            "hs_code": pd.array(["851610"] * n, dtype="str"),
+            "origin_country": pd.array(["DE"] * n, dtype="str"),
+            "severity": pd.array(["serious", "high", "high", "medium", "low"], dtype="str"),
+            "hazard_type": pd.array(["safety"] * n, dtype="str"),
+        }
+    )
+    surge = {**tables, "risk_signals": pd.concat([sig, extra], ignore_index=True)}
+    subject = Subject("hs4_origin", ("8516", "DE"))
+    [quiet] = assess(tables, day(206), CFG, subjects=[subject])
+    [loud] = assess(surge, day(206), CFG, subjects=[subject])
+    assert quiet.level == 0 and not quiet.surge
+    assert loud.surge and loud.signals == n and loud.likelihood >= 1 and loud.level >= 3
+    assert loud.signal_channels == {"foreign_alert": n}
+    # three low-severity reports are no surge
+    mild = extra.head(3).assign(severity=pd.array(["low"] * 3, dtype="str"))
+    calm = {**tables, "risk_signals": pd.concat([sig, mild], ignore_index=True)}
+    [c] = assess(calm, day(206), CFG, subjects=[subject])
+    assert not c.surge and c.level == 0

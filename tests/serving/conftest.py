@@ -10,6 +10,7 @@ alias of its own.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -181,10 +182,8 @@ def register(uri: str, bundle_dir: Path, digest: str | None = None) -> str:
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(bundle_dir), "bundle")
-    try:
+    with contextlib.suppress(Exception):  # the name exists after the first version
         client.create_registered_model(MODEL)
-    except Exception:  # already exists
-        pass
     mv = client.create_model_version(
         MODEL,
         f"runs:/{run.info.run_id}/bundle",

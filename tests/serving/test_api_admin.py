@@ -23,7 +23,9 @@ def test_roles_401_and_403(api, decl):
     bad = {"X-API-Key": keys["inspector"][:-2] + "xx"}
     assert client.post("/v1/score", json=decl("k"), headers=bad).status_code == 401
     assert client.get("/v1/model", headers=_h(keys, "inspector")).status_code == 403
-    assert client.post("/v1/score", json=decl("k"), headers=_h(keys, "committee")).status_code == 403
+    assert (
+        client.post("/v1/score", json=decl("k"), headers=_h(keys, "committee")).status_code == 403
+    )
     assert client.get("/v1/model", headers=_h(keys, "committee")).status_code == 200
     assert client.post("/v1/admin/reload", headers=_h(keys, "committee")).status_code == 403
     assert client.get("/v1/keys", headers=_h(keys, "inspector")).status_code == 403
@@ -39,12 +41,18 @@ def test_key_lifecycle_and_keys_never_logged(api, decl, caplog):
     assert r.status_code == 201
     new = r.json()
     assert new["key"].startswith(new["key_id"])
-    assert client.post("/v1/score", json=decl("kl"), headers={"X-API-Key": new["key"]}).status_code == 200
+    assert (
+        client.post("/v1/score", json=decl("kl"), headers={"X-API-Key": new["key"]}).status_code
+        == 200
+    )
     listed = client.get("/v1/keys", headers=_h(keys, "admin")).json()
     assert new["key_id"] in {k["key_id"] for k in listed}
     assert all("key" not in k for k in listed)
     assert client.delete(f"/v1/keys/{new['key_id']}", headers=_h(keys, "admin")).status_code == 200
-    assert client.post("/v1/score", json=decl("kl2"), headers={"X-API-Key": new["key"]}).status_code == 401
+    assert (
+        client.post("/v1/score", json=decl("kl2"), headers={"X-API-Key": new["key"]}).status_code
+        == 401
+    )
     assert client.delete(f"/v1/keys/{new['key_id']}", headers=_h(keys, "admin")).status_code == 404
     engine = sa.create_engine(client.app.state.settings.database_url)
     with engine.connect() as conn:
@@ -145,7 +153,10 @@ def test_not_ready_without_a_champion(world, tmp_path, decl):
         assert client.get("/healthz").status_code == 200
         r = client.get("/readyz")
         assert r.status_code == 503 and r.json()["ready"] is False
-        assert client.post("/v1/score", json=decl("nr"), headers=_h(keys, "inspector")).status_code == 503
+        assert (
+            client.post("/v1/score", json=decl("nr"), headers=_h(keys, "inspector")).status_code
+            == 503
+        )
 
 
 def test_a_version_failing_verification_is_not_swapped_in(api, world):

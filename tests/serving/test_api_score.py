@@ -20,7 +20,9 @@ from serving.schemas import Declaration
 
 
 def _post(client, keys, body, **params):
-    return client.post("/v1/score", json=body, params=params, headers={"X-API-Key": keys["inspector"]})
+    return client.post(
+        "/v1/score", json=body, params=params, headers={"X-API-Key": keys["inspector"]}
+    )
 
 
 def test_contributions_add_up_to_the_logit_and_are_exact(api, world, decl):
@@ -90,7 +92,10 @@ def test_currency_is_converted_at_the_declaration_time(api, decl):
 def test_decisions_mandatory_inspect_and_monitoring(api, world, decl):
     client, keys, settings = api
     out = _post(client, keys, decl("sd", enterprise=world.discredited)).json()
-    assert (out["decision"], out["decision_reason"]) == ("mandatory", "severely_discredited_enterprise")
+    assert (out["decision"], out["decision_reason"]) == (
+        "mandatory",
+        "severely_discredited_enterprise",
+    )
     secret = settings.monitoring_secret.get_secret_value()
     share = client.app.state.models.current.policy.monitoring_share
     seen = set()
@@ -213,7 +218,10 @@ def test_batch_matches_single_scoring(api, decl):
                        explain="full").json()  # fmt: skip
         assert got["probability"] == pytest.approx(single["probability"], abs=1e-12)
         p = got["probability"]
-        assert abs(got["base_value"] + sum(got["contributions"].values()) - math.log(p / (1 - p))) < 1e-6
+        assert (
+            abs(got["base_value"] + sum(got["contributions"].values()) - math.log(p / (1 - p)))
+            < 1e-6
+        )
 
 
 def test_body_too_large_is_413(api, decl):

@@ -263,8 +263,12 @@ def test_end_to_end_approve_in_the_browser_then_the_api_scores_mandatory(world, 
         decl_id = world.tables["declarations"]["declaration_id"].iloc[-5]
         d.get(f"{base}/committee/declarations/{decl_id}")
         assert d.find_element(By.ID, "waterfall").find_element(By.TAG_NAME, "svg")
-        assert d.find_element(By.ID, "decision").text in ("mandatory", "inspect",
-                                                           "random_monitoring", "release")
+        assert d.find_element(By.ID, "decision").text in (
+            "mandatory",
+            "inspect",
+            "random_monitoring",
+            "release",
+        )
         shot(d, "e2e_04_declaration_waterfall")
         d.get(f"{base}/committee/enterprises/{world.risky}")
         assert wid in d.page_source

@@ -347,8 +347,7 @@ def test_warnings_hook_is_used(world, tmp_path):
 
 # ----------------------------------------------------------------------- kill and resume
 
-SCRIPT = (
-    """
+SCRIPT = """
 import sys, time
 from pathlib import Path
 from features.bundle import load_bundle
@@ -360,12 +359,10 @@ def slow(s, done, total):
     if s == stage:
         time.sleep(0.4)
 st = Store(store)
-rescore("%s", bundle=load_bundle(bundle), out_dir=out, tables=st.tables(),
+rescore("AS_OF_DATE", bundle=load_bundle(bundle), out_dir=out, tables=st.tables(),
         attributes=st.attributes, partitions=6, progress=slow)
 print("finished", flush=True)
-"""
-    % AS_OF
-)
+""".replace("AS_OF_DATE", AS_OF)
 
 
 @pytest.mark.parametrize("stage", ["features", "score"])
@@ -541,3 +538,16 @@ def test_parity_with_the_api_scorer_online(world, reference):
     assert abs(res.probability - row["probability"]) < 1e-9
     cols = ["shap__" + f for f in bundle.feature_names]
     np.testing.assert_allclose(res.contributions, row[cols].to_numpy(float), atol=1e-9, rtol=0)
+
+
+def test_mlflow_run_summary_logged_once_per_run(world, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = _run(world, tmp_path / "out", mlflow_tracking_uri=uri)
+    again = _run(world, tmp_path / "out", mlflow_tracking_uri=uri)
+    assert first.mlflow_run_id and again.mlflow_run_id == first.mlflow_run_id
+    run = MlflowClient(uri).get_run(first.mlflow_run_id)
+    assert run.data.params["model_version"] == "7" and run.data.params["as_of"] == AS_OF
+    assert run.data.metrics["declarations"] == first.declarations
+    assert run.data.metrics["probability_q50"] == first.summary["probability_quantiles"]["q50"]

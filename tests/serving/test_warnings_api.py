@@ -243,3 +243,42 @@ def test_every_page_renders(ctx):
     assert client.get("/committee/declarations/NOPE").status_code == 404
     detail = client.get(f"/committee/warnings/{made[0]['id']}").text
     assert "<svg" in detail and 'id="trend-chart"' in detail
+
+
+def test_cli_propose_list_export(tmp_path, monkeypatch):
+    """`guomen warnings propose/list/export` against a real ingested store."""
+    from typer.testing import CliRunner
+    from warnings_app import make_tables
+
+    from features.store import Store
+    from guomen.cli import app as cli
+    from guomen.settings import get_settings
+
+    tables = make_tables()
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("declarations", "inspections", "risk_signals"):
+        tables[name].to_parquet(src / f"{name}.parquet", index=False)
+    from features.ingest import ingest
+
+    ingest(src, tmp_path / "store")
+    assert len(Store(tmp_path / "store").tables()["inspections"]) == len(tables["inspections"])
+    monkeypatch.setenv("GUOMEN_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("GUOMEN_STORE_DIR", str(tmp_path / "store"))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(cli, ["warnings", "propose", "--as-of", AS_OF])
+        assert r.exit_code == 0, r.output
+        assert "0303/VN" in r.output and "1 new proposal(s)" in r.output
+        r = runner.invoke(cli, ["warnings", "list", "--status", "proposed"])
+        assert r.exit_code == 0 and "1 warning(s)" in r.output
+        out = tmp_path / "w.csv"
+        r = runner.invoke(cli, ["warnings", "export", "--format", "csv", "--out", str(out)])
+        assert r.exit_code == 0
+        rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+        assert len(rows) == 1 and rows[0]["subject_key"] == "0303/VN"
+        r = runner.invoke(cli, ["warnings", "export", "--format", "xml"])
+        assert r.exit_code != 0
+    finally:
+        get_settings.cache_clear()

@@ -25,7 +25,9 @@ from serving.routes import pages, warnings  # noqa: E402
 __all__ = ["build_app", "make_tables", "new_declaration"]
 
 
-def build_app(db_path: Path, tables: dict[str, Any] | None = None) -> tuple[FastAPI, dict[str, str]]:
+def build_app(
+    db_path: Path, tables: dict[str, Any] | None = None
+) -> tuple[FastAPI, dict[str, str]]:
     """The app and one key per role (``committee``, ``inspector``, ``admin``)."""
     engine = make_engine(f"sqlite:///{db_path}")
     create_schema(engine)
