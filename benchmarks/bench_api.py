@@ -70,7 +70,8 @@ RATIO_TARGET = 1.0
 ID_MARK = b"__BENCH_ID__"
 VERSION_RE = re.compile(rb'"version"\s*:\s*"([^"]*)"')
 SERVERS = ("guomen", "mlflow", "mlflow_lgbm")
-NULL_RE = re.compile(rb"(?<=[\[,])null(?=[,\]])")
+# a bare JSON null (json.dumps writes ", " between items), not a quoted name
+NULL_RE = re.compile(rb"(?<=[\[,\s])null(?=[,\]\s])")
 
 
 @dataclass(frozen=True)

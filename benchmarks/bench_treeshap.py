@@ -41,12 +41,16 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     X[:, 1:20] = np.where(rng.random((n, 19)) < 0.3, 0.0, X[:, 1:20])
     coef = np.random.default_rng(7).normal(size=60)
     lin = np.nan_to_num(X[:, 1:61]) @ coef / 4
-    score = lin + 1.5 * (X[:, CAT] % 5 == 1) + np.nan_to_num(X[:, 61] * X[:, 62]) - np.isnan(X[:, 63])
+    score = (
+        lin + 1.5 * (X[:, CAT] % 5 == 1) + np.nan_to_num(X[:, 61] * X[:, 62]) - np.isnan(X[:, 63])
+    )
     y = (score + rng.logistic(size=n) > 0).astype(int)
     return X, y
 
 
-def train(num_trees: int, num_leaves: int, X: np.ndarray, y: np.ndarray) -> tuple[lgb.Booster, float]:
+def train(
+    num_trees: int, num_leaves: int, X: np.ndarray, y: np.ndarray
+) -> tuple[lgb.Booster, float]:
     params = {
         "objective": "binary",
         "verbose": -1,
@@ -103,13 +107,17 @@ def compile_times(model_path: Path) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         for label in ("cold_cache", "warm_cache"):
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
             for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items():
                 out[f"{label}_{k}"] = v
     return out
 
 
-def bench_model(num_trees: int, num_leaves: int, X: np.ndarray, y: np.ndarray, Xt: np.ndarray) -> dict[str, Any]:
+def bench_model(
+    num_trees: int, num_leaves: int, X: np.ndarray, y: np.ndarray, Xt: np.ndarray
+) -> dict[str, Any]:
     import shap
 
     b, train_s = train(num_trees, num_leaves, X, y)
@@ -155,15 +163,23 @@ def bench_model(num_trees: int, num_leaves: int, X: np.ndarray, y: np.ndarray, X
         },
         "batch_rows_per_s": {
             "treeshap_1_thread": rows_per_s(ts.contributions, Xt[:4000]),
-            "lightgbm_pred_contrib_2_threads": rows_per_s(lambda Z: b.predict(Z, pred_contrib=True), Xt[:400]),
+            "lightgbm_pred_contrib_2_threads": rows_per_s(
+                lambda Z: b.predict(Z, pred_contrib=True), Xt[:400]
+            ),
             "shap_tree_explainer": rows_per_s(explainer.shap_values, Xt[:400]),
         },
     }
     o = res["one_row"]
-    res["speedup_one_row_vs_pred_contrib"] = o["lightgbm_pred_contrib"]["median_us"] / o["treeshap"]["median_us"]
-    res["speedup_one_row_vs_shap"] = o["shap_tree_explainer"]["median_us"] / o["treeshap"]["median_us"]
+    res["speedup_one_row_vs_pred_contrib"] = (
+        o["lightgbm_pred_contrib"]["median_us"] / o["treeshap"]["median_us"]
+    )
+    res["speedup_one_row_vs_shap"] = (
+        o["shap_tree_explainer"]["median_us"] / o["treeshap"]["median_us"]
+    )
     br = res["batch_rows_per_s"]
-    res["speedup_batch_vs_pred_contrib"] = br["treeshap_1_thread"] / br["lightgbm_pred_contrib_2_threads"]
+    res["speedup_batch_vs_pred_contrib"] = (
+        br["treeshap_1_thread"] / br["lightgbm_pred_contrib_2_threads"]
+    )
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.txt"
         b.save_model(str(path))
@@ -245,7 +261,10 @@ def main() -> None:
     Xt, _ = make_data(5_000, seed=1)
     for trees, leaves in ((300, 31), (400, 63)):
         r = bench_model(trees, leaves, X, y, Xt)
-        print(json.dumps({k: v for k, v in r.items() if k != "numba_first_call"}, indent=1), flush=True)
+        print(
+            json.dumps({k: v for k, v in r.items() if k != "numba_first_call"}, indent=1),
+            flush=True,
+        )
         report["models"].append(r)
     report["loadavg_at_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -286,8 +286,10 @@ def markdown(r: dict[str, Any]) -> str:
         f"(precision **{(s['precision_planted'] or 0):.0%}**); planted cause or true risk "
         f">= 2x the mean (oracle): {s['with_real_risk']} ({(s['precision_real_risk'] or 0):.0%})",
         f"- lifted after a passing effect evaluation: {s['lifted_by_evaluation']}",
-        f"- time: replay {r['timings']['replay_s']:.1f} s, one `propose` "
-        f"{r['timings']['propose_step_median_s'] * 1000:.0f} ms (median)",
+        f"- time: replay {r['timings']['replay_s']:.1f} s; one step (evaluate and re-assess the "
+        f"open warnings, then `propose`) {r['timings']['propose_step_median_s'] * 1000:.0f} ms "
+        f"(median); demo generation {r['timings']['generate_s']:.0f} s, ingest "
+        f"{r['timings']['ingest_and_read_s']:.0f} s",
         "",
         "| outbreak | subject | start | planted level | inspected / nonconforming inside | "
         "detected | delay (days) | first warning | first level | most severe |",

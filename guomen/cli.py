@@ -554,5 +554,120 @@ def evaluate_cmd(
         out.write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
 
 
+# --- the online snapshot and the one-command demo -----------------------------------------
+
+
+def _build_snapshot(store: Path, out: Path, as_of: str | None, timezone: str) -> str:
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    from features.snapshot import Snapshot
+    from features.store import Store
+
+    st = Store(store)
+    when = pd.Timestamp(as_of, tz=timezone) if as_of else pd.Timestamp.now(tz="UTC")
+    snap = Snapshot.build(st.tables(), as_of=when, attributes=st.attributes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and swap, so a running API never reads a half-written snapshot.
+    staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=out.parent))
+    snap.save(staging)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return str(snap.as_of)
+
+
+@app.command("snapshot")
+def snapshot_cmd(
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    out: Annotated[Path | None, typer.Option(help="snapshot folder (default: Settings)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="local time YYYY-MM-DD[THH:MM]; default: now")
+    ] = None,
+) -> None:
+    """Build the online feature snapshot (every entity's state as of a time) that the
+    scoring API loads at start-up."""
+    settings = get_settings()
+    target = out or settings.home / settings.snapshot_dir
+    when = _build_snapshot(store or settings.store_dir, target, as_of, settings.timezone)
+    typer.echo(f"snapshot as of {when} -> {target}")
+
+
+@app.command("up")
+def up(
+    declarations: Annotated[
+        int, typer.Option(help="demo declarations to generate", min=1000)
+    ] = 200_000,
+    seed: Annotated[int, typer.Option(help="demo seed")] = 7,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="start the API at the end")
+    ] = True,
+) -> None:
+    """The whole demo on embedded defaults: generate demo data, ingest it, train, register,
+    promote, build the snapshot, create demo API keys and serve the API and committee pages."""
+    import os
+
+    from features.ingest import ingest as run_ingest
+    from serving.registry import RegistryError, resolve
+
+    settings = get_settings()
+    demo_dir = settings.home / "data" / "demo"
+    if not (demo_dir / "declarations.parquet").exists():
+        typer.secho(f"[1/6] demo data: {declarations:,} declarations -> {demo_dir}", bold=True)
+        demo_data(out=demo_dir, declarations=declarations, seed=seed, fmt="parquet")
+    else:
+        typer.secho(f"[1/6] demo data already in {demo_dir}", bold=True)
+    typer.secho(f"[2/6] ingest -> {settings.store_dir}", bold=True)
+    report = run_ingest(
+        demo_dir, settings.store_dir, rates_file=settings.rates_file, timezone=settings.timezone,
+        progress=True,
+    )  # fmt: skip
+    typer.echo(report.to_text())
+    from training.registry import ensure_sqlite_parent
+
+    ensure_sqlite_parent(settings.mlflow_tracking_uri)
+    try:
+        champion = resolve(settings.mlflow_tracking_uri, settings.model_name, settings.model_alias)
+    except RegistryError:  # no champion yet: train one
+        champion = None
+    if champion is None:
+        typer.secho("[3/6] train and register", bold=True)
+        train_cmd(
+            store=None,
+            config=None,
+            ground_truth=demo_dir / "ground_truth" / "declaration_truth.parquet",
+        )
+        typer.secho("[4/6] promote", bold=True)
+        promote_cmd(force=False, reason="", store=None, config=None)
+    else:
+        typer.secho("[3-4/6] a champion is registered already; skipping training", bold=True)
+    typer.secho("[5/6] online snapshot", bold=True)
+    snapshot_cmd(store=None, out=None, as_of=None)
+    typer.secho("[6/6] demo API keys (shown once; only hashes are stored)", bold=True)
+    from serving.auth import create_key
+
+    engine = _keys_engine()
+    lines = []
+    for role in ("inspector", "committee", "admin"):
+        key, _ = create_key(engine, role, name=f"demo-{role}")
+        lines.append(f"{role.upper()}_KEY={key}")
+    keys_file = settings.home / "data" / "demo-keys.env"
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    for line in lines:
+        typer.echo(f"  {line}")
+    typer.echo(f"  (also in {keys_file}, mode 600: `set -a; source {keys_file}`)")
+    if serve_api:
+        typer.secho(
+            f"serving on http://{settings.host}:{settings.port}  (docs: /docs, committee: /committee)",
+            bold=True,
+        )
+        serve(host=None, port=None, workers=None)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

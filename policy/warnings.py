@@ -81,6 +81,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "signal_bump_count": 2,
         "signal_surge_min": 4,
         "signal_surge_ratio": 4.0,
+        "signals_alone_kinds": ["enterprise", "overseas_party", "hs4_origin"],
         "score_bump_ratio": 2.0,
     },
     "severity": {
@@ -625,7 +626,7 @@ def assess(
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
             stats = stats.reindex(stats.index.union(pd.Index(keys)))
             stats = stats.loc[keys]
-        elif len(sig_stats):
+        elif len(sig_stats) and kind in lk["signals_alone_kinds"]:
             alone = sig_stats.index[sig_stats["surge"]]
             stats = stats.reindex(stats.index.union(alone))
         sig_cols = ["signals", "serious_signals", "harm_signals", "signals_expected"]
@@ -658,7 +659,9 @@ def assess(
         stats["lift"] = stats["lower"] / stats["baseline"]
         if not subjects:
             enough = stats["n"] >= lk["min_inspected"]
-            candidates = (enough & (stats["lift"] >= lk["lift_thresholds"][0])) | stats["surge"]
+            candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0])
+            if kind in lk["signals_alone_kinds"]:
+                candidates |= stats["surge"]
             stats = stats[candidates]
         if stats.empty:
             continue
@@ -722,8 +725,9 @@ def _grade(
     serious = int(row["serious_signals"])
     n_sig, expected = int(row["signals"]), float(row["signals_expected"])
     surge = bool(row["surge"])
-    if like == 0 and surge:
-        like = 1
+    alone = False
+    if like == 0 and surge and subject.kind in lk["signals_alone_kinds"]:
+        like, alone = 1, True
         notes.append(f"signal surge ({n_sig} vs {expected:.1f} expected): likelihood 1")
     elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         like = min(4, like + 1)
@@ -781,6 +785,9 @@ def _grade(
     )
     urg_adj = 1 if rising else 0
     level = base_level
+    if alone:
+        # an early warning on reports alone stays at the matrix level until results confirm it
+        scope_adj = urg_adj = 0
     if base_level:
         adjust = max(-cfg["max_adjust"], min(cfg["max_adjust"], scope_adj + urg_adj))
         level = int(min(4, max(1, base_level - adjust)))

@@ -59,7 +59,9 @@ def _goes_left(
         # NaN counts as 0.0 unless the node's missing type is NaN.
         v0 = 0.0 if v != v else v
         as_missing = (np.uint8(missing == MISSING_NAN) & is_nan) | (
-            np.uint8(missing == MISSING_ZERO) & np.uint8(v0 >= -K_ZERO_THRESHOLD) & np.uint8(v0 <= K_ZERO_THRESHOLD)
+            np.uint8(missing == MISSING_ZERO)
+            & np.uint8(v0 >= -K_ZERO_THRESHOLD)
+            & np.uint8(v0 <= K_ZERO_THRESHOLD)
         )
         le = np.uint8(v0 <= threshold)
         return (as_missing & default_left) | ((1 - as_missing) & le)

@@ -247,13 +247,31 @@ class TreeShap:
         return cls._from_trees(trees, num_features, min_quadrature)
 
     @classmethod
-    def _from_trees(cls, trees: list[_Tree], num_features: int, min_quadrature: int = 0) -> TreeShap:
+    def _from_trees(
+        cls, trees: list[_Tree], num_features: int, min_quadrature: int = 0
+    ) -> TreeShap:
         n_trees = len(trees)
-        per_tree = {k: np.zeros(n_trees, dtype=np.int64) for k in ("int_off", "n_int", "leaf_off", "n_leaf", "rep_off", "q")}
+        per_tree = {
+            k: np.zeros(n_trees, dtype=np.int64)
+            for k in ("int_off", "n_int", "leaf_off", "n_leaf", "rep_off", "q")
+        }
         tree_bias = np.zeros(n_trees, dtype=np.float64)
         cols: dict[str, list[Any]] = {
             k: []
-            for k in ("feat", "flags", "threshold", "cat_off", "cat_n", "lslot", "rslot", "zl", "zr", "zp", "prev", "rep")
+            for k in (
+                "feat",
+                "flags",
+                "threshold",
+                "cat_off",
+                "cat_n",
+                "lslot",
+                "rslot",
+                "zl",
+                "zr",
+                "zp",
+                "prev",
+                "rep",
+            )
         }
         leaf_values: list[float] = []
         cat_bits: list[int] = []
@@ -278,7 +296,9 @@ class TreeShap:
             n_rep = 0
             for j in st.internal:
                 cols["feat"].append(tr.feat[j])
-                cols["flags"].append(tr.kind[j] | (tr.missing[j] << 1) | (int(tr.default_left[j]) << 3))
+                cols["flags"].append(
+                    tr.kind[j] | (tr.missing[j] << 1) | (int(tr.default_left[j]) << 3)
+                )
                 cols["threshold"].append(tr.threshold[j])
                 if tr.cats[j]:
                     if min(tr.cats[j]) < 0:
@@ -355,7 +375,7 @@ class TreeShap:
     @property
     def num_trees(self) -> int:
         """Number of trees used."""
-        return int(self._a.tree_node_off.shape[0])
+        return int(self._a.tree_int_off.shape[0])
 
     @property
     def expected_value(self) -> float:
@@ -366,7 +386,9 @@ class TreeShap:
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = np.ascontiguousarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self._num_features:
-            raise ValueError(f"expected a 2-D array with {self._num_features} columns, got shape {X.shape}")
+            raise ValueError(
+                f"expected a 2-D array with {self._num_features} columns, got shape {X.shape}"
+            )
         return X
 
     def contributions(self, X: np.ndarray) -> np.ndarray:

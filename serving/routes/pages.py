@@ -452,11 +452,11 @@ def warning_detail(request: Request, warning_id: str, user: User) -> Response:
         raise HTTPException(404, f"no warning {warning_id}")
     subject = Subject.parse(w["subject_kind"], w["subject_key"])
     tables = get_tables(request)
+    # history up to the assessment, or up to the latest data while the warning is in force
     end = pd.Timestamp(w["as_of"])
-    if w["status"] == "active":
-        end = max(end, pd.Timestamp.now(tz="UTC").floor("D"))
-        latest = tables["declarations"]["declared_at"].max()
-        end = min(end, latest) if pd.notna(latest) and latest > pd.Timestamp(w["as_of"]) else end
+    latest = tables["declarations"]["declared_at"].max()
+    if w["status"] == "active" and pd.notna(latest):
+        end = max(end, min(pd.Timestamp.now(tz="UTC"), latest))
     weekly, decls, signals = subject_history(tables, subject, end)
     evaluation = None
     if w["status"] == "active":

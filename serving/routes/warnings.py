@@ -194,6 +194,18 @@ def run_action(
     return store.apply(warning_id, action, actor, reason, evaluation)
 
 
+def _check_time(value: str | None, name: str) -> None:
+    """422 for a time that pandas cannot read (instead of a 500 deep in the assessment)."""
+    if value is None:
+        return
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise HTTPException(422, f"{name}: not an ISO-8601 time ({exc})") from exc
+    if ts is pd.NaT:
+        raise HTTPException(422, f"{name}: not an ISO-8601 time")
+
+
 def _not_found(warning_id: str) -> HTTPException:
     return HTTPException(404, f"no warning {warning_id!r}")
 
@@ -239,10 +251,7 @@ def export_warnings(
 def propose_warnings(
     request: Request, body: ProposeRequest, key: CommitteeKey
 ) -> list[dict[str, Any]]:
-    try:
-        pd.Timestamp(body.as_of)
-    except ValueError as exc:
-        raise HTTPException(422, f"as_of: {exc}") from exc
+    _check_time(body.as_of, "as_of")
     return run_propose(
         get_store(request), get_tables(request), body.as_of, actor_of(key), get_scores(request)
     )
@@ -250,9 +259,9 @@ def propose_warnings(
 
 @router.post("/manual", summary="Propose a warning by hand for one subject", status_code=201)
 def propose_manual(request: Request, body: ManualProposal, key: CommitteeKey) -> dict[str, Any]:
+    _check_time(body.as_of, "as_of")
     try:
         subject = Subject.parse(body.subject_kind, body.subject_key)
-        pd.Timestamp(body.as_of)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
     store = get_store(request)
@@ -295,6 +304,7 @@ def get_evaluation(
     w = store.get(warning_id)
     if w is None:
         raise _not_found(warning_id)
+    _check_time(as_of, "as_of")
     end = as_of or pd.Timestamp.now(tz="UTC").isoformat()
     return evaluate_effect(
         w, get_tables(request), end, store.config, threshold, period_days
@@ -310,6 +320,7 @@ def act_on_warning(
     body: ActionRequest | None = None,
 ) -> dict[str, Any]:
     body = body or ActionRequest.model_validate({})
+    _check_time(body.as_of, "as_of")
     if body.start_at is not None and body.start_at.tzinfo is None:
         raise HTTPException(422, "start_at needs a timezone offset")
     store = get_store(request)

@@ -118,9 +118,23 @@ def test_build_restores_numpy_page_advice() -> None:
 
 
 def test_signal_prefixes_and_multi_field_patterns() -> None:
-    """Signals naming several fields and HS prefixes of any length, against the reference."""
+    """Signals naming two or three fields and HS prefixes of several lengths, vs the reference."""
     tables = make_tables(400, seed=9, days=300)
     sig = tables["risk_signals"]
-    assert sig["hs_code"].dropna().str.len().nunique() > 1
-    assert (sig[["enterprise_id", "origin_country"]].notna().all(axis=1)).any()
-    assert compare(build_offline(tables), reference_features(tables)) == []
+    decl = tables["declarations"]
+    # Add signals naming enterprise, overseas party and origin together (taken from real rows,
+    # so they match), and one naming a value no declaration has.
+    src = decl[decl["overseas_party_id"].notna()].iloc[::20].head(15)
+    extra = sig.iloc[: len(src)].copy()
+    extra["signal_id"] = [f"X{i}" for i in range(len(src))]
+    for col in ("enterprise_id", "overseas_party_id", "origin_country"):
+        extra[col] = src[col].to_numpy()
+    extra["hs_code"] = pd.Series([None] * len(src), dtype="str").to_numpy()
+    extra.iloc[0, extra.columns.get_loc("enterprise_id")] = "NO-SUCH-ENTERPRISE"
+    tables["risk_signals"] = pd.concat([sig, extra], ignore_index=True)
+    s = tables["risk_signals"]
+    assert s["hs_code"].dropna().str.len().nunique() > 1
+    assert (s["hs_code"].notna() & s["origin_country"].notna()).any()
+    fast = build_offline(tables)
+    assert compare(fast, reference_features(tables)) == []
+    assert (fast["sig_osp_cnt_365d"] > 0).any()

@@ -244,6 +244,9 @@ def test_end_to_end_approve_in_the_browser_then_the_api_scores_mandatory(world, 
         shot(d, "e2e_01_warning_proposed")
         submit(d, d.find_element(By.ID, "approve"))
         assert d.find_element(By.ID, "status").text == "active"
+        assert d.find_element(By.ID, "trend-chart").find_element(By.TAG_NAME, "svg")
+        assert "no inspections in the period" not in d.page_source
+        assert d.find_element(By.ID, "shap-reasons")
         shot(d, "e2e_02_warning_active")
 
         after = http.post("/v1/score", headers=inspector,

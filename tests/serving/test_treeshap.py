@@ -34,9 +34,17 @@ def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _train(params: dict, rounds: int, n: int = 1500, seed: int = 0, categorical: bool = True) -> lgb.Booster:
+def _train(
+    params: dict, rounds: int, n: int = 1500, seed: int = 0, categorical: bool = True
+) -> lgb.Booster:
     X, y = _data(n, seed)
-    base = {"objective": "binary", "verbose": -1, "learning_rate": 0.2, "num_threads": 1, "seed": seed}
+    base = {
+        "objective": "binary",
+        "verbose": -1,
+        "learning_rate": 0.2,
+        "num_threads": 1,
+        "seed": seed,
+    }
     ds = lgb.Dataset(X, y, categorical_feature=[CAT] if categorical else "auto")
     return lgb.train({**base, **params}, ds, num_boost_round=rounds)
 
@@ -92,7 +100,9 @@ def test_additivity_and_margin(booster: lgb.Booster) -> None:
     margin = booster.predict(X, raw_score=True)
     np.testing.assert_allclose(ts.predict_margin(X), margin, rtol=0, atol=TOL)
     np.testing.assert_allclose(ts.contributions(X).sum(axis=1), margin, rtol=0, atol=TOL)
-    assert ts.expected_value == pytest.approx(booster.predict(X[:1], pred_contrib=True)[0, -1], abs=TOL)
+    assert ts.expected_value == pytest.approx(
+        booster.predict(X[:1], pred_contrib=True)[0, -1], abs=TOL
+    )
 
 
 def test_row_path_equals_batch(booster: lgb.Booster) -> None:
@@ -110,7 +120,9 @@ def test_every_kernel_variant_is_exact(min_q: int) -> None:
     X = _probe_rows(100)
     ts = TreeShap.from_dump(b.dump_model(), min_quadrature=min_q)
     assert int(ts._a.tree_q.max()) >= min_q
-    np.testing.assert_allclose(ts.contributions(X), b.predict(X, pred_contrib=True), rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        ts.contributions(X), b.predict(X, pred_contrib=True), rtol=0, atol=TOL
+    )
 
 
 def test_repeated_features_on_a_path_are_covered() -> None:
@@ -130,8 +142,12 @@ def test_single_leaf_trees() -> None:
     assert all(t["num_leaves"] == 1 for t in b.dump_model()["tree_info"])
     ts = TreeShap.from_booster(b)
     Xp = _probe_rows(20)
-    np.testing.assert_allclose(ts.contributions(Xp), b.predict(Xp, pred_contrib=True), rtol=0, atol=TOL)
-    np.testing.assert_allclose(ts.predict_margin(Xp), b.predict(Xp, raw_score=True), rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        ts.contributions(Xp), b.predict(Xp, pred_contrib=True), rtol=0, atol=TOL
+    )
+    np.testing.assert_allclose(
+        ts.predict_margin(Xp), b.predict(Xp, raw_score=True), rtol=0, atol=TOL
+    )
 
 
 def test_mixed_single_leaf_and_split_trees() -> None:
@@ -175,7 +191,9 @@ def test_float32_and_list_inputs_match() -> None:
     X = _probe_rows(30)
     ts = TreeShap.from_booster(b)
     X32 = X.astype(np.float32)
-    np.testing.assert_allclose(ts.contributions(X32), b.predict(X32, pred_contrib=True), rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        ts.contributions(X32), b.predict(X32, pred_contrib=True), rtol=0, atol=TOL
+    )
     np.testing.assert_array_equal(ts.contributions_row(X[0].tolist()), ts.contributions(X[:1])[0])
 
 
@@ -192,7 +210,11 @@ def test_threads_share_one_instance() -> None:
 def test_refuses_multiclass() -> None:
     X, _ = _data(300, seed=1)
     y = np.random.default_rng(1).integers(0, 3, 300)
-    b = lgb.train({"objective": "multiclass", "num_class": 3, "verbose": -1}, lgb.Dataset(X, y), num_boost_round=2)
+    b = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1},
+        lgb.Dataset(X, y),
+        num_boost_round=2,
+    )
     with pytest.raises(ValueError, match="single-output"):
         TreeShap.from_booster(b)
 
@@ -200,14 +222,24 @@ def test_refuses_multiclass() -> None:
 def test_refuses_linear_trees() -> None:
     X, y = _data(300, seed=2)
     Xf = np.nan_to_num(X)
-    b = lgb.train({"objective": "binary", "linear_tree": True, "verbose": -1}, lgb.Dataset(Xf, y), num_boost_round=2)
+    b = lgb.train(
+        {"objective": "binary", "linear_tree": True, "verbose": -1},
+        lgb.Dataset(Xf, y),
+        num_boost_round=2,
+    )
     with pytest.raises(ValueError, match="linear"):
         TreeShap.from_booster(b)
 
 
 def test_refuses_random_forest() -> None:
     X, y = _data(300, seed=2)
-    params = {"objective": "binary", "boosting": "rf", "bagging_fraction": 0.5, "bagging_freq": 1, "verbose": -1}
+    params = {
+        "objective": "binary",
+        "boosting": "rf",
+        "bagging_fraction": 0.5,
+        "bagging_freq": 1,
+        "verbose": -1,
+    }
     b = lgb.train(params, lgb.Dataset(X, y), num_boost_round=2)
     with pytest.raises(ValueError, match="rf"):
         TreeShap.from_booster(b)
@@ -216,6 +248,7 @@ def test_refuses_random_forest() -> None:
 def test_rejects_wrong_width() -> None:
     ts = TreeShap.from_booster(_train({"num_leaves": 4}, 2))
     assert ts.num_features == N_FEATURES
+    assert ts.num_trees == 2
     with pytest.raises(ValueError, match="columns"):
         ts.contributions(np.zeros((2, N_FEATURES + 1)))
     with pytest.raises(ValueError, match="1-D"):

@@ -126,6 +126,15 @@ def test_unknown_warning_is_404_and_bad_input_422(ctx):
     assert client.post("/v1/warnings/nope/explode", headers=h(keys)).status_code == 422
     r = client.post("/v1/warnings/propose", json={"as_of": "not a date"}, headers=h(keys))
     assert r.status_code == 422
+    [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+    r = client.get(f"/v1/warnings/{w['id']}/evaluation", params={"as_of": "2024-13-45"},
+                   headers=h(keys))  # fmt: skip
+    assert r.status_code == 422
+    r = client.post(f"/v1/warnings/{w['id']}/lift", json={"evaluate": True, "as_of": "soon"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 422
+    body = {"subject_kind": "hs4_origin", "subject_key": "0303", "as_of": AS_OF, "reason": "xyz"}
+    assert client.post("/v1/warnings/manual", json=body, headers=h(keys)).status_code == 422
 
 
 def test_manual_proposal(ctx):
