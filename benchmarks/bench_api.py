@@ -3,7 +3,11 @@
 Both servers serve the SAME registered model version, side by side in one run, with the same
 number of uvicorn workers. guomen's ``POST /v1/score`` computes features from the online
 snapshot, exact TreeSHAP reasons, the decision, and writes an audit row; MLflow's
-``/invocations`` only predicts from a ready-made feature row.
+``/invocations`` only predicts from a ready-made feature row. A third server, also
+``mlflow models serve``, runs the same booster logged with ``mlflow.lightgbm`` and no signature
+(no per-column schema enforcement): the fastest MLflow baseline, reported beside the target one.
+Each phase records the CPU seconds of each server's process group, a figure much less sensitive
+than latency to other load on the shared 2-core box.
 
 Measured (each configuration of workers):
 

@@ -164,17 +164,23 @@ def test_mlflow_pyfunc_equals_bundle_and_reload_and_gate(
     )
     assert v1.promoted and registry.resolve_version(uri, "guomen-test", "champion") == reg.version
 
-    # A much worse challenger (one stump) is refused; the champion stays.
+    # A much worse challenger (trained on shuffled labels) is refused; the champion stays.
     bad_cfg = small_config.model_copy(
-        update={
-            "lightgbm": small_config.lightgbm.model_copy(
-                update={"num_boost_round": 1, "num_leaves": 2, "early_stopping_rounds": 1}
-            ),
-            "selection": small_config.selection.model_copy(update={"candidates": ("none",)}),
-        }
+        update={"selection": small_config.selection.model_copy(update={"candidates": ("none",)})}
     )
+    shuffled = inputs.labels.copy()
+    ts = pd.to_datetime(
+        inputs.features.set_index("declaration_id").loc[shuffled["declaration_id"], "declared_at"],
+        utc=True,
+    )
+    before_test = (ts < pd.Timestamp(trained.split["test_start"])).to_numpy() & shuffled[
+        "inspected"
+    ].to_numpy()
+    values = shuffled["nonconforming"].to_numpy().copy()
+    values[before_test] = np.random.default_rng(1).permutation(values[before_test])
+    shuffled["nonconforming"] = values
     bad = run_training(
-        inputs.features, inputs.labels, inputs.specs, config=bad_cfg, models_dir=tmp_path / "models",
+        inputs.features, shuffled, inputs.specs, config=bad_cfg, models_dir=tmp_path / "models",
         model_name="guomen-test", store_fingerprint=inputs.store_fingerprint,
     )  # fmt: skip
     reg2 = registry.log_and_register(
