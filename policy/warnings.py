@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.special import betaincinv
+from scipy.special import betaincinv, pdtrc
 
 from policy.monitoring import monitoring_draw
 
@@ -81,8 +81,25 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "signal_bump_count": 2,
         "signal_surge_min": 4,
         "signal_surge_ratio": 4.0,
+        "signal_surge_p": 0.001,
+        "signal_surge_serious": 0,
         "signals_alone_kinds": ["enterprise", "overseas_party", "hs4_origin"],
         "score_bump_ratio": 2.0,
+    },
+    # a rate excess alone (few results) is not enough: it needs volume, signals or severity
+    "corroboration": {
+        "kinds": ["enterprise", "overseas_party", "hs4", "origin", "hs4_origin"],
+        "min_bad": 6,
+        "min_severity": 3,
+        "min_serious_signals": 1,
+    },
+    # traders without a trusted own baseline: chronic risk is credit supervision, not an outbreak
+    "credit": {"kinds": ["enterprise", "overseas_party"], "trusted_base_n": 20},
+    "proposals": {
+        "warmup_days": 270,
+        "warmup_kinds": ["hs4", "origin", "hs4_origin"],
+        "cooldown_days": 84,
+        "max_per_run": 8,
     },
     "severity": {
         "hazard_weights": {
@@ -381,6 +398,7 @@ class Assessment:
     scope_adjust: int
     urgency_adjust: int
     level: int
+    category: str = "outbreak"
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -616,11 +634,17 @@ def assess(
                 expected = sig_stats.get("signals_base", 0.0)
                 expected = pd.Series(expected, index=sig_stats.index).fillna(0.0) * sig_scale
                 sig_stats["signals_expected"] = expected
-                # a surge: many more reports than usual, at least two of them high or serious
+                # a surge: many more reports than usual (count, ratio and a Poisson tail
+                # probability under the subject's own signal rate, so a subject that is often
+                # reported on needs many more reports), optionally some high or serious
+                mu = expected.clip(lower=0.25)
+                n_sig = sig_stats["signals"].astype("float64")
+                tail = pd.Series(1.0 - pdtrc(n_sig - 1.0, mu), index=sig_stats.index)
                 sig_stats["surge"] = (
-                    (sig_stats["signals"] >= lk["signal_surge_min"])
-                    & (sig_stats["signals"] >= lk["signal_surge_ratio"] * expected.clip(lower=0.25))
-                    & (sig_stats["serious_signals"].fillna(0) >= lk["signal_bump_count"])
+                    (n_sig >= lk["signal_surge_min"])
+                    & (n_sig >= lk["signal_surge_ratio"] * mu)
+                    & (tail <= float(lk["signal_surge_p"]))
+                    & (sig_stats["serious_signals"].fillna(0) >= lk["signal_surge_serious"])
                 )
         if subjects:
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
@@ -754,7 +778,7 @@ def _grade(
     sev = severity_class(sev_score, cfg)
     # two or more high/serious signals set a floor of class 2 under severity (a surge of
     # reports is not a mere minor matter even before results come in)
-    sig_sev = 2 if serious >= lk["signal_bump_count"] else 1
+    sig_sev = 2 if (serious >= lk["signal_bump_count"] or surge) else 1
     if sig_sev > sev:
         notes.append(f"{serious} high/serious signals: severity {sig_sev}")
         sev = sig_sev
@@ -762,6 +786,21 @@ def _grade(
         sev = min(4, sev + 1)
         notes.append("serious injury/illness signals: severity +1")
 
+    co = cfg["corroboration"]
+    if like > 0 and not alone and subject.kind in co["kinds"]:
+        # a credible rate excess must come with volume, signals or severity: a handful of
+        # minor results on a thin subject is noise far more often than an outbreak
+        corroborated = (
+            k >= int(co["min_bad"])
+            or sev >= int(co["min_severity"])
+            or surge
+            or serious >= int(co["min_serious_signals"])
+        )
+        if not corroborated:
+            notes.append(
+                f"rate excess not corroborated ({k} bad, severity {sev}, no signals): no warning"
+            )
+            like = 0
     base_level = matrix_level(sev, like, cfg)
     sc = cfg["scope"]
     decls, ports, ents = (_num(row, c) for c in ("declarations", "ports", "enterprises"))
@@ -791,6 +830,11 @@ def _grade(
     if base_level:
         adjust = max(-cfg["max_adjust"], min(cfg["max_adjust"], scope_adj + urg_adj))
         level = int(min(4, max(1, base_level - adjust)))
+    category = "outbreak"
+    if subject.kind in cfg["credit"]["kinds"] and row["n_base"] < cfg["credit"]["trusted_base_n"]:
+        # no trusted own history: the excess may be the trader's chronic risk, which credit
+        # management (rating, raised inspection rate) answers rather than an outbreak warning
+        category = "credit_supervision"
     return Assessment(
         subject=subject,
         as_of="",
@@ -826,6 +870,7 @@ def _grade(
         scope_adjust=scope_adj,
         urgency_adjust=urg_adj,
         level=level,
+        category=category,
         notes=notes,
     )
 

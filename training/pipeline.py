@@ -84,7 +84,9 @@ def training_fingerprint(data: TrainingData, store_fingerprint: str) -> str:
     digest = hashlib.sha256()
     digest.update(store_fingerprint.encode())
     digest.update("\x1f".join(data.feature_names).encode())
-    digest.update("\n".join(f"{i}\t{v}" for i, v in zip(ids[order], y[order], strict=True)).encode())
+    digest.update(
+        "\n".join(f"{i}\t{v}" for i, v in zip(ids[order], y[order], strict=True)).encode()
+    )
     return digest.hexdigest()
 
 
@@ -171,7 +173,9 @@ def run_training(
     ev = config.evaluation
     step("split")
     t0 = time.perf_counter()
-    data = prepare(features, labels, names, config.split.test_months, config.split.validation_months)
+    data = prepare(
+        features, labels, names, config.split.test_months, config.split.validation_months
+    )
     timings["split"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fitted = train_model(data, config, progress)
@@ -249,7 +253,8 @@ def run_training(
     bundle_metrics = {
         "test": metrics,
         "baselines": {
-            k: {"budgets": v["budgets"], "random_sample": v["random_sample"]} for k, v in base.items()
+            k: {"budgets": v["budgets"], "random_sample": v["random_sample"]}
+            for k, v in base.items()
         },
         "headline": headline(metrics, config.policy.budget),
         "split": data.split.as_dict(),

@@ -117,9 +117,7 @@ def shap_summary_plot(
 
     values, _ = shap_contributions(booster, X, a)
     plt.figure()
-    shap.summary_plot(
-        values, X, feature_names=feature_names, max_display=max_display, show=False
-    )
+    shap.summary_plot(values, X, feature_names=feature_names, max_display=max_display, show=False)
     fig = plt.gcf()
     fig.set_size_inches(9, 0.35 * min(max_display, len(feature_names)) + 1.5)
     fig.tight_layout()

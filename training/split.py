@@ -63,7 +63,9 @@ def _utc(values: pd.Series | pd.DatetimeIndex) -> pd.DatetimeIndex:
     return idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")
 
 
-def time_split(declared_at: pd.Series, test_months: int = 4, validation_months: int = 3) -> TimeSplit:
+def time_split(
+    declared_at: pd.Series, test_months: int = 4, validation_months: int = 3
+) -> TimeSplit:
     """Compute calendar-month boundaries from the declaration timestamps.
 
     Parameters

@@ -95,12 +95,9 @@ def prepare(
     split = time_split(frame["declared_at"], test_months, validation_months)
     segment = split.segment(frame["declared_at"])
     ev = evaluation_frame(frame, labels)
-    inspected_at = (
-        frame[["declaration_id"]]
-        .merge(labels[["declaration_id", "inspected_at"]], on="declaration_id", how="left")[
-            "inspected_at"
-        ]
-    )
+    inspected_at = frame[["declaration_id"]].merge(
+        labels[["declaration_id", "inspected_at"]], on="declaration_id", how="left"
+    )["inspected_at"]
     known = ev["inspected"].to_numpy() & split.label_known(segment, inspected_at)
     return TrainingData(frame, list(feature_names), ev, segment, known, split)
 
