@@ -110,17 +110,22 @@ def true_lift(
     return float(np.nanmean(p[m]) / np.nanmean(p))
 
 
-def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Path) -> dict:
+def run(
+    n_declarations: int, seed: int, step_days: int, max_delay: int, work: Path, reuse: bool = False
+) -> dict:
     from demo.generate import write_demo_data
     from features.ingest import ingest
     from features.store import Store
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    write_demo_data(work / "demo", n_declarations, seed)
+    fresh = not (reuse and (work / "store").exists())
+    if fresh:  # --reuse: a store generated before with the same size and seed
+        write_demo_data(work / "demo", n_declarations, seed)
     timings["generate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ingest(work / "demo", work / "store")
+    if fresh:
+        ingest(work / "demo", work / "store")
     tables = Store(work / "store").tables()
     timings["ingest_and_read_s"] = time.perf_counter() - t0
     gt = work / "demo" / "ground_truth"
@@ -141,6 +146,7 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
     # histories shrink to the all-subject rate), and the earliest planted outbreak is after it
     dates = pd.date_range(first + pd.Timedelta(days=200), last, freq=f"{step_days}D")
     open_w: dict[tuple[str, str], dict[str, Any]] = {}
+    closed: dict[tuple[str, str], dict[str, Any]] = {}
     proposals: list[dict[str, Any]] = []
     lifted = 0
     escalations: list[dict[str, Any]] = []
@@ -152,6 +158,7 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
             ev = evaluate_effect(w, tables, as_of, cfg)
             if ev.passed:
                 del open_w[key]
+                closed[key] = {"level": w["level"], "closed_at": as_of}
                 lifted += 1
         # the committee escalates when a fresh assessment is more severe (one call for all)
         subjects = [Subject.parse(k, v) for k, v in open_w]
@@ -164,7 +171,7 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
                 )
                 w["level"] = now.level
                 w["max_level"] = min(w["max_level"], now.level)
-        made = propose(tables, as_of, cfg, open_subjects=set(open_w))
+        made = propose(tables, as_of, cfg, open_subjects=set(open_w), recently_closed=closed)
         for w in made:
             w["activated_at"] = w["as_of"]
             w["first_level"] = w["max_level"] = w["level"]
@@ -182,6 +189,7 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
                 "id": w["id"],
                 "as_of": w["as_of"][:10],
                 "subject": f"{w['subject_kind']}:{w['subject_key']}",
+                "category": w.get("category", "outbreak"),
                 "level": w["first_level"],
                 "max_level": w["max_level"],
                 "inspected": w["assessment"]["inspected"],
@@ -222,6 +230,12 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
     n_w = len(frame)
     with_cause = int(frame["cause"].notna().sum()) if n_w else 0
     real_risk = int(((frame["true_lift"] >= 2) | frame["cause"].notna()).sum()) if n_w else 0
+    outb = frame[frame["category"] == "outbreak"] if n_w else frame
+    n_o = len(outb)
+    o_cause = int(outb["cause"].notna().sum()) if n_o else 0
+    o_real = int(((outb["true_lift"] >= 2) | outb["cause"].notna()).sum()) if n_o else 0
+    credit = frame[frame["category"] != "outbreak"] if n_w else frame
+    c_real = int(((credit["true_lift"] >= 2) | credit["cause"].notna()).sum()) if len(credit) else 0
     detected = [d for d in detections if d["detected"]]
     level_match = [d for d in detected if d["first_level"] == d["planted_level"]]
     level_near = [d for d in detected if abs(d["first_level"] - d["planted_level"]) <= 1]
@@ -251,6 +265,11 @@ def run(n_declarations: int, seed: int, step_days: int, max_delay: int, work: Pa
             "precision_planted": with_cause / n_w if n_w else None,
             "with_real_risk": real_risk,
             "precision_real_risk": real_risk / n_w if n_w else None,
+            "outbreak_warnings": n_o,
+            "outbreak_precision_planted": o_cause / n_o if n_o else None,
+            "outbreak_precision_real_risk": o_real / n_o if n_o else None,
+            "credit_referrals": int(len(credit)),
+            "credit_real_risk": c_real,
             "lifted_by_evaluation": lifted,
             "escalations": len(escalations),
             "max_level_exact": len([d for d in detected if d["max_level"] == d["planted_level"]]),
@@ -285,6 +304,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"- warnings: {s['warnings']}; with a planted cause: {s['with_planted_cause']} "
         f"(precision **{(s['precision_planted'] or 0):.0%}**); planted cause or true risk "
         f">= 2x the mean (oracle): {s['with_real_risk']} ({(s['precision_real_risk'] or 0):.0%})",
+        f"- of which outbreak warnings (product subjects, traders with a trusted own history): "
+        f"{s['outbreak_warnings']}, planted cause "
+        f"{(s['outbreak_precision_planted'] or 0):.0%}, planted cause or true risk >= 2x "
+        f"{(s['outbreak_precision_real_risk'] or 0):.0%}; credit-supervision referrals "
+        f"(traders without a trusted own history): {s['credit_referrals']}, of which "
+        f"{s['credit_real_risk']} with a planted cause or true risk >= 2x",
         f"- lifted after a passing effect evaluation: {s['lifted_by_evaluation']}",
         f"- time: replay {r['timings']['replay_s']:.1f} s; one step (evaluate and re-assess the "
         f"open warnings, then `propose`) {r['timings']['propose_step_median_s'] * 1000:.0f} ms "
@@ -304,17 +329,17 @@ def markdown(r: dict[str, Any]) -> str:
         )
     lines += ["", "Warnings without a planted cause:", ""]
     lines += [
-        "| as of | subject | level | inspected | nonconforming | true lift |",
-        "|---|---|---|---|---|---|",
+        "| as of | subject | category | level | inspected | nonconforming | true lift |",
+        "|---|---|---|---|---|---|---|",
     ]
     for w in r["warnings"]:
         if w["cause"] is None:
             tl = w["true_lift"]
             lines.append(
-                f"| {w['as_of']} | {w['subject']} | {w['level']} | {w['inspected']} | "
-                f"{w['nonconforming']} | {tl:.2f} |" if tl is not None else
-                f"| {w['as_of']} | {w['subject']} | {w['level']} | {w['inspected']} | "
-                f"{w['nonconforming']} | – |"
+                f"| {w['as_of']} | {w['subject']} | {w['category']} | {w['level']} | "
+                f"{w['inspected']} | {w['nonconforming']} | {tl:.2f} |" if tl is not None else
+                f"| {w['as_of']} | {w['subject']} | {w['category']} | {w['level']} | "
+                f"{w['inspected']} | {w['nonconforming']} | – |"
             )  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -326,15 +351,21 @@ def main() -> None:
     ap.add_argument("--step-days", type=int, default=7)
     ap.add_argument("--max-delay", type=int, default=42)
     ap.add_argument("--work", type=Path, default=None, help="folder for demo data and store")
+    ap.add_argument("--reuse", action="store_true", help="reuse the store already in --work")
+    ap.add_argument("--tag", default=None, help="results file suffix (default from size/seed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        result = run(args.declarations, args.seed, args.step_days, args.max_delay, work)
+        result = run(args.declarations, args.seed, args.step_days, args.max_delay, work, args.reuse)
+    tag = args.tag
+    if tag is None:  # warnings.md is 1M seed 7; others warnings_200k.md, warnings_200k_seed11.md
+        size = "" if args.declarations == 1_000_000 else f"_{args.declarations // 1000}k"
+        tag = size + ("" if args.seed == 7 else f"_seed{args.seed}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "warnings.json").write_text(
+    (RESULTS / f"warnings{tag}.json").write_text(
         json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
     )
-    (RESULTS / "warnings.md").write_text(markdown(result), encoding="utf-8")
+    (RESULTS / f"warnings{tag}.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
 
 

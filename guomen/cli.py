@@ -211,6 +211,14 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="uvicorn worker processes (default: Settings.workers)")
     ] = None,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="uvicorn's per-request access log (off by default: it costs CPU on every "
+            "request; the app's own logs and /metrics stay on)",
+        ),
+    ] = False,
 ) -> None:
     """Start the scoring API (uvicorn) with the champion model from the registry."""
     import uvicorn
@@ -222,11 +230,11 @@ def serve(
     if workers > 1:
         # Each worker process builds its own app from the environment.
         uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port,
-                    workers=workers)  # fmt: skip
+                    workers=workers, access_log=access_log)  # fmt: skip
     else:
         from serving.app import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log)
 
 
 def _keys_engine():  # type: ignore[no-untyped-def]

@@ -83,7 +83,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "signal_surge_ratio": 4.0,
         "signal_surge_p": 0.001,
         "signal_surge_serious": 0,
-        "signals_alone_kinds": ["enterprise", "overseas_party", "hs4_origin"],
+        "signals_alone_kinds": ["hs4_origin"],
         "score_bump_ratio": 2.0,
     },
     # a rate excess alone (few results) is not enough: it needs volume, signals or severity
@@ -399,6 +399,7 @@ class Assessment:
     urgency_adjust: int
     level: int
     category: str = "outbreak"
+    baseline_inspected: int = 0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -639,7 +640,7 @@ def assess(
                 # reported on needs many more reports), optionally some high or serious
                 mu = expected.clip(lower=0.25)
                 n_sig = sig_stats["signals"].astype("float64")
-                tail = pd.Series(1.0 - pdtrc(n_sig - 1.0, mu), index=sig_stats.index)
+                tail = pd.Series(pdtrc(n_sig - 1.0, mu), index=sig_stats.index)  # P(X >= n)
                 sig_stats["surge"] = (
                     (n_sig >= lk["signal_surge_min"])
                     & (n_sig >= lk["signal_surge_ratio"] * mu)
@@ -871,6 +872,7 @@ def _grade(
         urgency_adjust=urg_adj,
         level=level,
         category=category,
+        baseline_inspected=int(row["n_base"]),
         notes=notes,
     )
 
@@ -949,6 +951,8 @@ def build_warning(
     )
     if a.signals:
         matters += f"; {a.signals} risk signals"
+    if a.category == "credit_supervision":
+        matters += "; no trusted own history: referred for credit supervision"
     return {
         "id": warning_id_for(a.subject, a.as_of),
         "subject_kind": a.subject.kind,
@@ -974,8 +978,30 @@ def build_warning(
         "measures": measures_for_level(level, a.subject.kind, config),
         "assessment": a.to_dict(),
         "as_of": a.as_of,
+        "category": a.category,
         "proposed_by": proposed_by,
     }
+
+
+def _history_days(tables: dict[str, pd.DataFrame], window_start: pd.Timestamp) -> float:
+    """Days of inspection results before the window (how much baseline there is at all)."""
+    insp = tables.get("inspections")
+    if insp is None or insp.empty:
+        return 0.0
+    first = insp["inspected_at"].min()
+    return max(0.0, (window_start - first).total_seconds() / 86400)
+
+
+def _rank_key(a: Assessment) -> tuple:
+    # most severe first, then product subjects before traders, then the strongest evidence
+    return (
+        a.level,
+        a.category != "outbreak",
+        -a.lift,
+        -a.signals,
+        a.subject.kind,
+        a.subject.key_str,
+    )
 
 
 def propose(
@@ -984,19 +1010,53 @@ def propose(
     config: dict[str, Any] | None = None,
     scores: pd.DataFrame | None = None,
     open_subjects: set[tuple[str, str]] | None = None,
+    recently_closed: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Warning proposals at ``as_of``: assess, suppress nested duplicates, skip open subjects.
+    """Warning proposals at ``as_of``: assess, suppress nested duplicates, skip open subjects
+    and subjects in their cool-down, rank and cap.
 
     Parameters
     ----------
     open_subjects
         ``(subject_kind, subject_key)`` pairs that already have an open warning (proposed,
         approved or active); they are not proposed again.
+    recently_closed
+        ``(subject_kind, subject_key)`` -> ``{"level": int, "closed_at": time}`` of warnings
+        lifted or rejected lately. Within ``proposals.cooldown_days`` of ``closed_at`` such a
+        subject is proposed again only at a strictly more severe level than it had.
+
+    Notes
+    -----
+    During the warm-up (less than ``proposals.warmup_days`` of results before the window) only
+    the ``proposals.warmup_kinds`` are proposed: trader baselines are too short to tell a
+    change from chronic risk. At most ``proposals.max_per_run`` proposals are returned, most
+    severe first.
     """
     cfg = config or load_warning_config()
+    pc = cfg["proposals"]
+    t = _ts(as_of)
     found = _suppress_nested(assess(tables, as_of, cfg, scores=scores), tables, cfg)
+    w_start = t - pd.Timedelta(days=int(cfg["window_days"]))
+    if _history_days(tables, w_start) < float(pc["warmup_days"]):
+        found = [a for a in found if a.subject.kind in pc["warmup_kinds"]]
     skip = open_subjects or set()
-    return [build_warning(a, cfg) for a in found if (a.subject.kind, a.subject.key_str) not in skip]
+    closed = recently_closed or {}
+    cool = pd.Timedelta(days=int(pc["cooldown_days"]))
+    keep: list[Assessment] = []
+    for a in found:
+        key = (a.subject.kind, a.subject.key_str)
+        if key in skip:
+            continue
+        prev = closed.get(key)
+        recent = prev is not None and t - _ts(prev["closed_at"]) < cool
+        if recent and a.level >= int(prev["level"]):
+            continue  # not clearly stronger than the warning just closed
+        keep.append(a)
+    keep.sort(key=_rank_key)
+    cap = pc.get("max_per_run")
+    if cap:
+        keep = keep[: int(cap)]
+    return [build_warning(a, cfg) for a in keep]
 
 
 # --------------------------------------------------------------------------------------------

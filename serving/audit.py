@@ -9,9 +9,12 @@ the response is sent (a batch is one transaction), so a successful response impl
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -74,12 +77,80 @@ def canonical_sha256(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class AuditWriter:
+    """Inserts ``score_audit`` rows with one INSERT compiled once for the engine's dialect.
+
+    The statement is parameterised (the dialect's own paramstyle and bind casts); values go
+    through the same bind processors SQLAlchemy would apply (UTC timestamps, JSON, booleans), so
+    the stored rows are identical to a Core ``insert``. It runs on a pooled DBAPI connection:
+    one checkout, one ``execute``, one ``commit`` per request, without Core's per-call statement
+    and result machinery (most of the cost of an audited request once scoring is fast).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = engine.dialect
+        keys = [c.key for c in score_audit.c if c.key != "id"]
+        compiled = score_audit.insert().compile(dialect=dialect, column_keys=keys)
+        self.sql = str(compiled)
+        names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
+        if sorted(names) != sorted(keys):
+            raise RuntimeError(f"unexpected bind names in the audit insert: {names}")
+        self.positional = bool(compiled.positional)
+        self.names = names
+        self.processors = [
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+        ]
+
+    def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        values = [
+            p(row[n]) if p is not None else row[n]
+            for n, p in zip(self.names, self.processors, strict=True)
+        ]
+        return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
+
+    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction; raises (nothing stored) if it cannot commit."""
+        if not rows:
+            return
+        params = [self._params(r) for r in rows]
+        conn = self.engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                if len(params) == 1:
+                    cursor.execute(self.sql, params[0])
+                else:
+                    cursor.executemany(self.sql, params)
+            finally:
+                cursor.close()
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            conn.close()  # back to the pool
+
+
+_writers: weakref.WeakKeyDictionary[Engine, AuditWriter] = weakref.WeakKeyDictionary()
+_writers_lock = threading.Lock()
+
+
+def audit_writer(engine: Engine) -> AuditWriter:
+    """The engine's :class:`AuditWriter` (compiled on first use, then shared by its threads)."""
+    writer = _writers.get(engine)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(engine)
+            if writer is None:
+                writer = _writers[engine] = AuditWriter(engine)
+    return writer
+
+
 def write_audit(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert audit rows in one transaction (raises if it cannot commit)."""
-    if not rows:
-        return
-    with engine.begin() as conn:
-        conn.execute(score_audit.insert(), [dict(r) for r in rows])
+    audit_writer(engine).write(rows)
 
 
 def count_audit(engine: Engine) -> int:

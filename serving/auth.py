@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
+import anyio.to_thread
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
@@ -119,9 +120,23 @@ class KeyStore:
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def well_formed(key: str) -> bool:
+        """Whether ``key`` has the shape of a key (anything else is refused without a lookup)."""
+        return key.startswith(KEY_PREFIX) and KEY_ID_LENGTH + 16 <= len(key) <= 128
+
+    def cached(self, key: str) -> tuple[bool, ApiKey | None]:
+        """``(hit, record)`` from the in-memory cache only (no I/O: safe on the event loop)."""
+        if not self.well_formed(key):
+            return True, None
+        cached = self._cache.get(_hash(key))
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return True, cached[1]
+        return False, None
+
     def authenticate(self, key: str) -> ApiKey | None:
         """The active key record for ``key``, or None."""
-        if not key.startswith(KEY_PREFIX) or len(key) < KEY_ID_LENGTH + 16 or len(key) > 128:
+        if not self.well_formed(key):
             return None
         digest = _hash(key)
         now = time.monotonic()
@@ -161,9 +176,11 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
     (403 otherwise). Returns the key's record."""
     allowed = frozenset(roles) | {"admin"}
 
-    def dependency(
+    async def dependency(
         request: Request, key: Annotated[str | None, Depends(_api_key_header)]
     ) -> ApiKey:
+        # async: a cache hit is answered on the event loop (no thread-pool hop); only a miss,
+        # which reads the database, goes to a worker thread.
         if not key:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -171,7 +188,9 @@ def require_role(*roles: str) -> Callable[..., ApiKey]:
                 headers={"WWW-Authenticate": "APIKey"},
             )
         store: KeyStore = request.app.state.keys
-        record = store.authenticate(key)
+        hit, record = store.cached(key)
+        if not hit:
+            record = await anyio.to_thread.run_sync(store.authenticate, key)
         if record is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

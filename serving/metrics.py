@@ -83,6 +83,7 @@ class MetricsMiddleware:
     def __init__(self, app: Any, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._cache: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -102,5 +103,18 @@ class MetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, template, str(status_holder[0])).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            count, latency = self._children(method, template, status_holder[0])
+            count.inc()
+            latency.observe(time.perf_counter() - start)
+
+    def _children(self, method: str, template: str, status: int) -> tuple[Any, Any]:
+        """The labelled collectors, looked up once per label set (``labels()`` is not free)."""
+        key = (method, template, status)
+        children = self._cache.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(method, template, str(status)),
+                self.metrics.latency.labels(method, template),
+            )
+            self._cache[key] = children  # bounded: route templates x methods x statuses
+        return children

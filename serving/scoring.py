@@ -114,11 +114,16 @@ class LiveSnapshot:
     def __init__(self, snapshot: Any) -> None:
         self.snapshot = snapshot
         self.lock = threading.Lock()
+        self._as_of: tuple[int, datetime] | None = None
 
     @property
     def as_of(self) -> datetime:
-        """The snapshot time (UTC)."""
-        return pd.Timestamp(self.snapshot.as_of_ns, tz="UTC").to_pydatetime()
+        """The snapshot time (UTC); converted once per value (read on every request)."""
+        ns = self.snapshot.as_of_ns
+        cached = self._as_of
+        if cached is None or cached[0] != ns:
+            cached = self._as_of = (ns, pd.Timestamp(ns, tz="UTC").to_pydatetime())
+        return cached[1]
 
     def credit_rating(self, enterprise_id: str, at: datetime) -> str:
         """The enterprise's credit rating in force at ``at`` (contract rule: the latest rating

@@ -72,8 +72,8 @@ class SelectionConfig(_Strict):
     candidates: tuple[Correction, ...] = ("none", "random_upweight", "ipw")
     random_weight: float = Field(5.0, gt=0, description="weight of random-sample rows")
     ipw_clip: float = Field(20.0, gt=1, description="largest inverse-propensity weight")
-    # A correction must beat "none" on the validation random sample by this much (log loss).
-    min_improvement: float = Field(0.0, ge=0)
+    # A correction must beat "none" on the validation random-sample AUC by more than this.
+    min_improvement: float = Field(0.01, ge=0)
 
     @field_validator("candidates")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +74,34 @@ def run_local(
     threads: int = 1,
     on_partition: OnPartition | None = None,
 ) -> str:
-    """Score ``parts`` one after another in this process, ``threads`` threads for LightGBM and
-    for TreeSHAP row chunks. Returns the explainer used."""
+    """Score ``parts`` in this process with ``threads`` threads. Returns the explainer used.
+
+    With ``threads > 1`` up to ``threads`` partitions are in flight at once: while one waits on
+    Parquet reads and writes (pyarrow releases the GIL), the TreeSHAP row chunks of the others
+    keep every core busy. Row chunks go to a separate pool of ``threads`` workers, so at most
+    ``threads`` kernels run at a time and a partition waiting for its chunks never blocks a chunk
+    (no nested waits on one pool). Each partition's files are written atomically and its marker
+    last, so completion order does not matter for resuming or for the bytes.
+    """
     scorer = MatrixScorer(bundle, threads=threads)
-    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-    try:
+    parts = list(parts)
+    if threads <= 1:
         for part in parts:
-            marker = score_partition(scorer, layout, part, pool)
+            marker = score_partition(scorer, layout, part)
             if on_partition is not None:
                 on_partition(part, marker)
+        return scorer.explainer.method
+    chunks = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rescore-shap")
+    partitions = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rescore-part")
+    try:
+        futures = {partitions.submit(score_partition, scorer, layout, p, chunks): p for p in parts}
+        for future in as_completed(futures):
+            marker = future.result()
+            if on_partition is not None:
+                on_partition(futures[future], marker)
     finally:
-        if pool is not None:
-            pool.shutdown()
+        partitions.shutdown(wait=True, cancel_futures=True)
+        chunks.shutdown(wait=True)
     return scorer.explainer.method
 
 
@@ -154,7 +170,7 @@ def run_dask(
     and read and write the run folder directly, so that folder must be on a filesystem every
     worker sees (always true for a ``LocalCluster``).
     """
-    from distributed import as_completed
+    from distributed import as_completed as dask_completed
 
     if bundle.path is None:
         raise ValueError("the Dask engine needs a bundle saved on disk (bundle.path)")
@@ -176,7 +192,7 @@ def run_dask(
         for part in parts
     ]
     method = "none"
-    for future in as_completed(futures):
+    for future in dask_completed(futures):
         marker = future.result()
         method = marker.get("explainer", method)
         if on_partition is not None:

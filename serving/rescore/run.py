@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -139,6 +140,7 @@ def _stage_features(
     attributes: dict[str, str] | None,
     features: pd.DataFrame | None,
     progress: Progress,
+    threads: int = 1,
 ) -> dict[str, Any]:
     done = read_json(layout.features_success)
     if done is not None:
@@ -166,30 +168,40 @@ def _stage_features(
     )
     parts = frame.pop("_part").to_numpy()
     cuts = np.searchsorted(parts, np.arange(partitions + 1))
-    rows = []
-    for part in range(partitions):
+    rows = [int(cuts[part + 1] - cuts[part]) for part in range(partitions)]
+
+    def write(part: int) -> None:
         chunk = frame.iloc[cuts[part] : cuts[part + 1]].reset_index(drop=True)
         write_parquet_atomic(chunk, layout.features(part))
-        rows.append(len(chunk))
-        progress("features", part + 1, partitions)
+
+    # Parquet encoding and zstd release the GIL: ``threads`` partition files at a time.
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for done_parts, _ in enumerate(pool.map(write, range(partitions)), start=1):
+            progress("features", done_parts, partitions)
     done = {"rows": int(sum(rows)), "partition_rows": rows}
     write_json_atomic(done, layout.features_success)
     return done
 
 
-def _score_summary(layout: RunLayout, partitions: int) -> dict[str, Any]:
-    probs = [
-        pd.read_parquet(layout.scored(p), columns=["probability"])["probability"].to_numpy()
-        for p in range(partitions)
+def _score_summary(layout: RunLayout, partitions: int) -> tuple[dict[str, Any], pd.Series]:
+    """Counts and probability quantiles of the scored rows, and their tiers (one read of the two
+    small columns per partition, not of the contributions)."""
+    frames = [
+        pd.read_parquet(layout.scored(p), columns=["probability", "tier"]) for p in range(partitions)
     ]
-    p = np.concatenate(probs) if probs else np.empty(0)
+    p = np.concatenate([f["probability"].to_numpy() for f in frames]) if frames else np.empty(0)
+    tiers = (
+        pd.concat([f["tier"] for f in frames], ignore_index=True)
+        if frames
+        else pd.Series([], dtype="str")
+    )
     summary: dict[str, Any] = {"declarations": int(p.size)}
     if p.size:
         summary["probability_mean"] = float(p.mean())
         summary["probability_quantiles"] = {
             f"q{int(q * 100):02d}": float(np.quantile(p, q)) for q in QUANTILES
         }
-    return summary
+    return summary, tiers
 
 
 def _log_mlflow(tracking_uri: str, run: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -343,7 +355,9 @@ def rescore(
     if resumed:
         log.info("resuming run %s in %s", run_id, layout.root)
 
-    _stage_features(layout, bundle, partitions, start, end, tables, attributes, features, report)
+    _stage_features(
+        layout, bundle, partitions, start, end, tables, attributes, features, report, threads
+    )
 
     todo = [p for p in range(partitions) if not layout.is_done(p)]
     already = partitions - len(todo)
@@ -385,12 +399,8 @@ def rescore(
     write_parquet_atomic(profiles, layout.profiles)
     report("profiles", 1, 1)
 
-    summary = _score_summary(layout, partitions)
+    summary, tiers = _score_summary(layout, partitions)
     with_decl = profiles["declarations"] > 0
-    tier_rows = [
-        pd.read_parquet(layout.scored(p), columns=["tier"])["tier"] for p in range(partitions)
-    ]
-    tiers = pd.concat(tier_rows, ignore_index=True) if tier_rows else pd.Series([], dtype="str")
     summary.update(
         {
             "enterprises": int(len(profiles)),

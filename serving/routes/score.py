@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic_core import to_json
 
 from serving.audit import canonical_sha256, write_audit
 from serving.auth import InspectorKey
@@ -40,8 +41,11 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def current_scorer(request: Request) -> Scorer:
-    """The ``Scorer`` this request uses from start to end (503 until a model is loaded)."""
+async def current_scorer(request: Request) -> Scorer:
+    """The ``Scorer`` this request uses from start to end (503 until a model is loaded).
+
+    ``async``: it only reads a reference, so it runs on the event loop (no thread-pool hop).
+    """
     scorer = request.app.state.models.current
     if scorer is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no verified model loaded yet")
@@ -61,6 +65,17 @@ def active_measures(request: Request) -> Sequence[Any]:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "warning measures unavailable; nothing was scored"
         ) from exc
+
+
+def _json(content: Any) -> Response:
+    """The answer serialised once, by pydantic-core (as FastAPI would format it).
+
+    The dict is built field by field from the scorer's typed result, so FastAPI's
+    ``response_model`` pass (validate, dump, ``json.dumps``; one more thread-pool hop for a
+    plain ``def`` endpoint) would only repeat work; ``response_model`` still documents it, and
+    the tests validate real answers against the model.
+    """
+    return Response(to_json(content, inf_nan_mode="null"), media_type="application/json")
 
 
 CurrentScorer = Annotated[Scorer, Depends(current_scorer)]
@@ -129,6 +144,9 @@ def _score(
     audit: list[dict[str, Any]] = []
     for i, (d, r) in enumerate(zip(declarations, results, strict=True)):
         reasons = scorer.reasons(r, top_k)
+        warnings = list(r.decision.warnings)
+        # Every field of the ``ScoreResult`` schema, defaults included: the endpoints return
+        # this dict serialised as is (no second validation pass).
         body: dict[str, Any] = {
             "request_id": request_id,
             "declaration_id": r.declaration_id,
@@ -138,16 +156,18 @@ def _score(
             "decision": r.decision.decision,
             "decision_reason": r.decision.reason,
             "monitoring_selected": r.decision.monitoring_selected,
-            "warnings": list(r.decision.warnings),
+            "warnings": warnings,
             "reasons": reasons,
             "base_value": r.base_value,
+            "contributions": (
+                dict(zip(scorer.feature_names, r.contributions.tolist(), strict=True))
+                if explain == "full"
+                else None
+            ),
+            "explanation": "exact_treeshap",
             "model": model,
             "snapshot_as_of": as_of,
         }
-        if explain == "full":
-            body["contributions"] = dict(
-                zip(scorer.feature_names, r.contributions.tolist(), strict=True)
-            )
         out.append(body)
         audit.append(
             {
@@ -165,7 +185,7 @@ def _score(
                 "decision": r.decision.decision,
                 "decision_reason": r.decision.reason,
                 "monitoring_selected": r.decision.monitoring_selected,
-                "warnings": list(r.decision.warnings),
+                "warnings": warnings,
                 "top_reasons": [
                     {
                         "feature": x["feature"],
@@ -199,14 +219,14 @@ def score(
     scorer: CurrentScorer,
     explain: Explain = "top",
     top_k: TopK = 5,
-) -> dict[str, Any]:
+) -> Response:
     """Score one declaration: calibrated probability, tier, decision and why, exact reasons.
 
     ``base_value + sum(contributions) == logit == logit(probability)`` (calibrated log-odds).
     An audit row is stored before the answer is sent.
     """
     _, out = _score(request, scorer, key.key_id, [declaration], explain, top_k, batch=False)
-    return out[0]
+    return _json(out[0])
 
 
 @router.post("/score/batch", response_model=BatchResponse, responses=RESPONSES)
@@ -217,7 +237,7 @@ def score_batch(
     scorer: CurrentScorer,
     explain: Explain = "top",
     top_k: TopK = 5,
-) -> dict[str, Any]:
+) -> Response:
     """Score up to ``Settings.max_batch`` declarations (in order, one audit transaction)."""
     limit = request.app.state.settings.max_batch
     if len(batch.declarations) > limit:
@@ -234,4 +254,4 @@ def score_batch(
     request_id, out = _score(
         request, scorer, key.key_id, batch.declarations, explain, top_k, batch=True
     )
-    return {"request_id": request_id, "results": out}
+    return _json({"request_id": request_id, "results": out})

@@ -318,3 +318,79 @@ def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
     calm = {**tables, "risk_signals": pd.concat([sig, mild], ignore_index=True)}
     [c] = assess(calm, day(206), CFG, subjects=[subject])
     assert not c.surge and c.level == 0
+
+
+# ---------------------------------------------------------------------------- precision rules
+
+
+def test_a_rate_excess_without_volume_signals_or_severity_is_not_a_warning():
+    tb = _one_subject_tables(5, 10, severity="minor")
+    ebad = Subject("enterprise", ("EBAD",))
+    [a] = assess(tb, day(397), CFG, subjects=[ebad])
+    assert a.lift >= CFG["likelihood"]["lift_thresholds"][0]  # a credible excess ...
+    assert a.likelihood == 0 and a.level == 0  # ... but 5 minor results corroborate nothing
+    loose = copy.deepcopy(CFG)
+    loose["corroboration"]["min_bad"] = 5
+    [b] = assess(tb, day(397), loose, subjects=[ebad])
+    assert b.likelihood >= 1 and not any("corroborated" in n for n in b.notes)
+    assert any("not corroborated" in n for n in a.notes)
+    # no history of its own: a referral for credit supervision, not an outbreak warning
+    assert b.category == "credit_supervision" and b.baseline_inspected == 0
+    [o] = assess(tb, day(397), CFG, subjects=[OUTBREAK])
+    assert o.category == "outbreak"
+
+
+def test_a_subject_closed_lately_is_proposed_again_only_when_more_severe(tables):
+    [w] = [x for x in propose(tables, day(355), CFG) if x["subject_key"] == OUTBREAK.key_str]
+    key = (w["subject_kind"], w["subject_key"])
+
+    def again(level: int, closed_days_before: int) -> bool:
+        closed = {key: {"level": level, "closed_at": day(356 - closed_days_before)}}
+        made = propose(tables, day(356), CFG, recently_closed=closed)
+        return any(x["subject_key"] == OUTBREAK.key_str for x in made)
+
+    assert not again(w["level"], 1)  # same level, a day after it was lifted: cool-down
+    assert w["level"] < 4 and again(w["level"] + 1, 1)  # more severe than it was: proposed
+    assert again(w["level"], CFG["proposals"]["cooldown_days"] + 1)  # cool-down over
+
+
+def test_proposals_are_ranked_capped_and_wait_for_a_warm_up(tables):
+    capped = copy.deepcopy(CFG)
+    capped["proposals"]["max_per_run"] = 1
+    full = propose(tables, day(355), CFG)
+    one = propose(tables, day(355), capped)
+    assert len(one) == 1 and one[0]["level"] == min(w["level"] for w in full)
+    cold = copy.deepcopy(CFG)
+    cold["proposals"]["warmup_days"] = 10_000  # never warmed up: product subjects only
+    kinds = {w["subject_kind"] for w in propose(tables, day(355), cold)}
+    assert kinds and kinds <= set(CFG["proposals"]["warmup_kinds"])
+
+
+def test_a_surge_needs_many_more_signals_than_the_subject_usually_has(tables):
+    """Five alerts in four weeks are a surge for a quiet subject, not for a busy one."""
+    sig = tables["risk_signals"]
+
+    def alerts(n: int, start: int, every: float, prefix: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "signal_id": pd.array([f"{prefix}{i}" for i in range(n)], dtype="str"),
+                "reported_at": [day(start) + pd.Timedelta(days=i * every) for i in range(n)],
+                "channel": pd.array(["foreign_alert"] * n, dtype="str"),
+                "enterprise_id": pd.array([None] * n, dtype="str"),
+                "overseas_party_id": pd.array([None] * n, dtype="str"),
+                "hs_code": pd.array(["851610"] * n, dtype="str"),
+                "origin_country": pd.array(["DE"] * n, dtype="str"),
+                "severity": pd.array(["medium"] * n, dtype="str"),
+                "hazard_type": pd.array(["safety"] * n, dtype="str"),
+            }
+        )
+
+    subject = Subject("hs4_origin", ("8516", "DE"))
+    burst = alerts(5, 200, 1, "X")
+    quiet = {**tables, "risk_signals": pd.concat([sig, burst], ignore_index=True)}
+    [a] = assess(quiet, day(206), CFG, subjects=[subject])
+    assert a.surge and a.level == 4  # medium alerts alone: an early Ⅳ notice to ports
+    busy_history = alerts(40, 20, 4, "H")  # about six a month before the window
+    busy = {**tables, "risk_signals": pd.concat([sig, busy_history, burst], ignore_index=True)}
+    [b] = assess(busy, day(206), CFG, subjects=[subject])
+    assert b.signals_expected > 1.0 and not b.surge

@@ -436,6 +436,20 @@ def dask_client():
     cluster.close()
 
 
+def test_two_threads_give_the_single_thread_result(world, reference, tmp_path, monkeypatch):
+    """Local engine, 2 threads: partitions in flight concurrently and rows explained in chunks
+    (small chunks so every partition is split) give the same bytes as 1 thread."""
+    from serving.rescore import engines
+
+    monkeypatch.setattr(engines, "CHUNK_ROWS", 64)
+    seen: list[tuple[str, int, int]] = []
+    result = _run(world, tmp_path, threads=2, progress=lambda *a: seen.append(a))
+    assert result.run_id == reference[0].run_id
+    assert _files(result.root) == _files(reference[0].root)
+    assert [d for s, d, _ in seen if s == "score"] == list(range(7))
+    assert [d for s, d, _ in seen if s == "features"] == list(range(1, 7))
+
+
 def test_dask_engine_gives_the_local_result(world, reference, tmp_path, dask_client):
     from serving.rescore.engines import worker_loads
 
