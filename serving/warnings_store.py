@@ -197,6 +197,22 @@ class WarningStore:
         with self.engine.connect() as conn:
             return {(k, v) for k, v in conn.execute(q)}
 
+    def recently_closed(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(kind, key) -> level and time of the latest lifted or rejected warning, so that
+        ``propose`` applies its cool-down (a closed subject returns only at a worse level)."""
+        t = warnings_table.c
+        q = sa.select(t.subject_kind, t.subject_key, t.level, t.lifted_at, t.updated_at).where(
+            t.status.in_(("lifted", "rejected"))
+        )
+        closed: dict[tuple[str, str], dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for kind, key, level, lifted_at, updated_at in conn.execute(q):
+                at = lifted_at or updated_at
+                prev = closed.get((kind, key))
+                if prev is None or at > prev["closed_at"]:
+                    closed[(kind, key)] = {"level": int(level), "closed_at": at}
+        return closed
+
     def active_measures(self) -> builtins.list[InspectionMeasure]:
         """Inspection measures of the active warnings (for ``serving.decisions.decide``)."""
         return inspection_measures(self.list(status="active"))
@@ -249,7 +265,14 @@ class WarningStore:
     ) -> builtins.list[dict[str, Any]]:
         """Assess every subject at ``as_of`` (``policy.warnings.propose``), skip subjects with
         an open warning, store the new proposals and return them as stored."""
-        records = propose(tables, as_of, self.config, scores, self.open_subjects())
+        records = propose(
+            tables,
+            as_of,
+            self.config,
+            scores,
+            self.open_subjects(),
+            recently_closed=self.recently_closed(),
+        )
         ids = self.add(records, actor)
         return [w for i in ids if (w := self.get(i)) is not None]
 

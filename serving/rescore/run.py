@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -187,7 +187,8 @@ def _score_summary(layout: RunLayout, partitions: int) -> tuple[dict[str, Any], 
     """Counts and probability quantiles of the scored rows, and their tiers (one read of the two
     small columns per partition, not of the contributions)."""
     frames = [
-        pd.read_parquet(layout.scored(p), columns=["probability", "tier"]) for p in range(partitions)
+        pd.read_parquet(layout.scored(p), columns=["probability", "tier"])
+        for p in range(partitions)
     ]
     p = np.concatenate([f["probability"].to_numpy() for f in frames]) if frames else np.empty(0)
     tiers = (

@@ -291,3 +291,16 @@ def test_cli_propose_list_export(tmp_path, monkeypatch):
         assert r.exit_code != 0
     finally:
         get_settings.cache_clear()
+
+
+def test_a_rejected_subject_is_not_re_proposed_during_the_cool_down(ctx):
+    _, client, keys = ctx
+    [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+    r = client.post(f"/v1/warnings/{w['id']}/reject", json={"reason": "not convinced"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 200, r.text
+    # A week later the same evidence (not worse) must not bring the subject back.
+    later = client.post("/v1/warnings/propose", json={"as_of": "2024-12-28"}, headers=h(keys))
+    assert later.status_code == 200, later.text
+    again = [x for x in later.json() if x["subject_key"] == "0303/VN" and x["level"] >= w["level"]]
+    assert again == []
