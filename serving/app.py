@@ -10,6 +10,7 @@ Run with ``guomen serve`` (uvicorn); with several workers uvicorn imports :func:
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import inspect
@@ -151,6 +152,18 @@ def _load_live_snapshot(app: FastAPI) -> LiveSnapshot:
     return live
 
 
+def _freeze_heap() -> None:
+    """Move every object alive now (model, snapshot, imports) out of the cyclic GC's reach.
+
+    A full collection walks every tracked object: with the snapshot loaded that is ~30 ms of
+    stop-the-world, landing on whichever request triggers it (it was the p99). Frozen objects
+    are still freed by reference counting; a replaced model's reference cycles are not
+    collected, a bounded cost paid once per reload.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API. Nothing is loaded until the app starts (lifespan).
 
@@ -181,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def on_swap(scorer: Scorer) -> None:
             ref = scorer.ref
             metrics.set_model(ref.name, ref.version, ref.alias, scorer.explainer_name)
+            _freeze_heap()
 
         manager = ModelManager(
             tracking_uri=settings.mlflow_tracking_uri,
@@ -198,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.reloads.labels("loaded" if outcome.changed else "failed").inc()
         if manager.current is None:
             log.error("not ready: %s", outcome.detail)
+        _freeze_heap()
         manager.start_polling(settings.reload_poll_seconds)
         try:
             yield
