@@ -91,7 +91,8 @@ class AuditWriter:
         self.engine = engine
         dialect = engine.dialect
         keys = [c.key for c in score_audit.c if c.key != "id"]
-        compiled = score_audit.insert().compile(dialect=dialect, column_keys=keys)
+        # inline: no RETURNING of the generated id (nothing reads it)
+        compiled = score_audit.insert().inline().compile(dialect=dialect, column_keys=keys)
         self.sql = str(compiled)
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
         if sorted(names) != sorted(keys):
@@ -125,9 +126,15 @@ class AuditWriter:
             finally:
                 cursor.close()
             conn.commit()
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 conn.rollback()
+            dbapi_error = self.engine.dialect.loaded_dbapi.Error
+            if isinstance(exc, dbapi_error):
+                # the same exception classes as through Core (e.g. sa.exc.IntegrityError)
+                raise sa.exc.DBAPIError.instance(
+                    self.sql, params, exc, dbapi_error, dialect=self.engine.dialect
+                ) from exc
             raise
         finally:
             conn.close()  # back to the pool

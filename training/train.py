@@ -232,7 +232,13 @@ def train_model(
     params = config.lightgbm.params(config.seed)
     candidates: dict[str, dict[str, float]] = {}
     alternatives: dict[str, tuple[lgb.Booster, Calibration]] = {}
-    for correction in config.selection.candidates:
+    names = list(config.selection.candidates)
+    y_rnd = y_va[rnd_va]
+    if not (0 < y_rnd.sum() < len(y_rnd)):
+        # No random monitoring sample with both outcomes in validation (e.g. a foreign export of
+        # inspected rows only): a correction cannot be judged, so only "none" is trained.
+        names = ["none"]
+    for correction in names:
         if progress:
             progress(f"train ({correction})")
         w_tr, stats = sample_weights(correction, data, tr, config)
@@ -264,7 +270,7 @@ def train_model(
         value = candidates[name]["validation.random_sample.auc"]
         return value if np.isfinite(value) else -np.inf
 
-    best = max(config.selection.candidates, key=score)
+    best = max(names, key=score)
     if best != "none" and score(best) <= score("none") + config.selection.min_improvement:
         best = "none"
     booster, calibration = alternatives[best]

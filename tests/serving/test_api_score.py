@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -14,9 +15,10 @@ from features.online import OnlineFeatures
 from features.rates import load_rates
 from features.snapshot import Snapshot
 from policy.monitoring import selected_for_monitoring
-from serving.audit import canonical_sha256, score_audit
+from serving.audit import canonical_sha256, score_audit, write_audit
+from serving.db import create_schema, make_engine
 from serving.decisions import RuleMeasure
-from serving.schemas import Declaration
+from serving.schemas import BatchResponse, Declaration, ScoreResult
 
 
 def _post(client, keys, body, **params):
@@ -236,3 +238,53 @@ def test_body_too_large_is_413(api, decl):
 
     r = client.post("/v1/score", content=chunks(), headers=headers)
     assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("explain", ["top", "full"])
+def test_answers_are_exactly_the_documented_model(api, decl, explain):
+    # The endpoints serialise their answer once, without FastAPI's response_model pass: the
+    # JSON must still be what that pass would have produced (every field, defaults included).
+    client, keys, _ = api
+    out = _post(client, keys, decl(f"schema-{explain}"), explain=explain).json()
+    assert ScoreResult.model_validate(out).model_dump(mode="json") == out
+    batch = client.post(
+        f"/v1/score/batch?explain={explain}",
+        json={"declarations": [decl(f"schema-b{explain}{i}") for i in range(2)]},
+        headers={"X-API-Key": keys["inspector"]},
+    ).json()
+    assert BatchResponse.model_validate(batch).model_dump(mode="json") == batch
+
+
+def test_audit_writer_stores_what_a_core_insert_stores(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    create_schema(engine)
+    now = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
+    row = {
+        "item": 0, "created_at": now, "key_id": "gmk_abcdefgh", "declaration_id": "D1",
+        "input_sha256": "a" * 64, "model_name": "m", "model_version": "3",
+        "snapshot_as_of": now, "probability": 0.25, "tier": "high", "decision": "inspect",
+        "decision_reason": "tier_high", "monitoring_selected": True, "warnings": ["W1"],
+        "top_reasons": [{"feature": "f", "value": None, "contribution": -0.5}],
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(score_audit.insert(), [{**row, "request_id": "core"}])
+    write_audit(engine, [{**row, "request_id": "fast"}])
+    write_audit(engine, [{**row, "request_id": "many", "item": i} for i in range(3)])
+    with engine.connect() as conn:
+        got = {
+            (r.request_id, r.item): {k: v for k, v in r._mapping.items() if k != "id"}
+            for r in conn.execute(sa.select(score_audit))
+        }
+    core, fast = got.pop(("core", 0)), got.pop(("fast", 0))
+    assert {**core, "request_id": "fast"} == fast
+    assert fast["created_at"] == now and fast["top_reasons"] == row["top_reasons"]
+    assert sorted(got) == [("many", 0), ("many", 1), ("many", 2)]
+    # A failed insert (duplicate request id and item) stores nothing and raises.
+    with pytest.raises(sa.exc.IntegrityError):
+        write_audit(engine, [{**row, "request_id": "dup", "item": 0}] * 2)
+    with engine.connect() as conn:
+        n = conn.execute(
+            sa.select(sa.func.count()).where(score_audit.c.request_id == "dup")
+        ).scalar_one()
+    assert n == 0
+    engine.dispose()
