@@ -617,7 +617,11 @@ class Snapshot:
             if t < self.base_month:
                 raise ValueError("declaration older than the snapshot's unit-value base month")
             self.uv_pending.setdefault(hs6, []).append((t, luv))
-            self._uv_cache.pop(hs6, None)
+            # Month stats count values before the month start: only later months change.
+            cache = self._uv_cache.get(hs6)
+            if cache:
+                for month in [m for m in cache if m > t]:
+                    del cache[month]
         did = str(row["declaration_id"])
         self._pending_added[did] = {f: row.get(f) for f in self._pending_columns()}
         self._pending_removed.discard(did)
