@@ -83,6 +83,18 @@ class SelectionConfig(_Strict):
         return value
 
 
+class SeverityWeightConfig(_Strict):
+    """Training weights of nonconforming rows by severity (other rows weigh 1).
+
+    Critical nonconformities are rare (~6% of positives) but matter most; weighting them up
+    shifts the ranking towards them. Platt calibration on unweighted validation labels restores
+    the probabilities.
+    """
+
+    critical: float = Field(1.0, gt=0)
+    major: float = Field(1.0, gt=0)
+
+
 class PolicyConfig(_Strict):
     """Inspection budget and random monitoring share (fractions of all declarations)."""
 
@@ -120,6 +132,7 @@ class TrainConfig(_Strict):
     split: SplitConfig = SplitConfig()
     lightgbm: LightGBMConfig = LightGBMConfig()
     selection: SelectionConfig = SelectionConfig()
+    severity_weights: SeverityWeightConfig = SeverityWeightConfig()
     policy: PolicyConfig = PolicyConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()

@@ -51,6 +51,7 @@ class TrainingData:
     segment: np.ndarray
     known: np.ndarray  # label usable for this row (inspected and known in time)
     split: TimeSplit
+    severity: np.ndarray  # str per row: the inspection's severity, "" when none
 
     def matrix(self, rows: np.ndarray | None = None) -> np.ndarray:
         """float64 feature matrix (model column order) of ``rows`` (a boolean mask)."""
@@ -99,7 +100,14 @@ def prepare(
         labels[["declaration_id", "inspected_at"]], on="declaration_id", how="left"
     )["inspected_at"]
     known = ev["inspected"].to_numpy() & split.label_known(segment, inspected_at)
-    return TrainingData(frame, list(feature_names), ev, segment, known, split)
+    severity = (
+        frame[["declaration_id"]]
+        .merge(labels[["declaration_id", "severity"]], on="declaration_id", how="left")["severity"]
+        .astype("str")
+        .fillna("")
+        .to_numpy()
+    )
+    return TrainingData(frame, list(feature_names), ev, segment, known, split, severity)
 
 
 def fit_booster(
@@ -172,7 +180,35 @@ def propensity_weights(
     return w, {"ipw_weight_max": float(w.max()), "ipw_propensity_min": float(p.min())}
 
 
+def severity_weights(
+    data: TrainingData, rows: np.ndarray, config: TrainConfig
+) -> np.ndarray | None:
+    """Weights of the labelled ``rows`` by the severity of their nonconformity
+    (``severity_weights.critical`` / ``.major``; conforming and minor rows weigh 1), or ``None``
+    when both weights are 1."""
+    sw = config.severity_weights
+    if sw.critical == 1.0 and sw.major == 1.0:
+        return None
+    pos = data.labels["y"].to_numpy()[rows] == 1.0
+    sev = data.severity[rows]
+    return np.where(
+        pos & (sev == "critical"), sw.critical, np.where(pos & (sev == "major"), sw.major, 1.0)
+    )
+
+
 def sample_weights(
+    correction: str, data: TrainingData, rows: np.ndarray, config: TrainConfig
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """Row weights of the labelled ``rows``: the selection-bias correction times the severity
+    weights (:func:`severity_weights`)."""
+    w, stats = _correction_weights(correction, data, rows, config)
+    sev = severity_weights(data, rows, config)
+    if sev is None:
+        return w, stats
+    return (sev if w is None else w * sev), stats
+
+
+def _correction_weights(
     correction: str, data: TrainingData, rows: np.ndarray, config: TrainConfig
 ) -> tuple[np.ndarray | None, dict[str, float]]:
     """Row weights of the labelled ``rows`` for a selection-bias correction."""
@@ -294,5 +330,6 @@ __all__ = [
     "model_size",
     "prepare",
     "sample_weights",
+    "severity_weights",
     "train_model",
 ]

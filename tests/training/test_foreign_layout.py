@@ -77,9 +77,7 @@ def test_mapping_attributes_become_model_features(foreign_run):
 def test_booster_splits_on_attributes(foreign_run):
     _, result = foreign_run
     booster = result.fitted.booster
-    gain = dict(
-        zip(booster.feature_name(), booster.feature_importance("gain"), strict=True)
-    )
+    gain = dict(zip(booster.feature_name(), booster.feature_importance("gain"), strict=True))
     attr_gain = {k: v for k, v in gain.items() if k.startswith("attr_")}
     assert any(v > 0 for v in attr_gain.values())
     # The generator plants risk in payment type 43 and import type 29: their features are used.
