@@ -122,6 +122,20 @@ class _EntityPlan:
         "new_slot",
     )
 
+    name: str
+    fields: tuple[str, ...]
+    parents: tuple[str, ...]
+    decl_w: tuple[int | None, ...]
+    decl_slots: tuple[int, ...]
+    kinds: tuple[tuple[str, tuple[int | None, ...]], ...]
+    cnt_slots: tuple[tuple[int, int], ...]
+    rand_slots: tuple[tuple[int, int, int], ...]
+    rate_in: tuple[tuple[int, int], ...]
+    rate_slots: tuple[int, ...]
+    nc_days_slot: int
+    first_slot: int
+    new_slot: int
+
 
 class OnlineFeatures:
     """Assemble the feature row of one declaration from a snapshot.
@@ -413,6 +427,8 @@ class OnlineFeatures:
         snap = self.snapshot
         hs = str(d.get("hs_code") or "")
         w365, w90, w30 = _WIN_NS["365d"], _WIN_NS["90d"], _WIN_NS["30d"]
+        # Bounded windows: only "all" maps to None.
+        assert w365 is not None and w90 is not None and w30 is not None
         for (pfields, hs_len, slots), by_key, cums in zip(
             self._signal_plans(), snap.signals, snap.signal_cums, strict=True
         ):

@@ -24,25 +24,25 @@ class _Strict(BaseModel):
 class SplitConfig(_Strict):
     """Time split: test is the last ``test_months``, validation the ``validation_months`` before."""
 
-    test_months: int = Field(4, ge=1)
-    validation_months: int = Field(3, ge=1)
+    test_months: int = Field(default=4, ge=1)
+    validation_months: int = Field(default=3, ge=1)
 
 
 class LightGBMConfig(_Strict):
     """Booster hyperparameters. Trees x leaves bounds the per-request SHAP cost."""
 
-    num_leaves: int = Field(31, ge=2)
+    num_leaves: int = Field(default=31, ge=2)
     max_depth: int = -1
-    learning_rate: float = Field(0.05, gt=0)
-    num_boost_round: int = Field(300, ge=1)
-    early_stopping_rounds: int = Field(30, ge=1)
-    min_data_in_leaf: int = Field(100, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_freq: int = Field(1, ge=0)
-    lambda_l2: float = Field(1.0, ge=0)
-    max_bin: int = Field(255, ge=2)
-    num_threads: int = Field(2, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_boost_round: int = Field(default=300, ge=1)
+    early_stopping_rounds: int = Field(default=30, ge=1)
+    min_data_in_leaf: int = Field(default=100, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_freq: int = Field(default=1, ge=0)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    max_bin: int = Field(default=255, ge=2)
+    num_threads: int = Field(default=2, ge=1)
 
     def params(self, seed: int) -> dict[str, Any]:
         """LightGBM parameters, deterministic for ``seed``."""
@@ -70,10 +70,10 @@ class SelectionConfig(_Strict):
     """Selection-bias corrections tried in training; the one kept is chosen on validation."""
 
     candidates: tuple[Correction, ...] = ("none", "random_upweight", "ipw")
-    random_weight: float = Field(5.0, gt=0, description="weight of random-sample rows")
-    ipw_clip: float = Field(20.0, gt=1, description="largest inverse-propensity weight")
+    random_weight: float = Field(default=5.0, gt=0, description="weight of random-sample rows")
+    ipw_clip: float = Field(default=20.0, gt=1, description="largest inverse-propensity weight")
     # A correction must beat "none" on the validation random-sample AUC by more than this.
-    min_improvement: float = Field(0.01, ge=0)
+    min_improvement: float = Field(default=0.01, ge=0)
 
     @field_validator("candidates")
     @classmethod
@@ -91,23 +91,23 @@ class SeverityWeightConfig(_Strict):
     the probabilities.
     """
 
-    critical: float = Field(1.0, gt=0)
-    major: float = Field(1.0, gt=0)
+    critical: float = Field(default=1.0, gt=0)
+    major: float = Field(default=1.0, gt=0)
 
 
 class PolicyConfig(_Strict):
     """Inspection budget and random monitoring share (fractions of all declarations)."""
 
-    budget: float = Field(0.05, gt=0, lt=1)
-    monitoring_share: float = Field(0.01, ge=0, lt=1)
+    budget: float = Field(default=0.05, gt=0, lt=1)
+    monitoring_share: float = Field(default=0.01, ge=0, lt=1)
 
 
 class EvaluationConfig(_Strict):
     """Budgets reported, ECE bins, SHAP sample size."""
 
     budgets: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10, 0.20)
-    ece_bins: int = Field(10, ge=2)
-    shap_sample: int = Field(2000, ge=10)
+    ece_bins: int = Field(default=10, ge=2)
+    shap_sample: int = Field(default=2000, ge=10)
 
 
 class GateConfig(_Strict):
@@ -120,9 +120,9 @@ class GateConfig(_Strict):
 
     subset: Literal["all_inspected", "random_sample"] = "all_inspected"
 
-    precision_tolerance: float = Field(0.01, ge=0)
-    critical_recall_tolerance: float = Field(0.02, ge=0)
-    ece_tolerance: float = Field(0.005, ge=0)
+    precision_tolerance: float = Field(default=0.01, ge=0)
+    critical_recall_tolerance: float = Field(default=0.02, ge=0)
+    ece_tolerance: float = Field(default=0.005, ge=0)
 
 
 class TrainConfig(_Strict):
