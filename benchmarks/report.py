@@ -15,7 +15,9 @@ ORDER = ["demo_data", "ingest", "features", "training", "treeshap", "api", "resc
 
 
 def collect() -> str:
-    tables = sorted(RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    tables = sorted(
+        RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
+    )
     parts = [p.read_text(encoding="utf-8").strip() for p in tables]
     return "\n\n".join(parts) if parts else "_No benchmark has been run yet._"
 

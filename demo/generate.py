@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -286,8 +286,8 @@ class _Sim:
         size = np.maximum(2, np.round(share / share.sum() * n_party)).astype(np.int64)
         gid = np.repeat(np.arange(len(groups)), size)
         self.group_lookup = -np.ones((2, len(self.sectors), len(self.countries)), dtype=np.int64)
-        for g, (si, ci, _, supplier) in enumerate(groups):
-            self.group_lookup[0 if supplier else 1, si, ci] = g
+        for g, (si, ci, _, is_supplier) in enumerate(groups):
+            self.group_lookup[0 if is_supplier else 1, si, ci] = g
         self.o_group = gid
         self.o_country = np.array([groups[g][1] for g in range(len(groups))])[gid]
         supplier = np.array([groups[g][3] for g in range(len(groups))])[gid]
@@ -351,12 +351,12 @@ class _Sim:
         origin_tab = np.zeros((len(self.products), len(self.countries)))
         for i, p in enumerate(self.products):
             origins = cat.PRODUCT_ORIGINS.get(p.hs6, cat.SECTORS[p.sector].origins)
-            for c, w in origins.items():
-                origin_tab[i, self.cidx[c]] = w
+            for c, ow in origins.items():
+                origin_tab[i, self.cidx[c]] = ow
         imp_origin = _categorical(rng, origin_tab, prod)
         dest_tab = np.zeros((1, len(self.countries)))
-        for c, w in cat.EXPORT_DESTINATIONS.items():
-            dest_tab[0, self.cidx[c]] = w
+        for c, dw in cat.EXPORT_DESTINATIONS.items():
+            dest_tab[0, self.cidx[c]] = dw
         dest = _categorical(rng, dest_tab, np.zeros(n, dtype=np.int64))
         self.origin = np.where(self.is_import, imp_origin, self.cidx["CN"])
         self.dest = np.where(self.is_import, -1, dest)
@@ -535,7 +535,7 @@ class _Sim:
         comp["ecommerce"] = np.where(self.cbec, 0.3, 0.0)
         comp["outbreak"], ob_id, ob_crit = self._plant_outbreaks(day)
         comp["noise"] = rng.normal(0.0, NOISE_SD, n)
-        x = sum(comp.values())
+        x = cast(np.ndarray, sum(comp.values()))
         # Solve the intercept so the mean probability hits the target (bisection).
         lo, hi = -12.0, 4.0
         for _ in range(40):
@@ -902,13 +902,13 @@ class _Sim:
         frame = pd.DataFrame(
             {
                 "hs_code": pd.Series(
-                    pd.Categorical.from_codes(self.prod, [p.hs6 for p in self.products])
+                    pd.Categorical.from_codes(self.prod, [p.hs6 for p in self.products])  # type: ignore[call-overload]
                 ).astype(str),
                 "origin_country": pd.Series(
-                    pd.Categorical.from_codes(self.origin, self.countries)
+                    pd.Categorical.from_codes(self.origin, self.countries)  # type: ignore[call-overload]
                 ).astype(str),
                 "trade_mode": pd.Series(
-                    pd.Categorical.from_codes(self.mode, list(TRADE_MODES))
+                    pd.Categorical.from_codes(self.mode, list(TRADE_MODES))  # type: ignore[call-overload]
                 ).astype(str),
                 "enterprise_id": self.ent,
                 "declared_at": pd.to_datetime(self.t, unit="s", utc=True),
@@ -916,7 +916,7 @@ class _Sim:
                 "third_party_certificate": self.cert,
             }
         )
-        credit = pd.Series(pd.Categorical.from_codes(self.rating, list(CREDIT_RATINGS)))
+        credit = pd.Series(pd.Categorical.from_codes(self.rating, list(CREDIT_RATINGS)))  # type: ignore[call-overload]
         self.legacy = legacy_score(frame, credit)
         noisy = self.legacy + rng.normal(0.0, 1.3, n)
         free = sel < 0

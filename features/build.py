@@ -287,7 +287,7 @@ def _credit_features(p: Prepared, out: _Columns) -> None:
     if len(p.enterprises):
         e = p.enterprises.drop_duplicates("enterprise_id", keep="last")
         row = pd.Index(e["enterprise_id"].astype("str")).get_indexer(
-            pd.Series(ent_uniques, dtype="str")
+            pd.Series(ent_uniques, dtype="str")  # type: ignore[arg-type]
         )
         known = row >= 0
         if "enterprise_type" in e:
@@ -360,11 +360,12 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
         del tie_start, key_start, pos
         res: dict[str, np.ndarray] = {}
         for w in aggs.get("decl_cnt", ()):
-            lo = (
-                dlo_all
-                if w == "all"
-                else np.searchsorted(comb, code * p.M + starts[w], side="left")
-            )
+            if w == "all":
+                lo = dlo_all
+            else:
+                start = starts[w]
+                assert start is not None  # only "all" has no start rank
+                lo = np.searchsorted(comb, code * p.M + start, side="left")
             res[f"decl_cnt_{w}"] = (dhi - lo).astype(np.float64)
         seen = dhi > dlo_all
         if name in ("ent", "ent_x_hs4", "ent_x_org"):
@@ -603,7 +604,9 @@ def _signal_features(p: Prepared, out: _Columns) -> None:
         hi = idx.position(dkey, rank_t)
         routes = [route_of_field[f] for f in pattern[0]] + (["hs"] if pattern[1] else [])
         for w in SIGNAL_WINDOWS:
-            lo = idx.position(dkey, p.rank_start[w][rows])
+            w_start = p.rank_start[w]
+            assert w_start is not None  # signal windows are bounded
+            lo = idx.position(dkey, w_start[rows])
             cnt = idx.count(lo, hi, "all")
             if w in SIGNAL_ALL_WINDOWS:
                 acc[f"sig_all_cnt_{w}"][rows] += cnt

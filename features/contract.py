@@ -204,8 +204,7 @@ RISK_SIGNALS = TableSpec(
 )
 
 TABLES: dict[str, TableSpec] = {
-    t.name: t
-    for t in (DECLARATIONS, INSPECTIONS, ENTERPRISES, CREDIT_RATINGS_TABLE, RISK_SIGNALS)
+    t.name: t for t in (DECLARATIONS, INSPECTIONS, ENTERPRISES, CREDIT_RATINGS_TABLE, RISK_SIGNALS)
 }
 # Load order matters for cross-table rules (inspections need declarations).
 LOAD_ORDER = ("declarations", "inspections", "enterprises", "credit_ratings", "risk_signals")

@@ -50,7 +50,10 @@ from features.snapshot import (
 NAN = math.nan
 _RATE_ORDER = ("ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port")
 _WIN_NS = {w: (None if d is None else d * DAY_NS) for w, d in WINDOWS.items()}
-_CODES = {k: {v: float(i) for i, v in enumerate(vocab)} for k, vocab in VOCABULARIES.items()}
+# Keyed by str | None: a missing field looks up None and gets the NaN default.
+_CODES: dict[str, dict[str | None, float]] = {
+    k: {v: float(i) for i, v in enumerate(vocab)} for k, vocab in VOCABULARIES.items()
+}
 _ROUTE_OF_FIELD = {c: r for r, (c, _, _) in SIGNAL_ROUTES.items()}
 _TZ = ZoneInfo(CALENDAR_TZ)
 _REGULAR = CREDIT_TIER_CODES["regular"]

@@ -200,7 +200,11 @@ SIGNAL_ROUTES = {
     "org": ("origin_country", "原产国", "the origin country"),
     "hs": ("hs_code", "HS编码前缀", "an HS prefix"),
 }
-SIGNAL_ROUTE_WINDOWS = {"ent": ("90d", "365d"), "osp": ("90d", "365d"), "org": ("90d", "365d")}
+SIGNAL_ROUTE_WINDOWS: dict[str, tuple[str, ...]] = {
+    "ent": ("90d", "365d"),
+    "osp": ("90d", "365d"),
+    "org": ("90d", "365d"),
+}
 SIGNAL_ROUTE_WINDOWS["hs"] = ("30d", "90d", "365d")
 SIGNAL_ALL_WINDOWS = ("30d", "90d", "365d")
 SIGNAL_CHANNEL_WINDOWS = ("365d",)

@@ -28,7 +28,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -480,7 +480,7 @@ class Snapshot:
             else np.full(len(decl), np.nan)
         )
         luv = unit_value_log(usd, kg)
-        hs6 = fields["hs6"].to_numpy(dtype=object, na_value=None)
+        hs6 = fields["hs6"].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
         valid = np.isfinite(luv) & pd.notna(fields["hs6"]).to_numpy()
         old = valid & (t < base_month)
         frame = pd.DataFrame({"hs6": hs6[old], "luv": luv[old]}).sort_values(
@@ -720,7 +720,8 @@ class Snapshot:
             raise KeyError(
                 f"declaration {did!r} is unknown to the snapshot or already has a result"
             )
-        rec = self._pending_frame.iloc[i].to_dict()
+        # The pending frame has str column labels.
+        rec = cast(dict[str, Any], self._pending_frame.iloc[i].to_dict())
         return {k: (None if _isna(v) else v) for k, v in rec.items()}
 
     def _pending_snapshot(self) -> pd.DataFrame:
@@ -829,7 +830,7 @@ def signal_keys(
     """Key string of each signal under its pattern (field values joined; HS prefix last)."""
     out: list[str] = []
     cols = {
-        c: signals[c].astype("str").to_numpy(dtype=object, na_value=None)
+        c: signals[c].astype("str").to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
         for c, *_ in SIGNAL_ROUTES.values()
         if c in signals
     }

@@ -237,7 +237,7 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log)
 
 
-def _keys_engine():  # type: ignore[no-untyped-def]
+def _keys_engine():
     from serving.db import create_schema, make_engine
 
     engine = make_engine(get_settings().database_url)
@@ -302,7 +302,14 @@ def rescore_cmd(
 ) -> None:
     """Rescore every enterprise with the champion model: profiles to Parquet, the database and
     an MLflow run summary. Resumable: run the same command again after an interruption."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from features.bundle import load_bundle
     from features.store import Store
@@ -332,7 +339,7 @@ def rescore_cmd(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -368,7 +375,7 @@ def rescore_cmd(
 # --- training (issue 4): train, promote, evaluate -------------------------------------------
 
 
-def _step_bar(total: int):  # type: ignore[no-untyped-def]
+def _step_bar(total: int):
     """A rich progress bar advanced by step names (long work shows where it is)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -390,8 +397,8 @@ def _step_bar(total: int):  # type: ignore[no-untyped-def]
     return bar, advance, finish
 
 
-def _inputs_loader(store: Path):  # type: ignore[no-untyped-def]
-    def load():  # type: ignore[no-untyped-def]
+def _inputs_loader(store: Path):
+    def load():
         from training.pipeline import load_inputs
 
         bar, advance, finish = _step_bar(2)

@@ -21,15 +21,19 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("."), description="project root holding models/ and mlruns/")
     store_dir: Path = Field(default=Path("data/store"), description="the ingested Parquet store")
-    timezone: str = Field(default="Asia/Shanghai", description="local time of timestamps without offset")
-    rates_file: Path | None = Field(default=None, description="currency rate table (CSV); default ships")
+    timezone: str = Field(
+        default="Asia/Shanghai", description="local time of timestamps without offset"
+    )
+    rates_file: Path | None = Field(
+        default=None, description="currency rate table (CSV); default ships"
+    )
     database_url: str = Field(
         default="sqlite:///data/guomen.db",
         description="SQLAlchemy URL for audit log, keys, warnings and profiles",
     )
     mlflow_tracking_uri: str = Field(default="sqlite:///mlruns/mlflow.db")
-    mlflow_artifact_root: Path = Field(Path("mlruns/artifacts"))
-    model_name: str = Field("guomen-risk", description="registered model name in MLflow")
+    mlflow_artifact_root: Path = Field(default=Path("mlruns/artifacts"))
+    model_name: str = Field(default="guomen-risk", description="registered model name in MLflow")
     models_dir: Path = Field(default=Path("models"), description="where model bundles are written")
     monitoring_secret: SecretStr = Field(
         default=SecretStr("change-me-monitoring-secret"),
@@ -38,7 +42,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
-    max_batch: int = Field(default=1000, ge=1, le=100_000, description="declarations per batch request")
+    max_batch: int = Field(
+        default=1000, ge=1, le=100_000, description="declarations per batch request"
+    )
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     reload_poll_seconds: float = Field(default=10.0, gt=0)
     # Serving (issue 5).
@@ -49,7 +55,9 @@ class Settings(BaseSettings):
         description="SQLite WAL sync: NORMAL survives a process crash, FULL also a power cut",
     )
     key_cache_seconds: float = Field(
-        default=5.0, ge=0, description="how long a checked API key is trusted before the DB is asked again"
+        default=5.0,
+        ge=0,
+        description="how long a checked API key is trusted before the DB is asked again",
     )
 
     @field_validator("timezone")

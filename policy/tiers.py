@@ -107,7 +107,8 @@ def derive_policy(
         "normal": max(normal_share, model_share + elevated_share),
     }
     thresholds = {
-        tier: float(np.quantile(scores, 1.0 - share, method="higher")) for tier, share in cuts.items()
+        tier: float(np.quantile(scores, 1.0 - share, method="higher"))
+        for tier, share in cuts.items()
     }
     # Ties at the top could make a lower tier's threshold exceed a higher one's; keep them ordered.
     thresholds["elevated"] = min(thresholds["elevated"], thresholds["high"])

@@ -1049,7 +1049,7 @@ def propose(
             continue
         prev = closed.get(key)
         recent = prev is not None and t - _ts(prev["closed_at"]) < cool
-        if recent and a.level >= int(prev["level"]):
+        if recent and prev is not None and a.level >= int(prev["level"]):
             continue  # not clearly stronger than the warning just closed
         keep.append(a)
     keep.sort(key=_rank_key)

@@ -24,6 +24,8 @@ caller passes, so concurrent calls from several threads are safe.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -45,7 +47,7 @@ def _goes_left(
     cat_bits: np.ndarray,
     cat_off: int,
     cat_n: int,
-) -> int:
+) -> int | np.integer[Any]:
     """LightGBM's ``Tree::Decision`` for one node (1 = left); ``v`` is already zero-snapped.
 
     ``flags`` packs ``kind | missing_type << 1 | default_left << 3``. The numerical case is

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -122,7 +122,11 @@ class AuditWriter:
                 if len(params) == 1:
                     cursor.execute(self.sql, params[0])
                 else:
-                    cursor.executemany(self.sql, params)
+                    # All tuples or all dicts: ``self.positional`` decides for every row.
+                    rows_params = cast(
+                        "Sequence[Sequence[Any]] | Sequence[Mapping[str, Any]]", params
+                    )
+                    cursor.executemany(self.sql, rows_params)
             finally:
                 cursor.close()
             conn.commit()

@@ -16,7 +16,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
@@ -171,7 +171,7 @@ class KeyStore:
 _api_key_header = APIKeyHeader(name=HEADER_NAME, auto_error=False, description="API key")
 
 
-def require_role(*roles: str) -> Callable[..., ApiKey]:
+def require_role(*roles: str) -> Callable[..., Awaitable[ApiKey]]:
     """FastAPI dependency: a valid key (401 otherwise) whose role is in ``roles`` or is admin
     (403 otherwise). Returns the key's record."""
     allowed = frozenset(roles) | {"admin"}

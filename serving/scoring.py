@@ -331,6 +331,6 @@ def _descriptions(bundle: ModelBundle) -> list[tuple[str, str]]:
     if missing:
         from features.registry import feature_specs
 
-        for spec in feature_specs(bundle.attributes or None):
-            by_name.setdefault(spec.name, (spec.description_zh, spec.description_en))
+        for fspec in feature_specs(bundle.attributes or None):
+            by_name.setdefault(fspec.name, (fspec.description_zh, fspec.description_en))
     return [by_name.get(n, ("", "")) for n in bundle.feature_names]

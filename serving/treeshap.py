@@ -408,7 +408,7 @@ class TreeShap:
         X = self._check(X)
         out = np.zeros((X.shape[0], self._num_features + 1), dtype=np.float64)
         a = self._a
-        _k.shap_rows(X, out, *a.kernel_args(), a.max_slots, a.max_q)
+        _k.shap_rows(X, out, *a.kernel_args(), a.max_slots, a.max_q)  # type: ignore[call-arg]
         return out
 
     def contributions_row(self, x: np.ndarray) -> np.ndarray:

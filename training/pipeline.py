@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -198,7 +198,8 @@ def run_training(
     metrics = evaluate_scores(p_test, test_frame, probabilities=True, **kw)
     candidates: dict[str, dict[str, float]] = {}
     for name, (booster, calibration) in fitted.alternatives.items():
-        alt_p = calibration.probability(booster.predict(X_test, raw_score=True))
+        alt_raw = cast(np.ndarray, booster.predict(X_test, raw_score=True))
+        alt_p = calibration.probability(alt_raw)
         alt = evaluate_scores(alt_p, test_frame, probabilities=True, **kw)
         candidates[name] = {
             **fitted.candidates[name],

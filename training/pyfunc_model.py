@@ -40,7 +40,7 @@ class GuomenRiskModel(PythonModel):
 
     # No type hints here on purpose: MLflow would try to derive a schema from them; the
     # signature is given explicitly when the model is logged.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         """Calibrated probability per row of ``model_input`` (feature columns)."""
         if self.bundle is None:
             raise RuntimeError("model context not loaded")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -238,7 +238,9 @@ class FittedModel:
 
     def probability(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability."""
-        return self.calibration.probability(self.booster.predict(X, raw_score=True))
+        # lightgbm's stubs also allow sparse/list results; a dense X gives an ndarray.
+        raw = cast(np.ndarray, self.booster.predict(X, raw_score=True))
+        return self.calibration.probability(raw)
 
 
 def train_model(

@@ -23,7 +23,7 @@ def set_thread_limits(threads: int) -> None:
     try:
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - numba is a dependency
         pass
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -231,7 +231,7 @@ def build_profiles(
     prof["expected_rate"] = agg["expected_rate"].astype(np.float64)
     prof["max_probability"] = agg["max_probability"].astype(np.float64)
     rate = prof["expected_rate"].to_numpy()
-    risk_tier = np.where(np.isfinite(rate), policy.tiers(np.nan_to_num(rate, nan=-1.0)), None)
+    risk_tier = np.where(np.isfinite(rate), policy.tiers(np.nan_to_num(rate, nan=-1.0)), None)  # type: ignore[call-overload]
     prof["risk_tier"] = pd.array(risk_tier, dtype="str")
     for tier in TIER_ORDER:
         prof[f"share_{tier}"] = agg[f"share_{tier}"].astype(np.float64)
@@ -272,7 +272,7 @@ def _add_changes(prof: pd.DataFrame, previous: tuple[str, pd.DataFrame] | None) 
     known = pd.Series(ids).isin(prev.index).to_numpy()
     prof["previous_as_of"] = pd.array([prev_as_of if k else None for k in known], dtype="str")
 
-    def prev_col(col: str, dtype: str) -> pd.Series:
+    def prev_col(col: str, dtype: Literal["float64", "str"]) -> pd.Series:
         if col in prev.columns:
             return prev[col].reindex(ids).reset_index(drop=True).astype(dtype)
         return pd.Series([None] * len(ids), dtype=dtype)

@@ -335,8 +335,10 @@ def rescore(
         credit_ratings = tables.get("credit_ratings")
         enterprises = tables.get("enterprises")
     if data_id is None:
-        inputs = dict(tables) if tables is not None else {"features": features}
-        data_id = data_fingerprint(_truncate(inputs, end) if tables is not None else inputs)
+        if tables is not None:
+            data_id = data_fingerprint(_truncate(tables, end))
+        else:
+            data_id = data_fingerprint({"features": features})
     identity = {
         "as_of": as_of,
         "period_start": start.isoformat(),
