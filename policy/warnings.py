@@ -4,9 +4,11 @@ A warning is about a *subject* (an enterprise, an overseas party, an HS4 product
 country, or HS4 x origin). Its *assessment* combines recent inspection results, risk signals of
 every channel and, when given, the model's scores of the subject's declarations:
 
-- likelihood: the recent nonconformity rate against the subject's own baseline, through the
-  lower credible bound of a Beta posterior centred on the baseline (three bad out of three is
-  weak evidence, not a red warning);
+- likelihood: the recent nonconformity rate against the rate *expected* for the inspections
+  in the window (indirect standardisation: each inspection's stratum, selection x credit
+  rating, at its baseline-period rate, times the subject's own standardised ratio), through the
+  lower credible bound of a Beta posterior centred on that expected rate (three bad out of
+  three is weak evidence, not a red warning);
 - severity: the share of critical and major results, weighted by the hazard type;
 - scope: volume, ports and enterprises affected;
 - urgency: the trend inside the window.
@@ -33,6 +35,7 @@ import pandas as pd
 import yaml
 from scipy.special import betaincinv, pdtrc
 
+from features.contract import DEFAULT_CREDIT_RATING
 from policy.monitoring import monitoring_draw
 
 SUBJECT_KINDS: tuple[str, ...] = ("enterprise", "overseas_party", "hs4", "origin", "hs4_origin")
@@ -85,6 +88,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "signal_surge_serious": 0,
         "signals_alone_kinds": ["hs4_origin"],
         "score_bump_ratio": 2.0,
+        # indirect standardisation: the expected nonconformity of each inspected declaration
+        # from its stratum's baseline-period rate; strata are inspection selection x the
+        # enterprise's credit rating in force when it declared. [] turns it off.
+        "mix_strata": ["selection", "credit_rating"],
+        "stratum_prior": 20,
     },
     # a rate excess alone (few results) is not enough: it needs volume, signals or severity
     "corroboration": {
@@ -400,6 +408,10 @@ class Assessment:
     level: int
     category: str = "outbreak"
     baseline_inspected: int = 0
+    # the rate expected for this window's inspections (baseline adjusted for their mix) and
+    # observed / expected nonconforming; equal to baseline and rate / baseline without a mix
+    expected_rate: float = 0.0
+    observed_expected: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -486,6 +498,46 @@ def _dominant_hazard(frame: pd.DataFrame) -> pd.Series:
 _JOIN_CACHE: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
 
 
+def _rating_at_declaration(joined: pd.DataFrame, ratings: pd.DataFrame | None) -> pd.Series:
+    """Credit rating in force when each inspected declaration was declared (else regular).
+
+    The rating is known before the inspection, so using it never looks into the future.
+    """
+    out = pd.Series(DEFAULT_CREDIT_RATING, index=joined.index, dtype="str")
+    if ratings is None or ratings.empty or joined.empty or "declared_at" not in joined:
+        return out
+    left = joined[["declared_at", "enterprise_id"]].reset_index()
+    left = left.dropna(subset=["declared_at", "enterprise_id"]).sort_values("declared_at")
+    right = ratings[["effective_from", "enterprise_id", "rating"]].dropna()
+    right = right.rename(columns={"effective_from": "declared_at"}).sort_values("declared_at")
+    right["declared_at"] = right["declared_at"].astype(left["declared_at"].dtype)
+    left["enterprise_id"] = left["enterprise_id"].astype("str")
+    right["enterprise_id"] = right["enterprise_id"].astype("str")
+    m = pd.merge_asof(left, right, on="declared_at", by="enterprise_id", direction="backward")
+    out.loc[m["index"].to_numpy()] = m["rating"].fillna(DEFAULT_CREDIT_RATING).to_numpy()
+    return out
+
+
+def _expected_rates(
+    base: pd.DataFrame, rows: pd.DataFrame, strata: list[str], prior: float, global_rate: float
+) -> np.ndarray:
+    """Each row's expected nonconformity: its stratum's rate over the baseline period.
+
+    Strata rates are shrunk towards ``global_rate`` with ``prior`` pseudo-inspections; a stratum
+    unseen in the baseline gets ``global_rate``. Without strata every row gets ``global_rate``.
+    """
+    if not strata or base.empty or rows.empty:
+        return np.full(len(rows), global_rate, dtype=np.float64)
+    keys = [base[c].astype("str").fillna("") for c in strata]
+    g = base["bad"].groupby(keys)
+    rates = (g.sum() + prior * global_rate) / (g.size() + prior)
+    rates.index.names = strata
+    idx = pd.MultiIndex.from_arrays(
+        [rows[c].astype("str").fillna("").to_numpy() for c in strata], names=strata
+    )
+    return np.asarray(rates.reindex(idx).fillna(global_rate).to_numpy(), dtype=np.float64)
+
+
 def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.DataFrame:
     """Inspections joined to their declarations' subject columns, with a ``bad`` flag.
 
@@ -495,13 +547,16 @@ def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.
     for d, i, j in _JOIN_CACHE:
         if d is decl and i is insp:
             return j
+    keep = ["declaration_id", "inspected_at", "selection", "result", "severity", "hazard_type"]
     if insp is None or insp.empty:
-        joined = pd.DataFrame(columns=[*cols, "inspected_at", "result", "severity", "hazard_type"])
+        joined = pd.DataFrame(columns=[*cols, *keep[1:]])
         joined["inspected_at"] = pd.Series(dtype="datetime64[ns, UTC]")
     else:
-        keep = ["declaration_id", "inspected_at", "result", "severity", "hazard_type"]
-        joined = insp[keep].merge(decl[cols], on="declaration_id", how="inner")
+        have = [c for c in keep if c in insp.columns]
+        joined = insp[have].merge(decl[cols], on="declaration_id", how="inner")
     joined["bad"] = (joined["result"] == "nonconforming").fillna(False).astype(bool)
+    joined["selection"] = joined.get("selection", pd.Series(index=joined.index, dtype="str"))
+    joined["credit_rating"] = _rating_at_declaration(joined, tables.get("credit_ratings"))
     _JOIN_CACHE[:] = [(decl, insp, joined)] if insp is not None else []
     return joined
 
@@ -570,6 +625,12 @@ def assess(
     global_rate = float(base["bad"].mean()) if len(base) else float(recent["bad"].mean() or 0.0)
     if not np.isfinite(global_rate) or global_rate <= 0:
         global_rate = 0.05  # no history at all: a neutral prior, stated in the docs
+    # indirect standardisation: what each inspection would show at its stratum's usual rate
+    # (why it was selected, whose it was), so a change of the inspected mix is not an excess
+    strata = [c for c in lk.get("mix_strata", []) if c in insp_all.columns]
+    prior_s = float(lk.get("stratum_prior", 20))
+    recent["p_exp"] = _expected_rates(base, recent, strata, prior_s, global_rate)
+    base = base.assign(p_exp=_expected_rates(base, base, strata, prior_s, global_rate))
 
     sig = tables.get("risk_signals")
     sig_base = None
@@ -599,7 +660,7 @@ def assess(
         base_keys = _subject_keys(base, kind)
         r = recent.dropna(subset=["key"])
         g = r.groupby("key")
-        stats = pd.DataFrame({"n": g.size(), "k": g["bad"].sum()})
+        stats = pd.DataFrame({"n": g.size(), "k": g["bad"].sum(), "e": g["p_exp"].sum()})
         bad = r[r["bad"]]
         for sev in ("critical", "major", "minor"):
             stats[sev] = bad[bad["severity"] == sev].groupby("key").size()
@@ -607,9 +668,10 @@ def assess(
         stats["n_late"] = late.groupby("key").size()
         stats["k_late"] = late.groupby("key")["bad"].sum()
         stats["hazard"] = _dominant_hazard(r)
-        bg = base.assign(key=base_keys).dropna(subset=["key"]).groupby("key")["bad"]
+        bg = base.assign(key=base_keys).dropna(subset=["key"]).groupby("key")
         stats["n_base"] = bg.size()
-        stats["k_base"] = bg.sum()
+        stats["k_base"] = bg["bad"].sum()
+        stats["e_base"] = bg["p_exp"].sum()
 
         sig_stats = pd.DataFrame()
         if sig is not None and not sig.empty:
@@ -669,6 +731,8 @@ def assess(
             "k_late",
             "n_base",
             "k_base",
+            "e",
+            "e_base",
             "signals",
             "serious_signals",
             "harm_signals",
@@ -678,10 +742,18 @@ def assess(
         # the subject's own baseline, shrunk to the all-subject rate when its history is thin
         m = float(lk["prior_strength"])
         stats["baseline"] = (stats["k_base"] + m * global_rate) / (stats["n_base"] + m)
+        # expected rate of the window's inspections: their strata's rates times the subject's
+        # own standardised ratio over the baseline (observed / expected there, shrunk to 1 with
+        # m pseudo-inspections at the baseline's mean expected rate). With a single stratum at
+        # the global rate this is exactly the baseline above.
+        e_mean = (stats["e_base"] / stats["n_base"]).where(stats["n_base"] > 0, global_rate)
+        smr_base = (stats["k_base"] + m * e_mean) / (stats["e_base"] + m * e_mean)
+        mix = (stats["e"] / stats["n"]).where(stats["n"] > 0, global_rate)
+        stats["expected"] = (smr_base * mix).clip(1e-4, 1 - 1e-4)
         stats["lower"] = beta_lower_bound(
-            stats["k"].to_numpy(), stats["n"].to_numpy(), stats["baseline"].to_numpy(), cfg
+            stats["k"].to_numpy(), stats["n"].to_numpy(), stats["expected"].to_numpy(), cfg
         )
-        stats["lift"] = stats["lower"] / stats["baseline"]
+        stats["lift"] = stats["lower"] / stats["expected"]
         if not subjects:
             enough = stats["n"] >= lk["min_inspected"]
             candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0])
@@ -873,6 +945,8 @@ def _grade(
         level=level,
         category=category,
         baseline_inspected=int(row["n_base"]),
+        expected_rate=float(row["expected"]),
+        observed_expected=float(k / (n * float(row["expected"]))) if n else 0.0,
         notes=notes,
     )
 

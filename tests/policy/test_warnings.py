@@ -394,3 +394,98 @@ def test_a_surge_needs_many_more_signals_than_the_subject_usually_has(tables):
     busy = {**tables, "risk_signals": pd.concat([sig, busy_history, burst], ignore_index=True)}
     [b] = assess(busy, day(206), CFG, subjects=[subject])
     assert b.signals_expected > 1.0 and not b.surge
+
+
+# ---------------------------------------------------------------------------- inspection mix
+
+
+def _mix_tables(window_bad_ordinary: int) -> dict[str, pd.DataFrame]:
+    """A product whose baseline is set by a discredited trader inspected by rule (60 % bad),
+    then a window flooded with mandatory inspections of ordinary traders (120, of which
+    ``window_bad_ordinary`` are bad; their usual rate is 5 %)."""
+    rows: list[tuple[int, str, str, str, bool]] = []  # day, hs4, enterprise, selection, bad
+
+    def add(count: int, n_bad: int, day0: int, day1: int, hs4: str, ent: str, sel: str) -> None:
+        for i in range(count):
+            rows.append((day0 + (day1 - day0) * i // count, hs4, ent, sel, i < n_bad))
+
+    # background that sets the stratum rates: ordinary 5 % whatever the selection, 60 % for
+    # the severely discredited trader inspected by rule
+    add(2000, 100, 0, 370, "9999", "E100", "random")
+    add(400, 20, 0, 370, "9999", "E101", "mandatory")
+    add(300, 180, 0, 370, "9999", "EBAD", "mandatory")
+    # the product's baseline: the discredited trader dominates it
+    add(120, 72, 0, 370, "8507", "EBAD", "mandatory")
+    add(60, 3, 0, 370, "8507", "E102", "random")
+    # the window (days 373-399): a few of the discredited trader, many ordinary traders
+    add(10, 6, 373, 399, "8507", "EBAD", "mandatory")
+    add(120, window_bad_ordinary, 373, 399, "8507", "E103", "mandatory")
+    add(400, 20, 373, 399, "9999", "E100", "random")
+    n = len(rows)
+    at = pd.Series([START + pd.Timedelta(days=r[0], hours=1) for r in rows])
+    decl = pd.DataFrame(
+        {
+            "declaration_id": [f"M{i:06d}" for i in range(n)],
+            "declared_at": at,
+            "port_code": [f"CNP{i % 4}" for i in range(n)],
+            "hs_code": [r[1] + "10" for r in rows],
+            "origin_country": "CN",
+            "enterprise_id": [r[2] for r in rows],
+            "overseas_party_id": "P1",
+            "declared_value_usd": 1000.0,
+        }
+    )
+    for c in ("declaration_id", "port_code", "hs_code", "origin_country", "enterprise_id"):
+        decl[c] = decl[c].astype("str")
+    decl["overseas_party_id"] = decl["overseas_party_id"].astype("str")
+    bad = np.array([r[4] for r in rows])
+    insp = pd.DataFrame(
+        {
+            "declaration_id": decl["declaration_id"],
+            "inspected_at": at + pd.Timedelta(hours=5),
+            "selection": pd.array([r[3] for r in rows], dtype="str"),
+            "result": np.where(bad, "nonconforming", "conforming"),
+            "hazard_type": pd.array(np.where(bad, "safety", None), dtype="str"),
+            "severity": pd.array(np.where(bad, "critical", None), dtype="str"),
+        }
+    )
+    insp["result"] = insp["result"].astype("str")
+    ratings = pd.DataFrame(
+        {
+            "enterprise_id": pd.array(["EBAD"], dtype="str"),
+            "effective_from": [START - pd.Timedelta(days=10)],
+            "rating": pd.array(["severely_discredited"], dtype="str"),
+        }
+    )
+    return {"declarations": decl, "inspections": insp, "credit_ratings": ratings}
+
+
+MIX_SUBJECT = Subject("hs4_origin", ("8507", "CN"))
+
+
+def test_expected_count_accounts_for_why_and_whom_was_inspected():
+    as_of = day(400)
+    # ordinary traders at 5x their usual rate: the raw rate (36/130) is below the product's
+    # baseline (75/180), but observed against expected for this mix is a credible excess
+    outbreak = _mix_tables(window_bad_ordinary=30)
+    a = assess(outbreak, as_of, CFG, subjects=[MIX_SUBJECT])[0]
+    assert (a.inspected, a.nonconforming) == (130, 36)
+    assert a.rate < a.baseline
+    assert a.expected_rate < 0.15 and a.observed_expected > 2.0
+    assert a.lift >= CFG["likelihood"]["lift_thresholds"][0] and a.likelihood >= 1
+    assert a.level > 0
+    # the raw comparison (no strata) misses it: the old behaviour, kept as an option
+    raw_cfg = copy.deepcopy(CFG)
+    raw_cfg["likelihood"]["mix_strata"] = []
+    r = assess(outbreak, as_of, raw_cfg, subjects=[MIX_SUBJECT])[0]
+    assert r.expected_rate == pytest.approx(r.baseline) and r.lift < 1.0 and r.level == 0
+    # the same change of mix with ordinary traders at their usual rate is no warning
+    calm = assess(_mix_tables(window_bad_ordinary=6), as_of, CFG, subjects=[MIX_SUBJECT])[0]
+    assert calm.observed_expected < 1.5 and calm.likelihood == 0 and calm.level == 0
+    assert not [x for x in assess(_mix_tables(6), as_of, CFG) if x.subject == MIX_SUBJECT]
+
+
+def test_single_stratum_reduces_to_the_subject_baseline(tables):
+    # the synthetic tables have one selection and no ratings: expected rate == baseline
+    a = assess(tables, day(360), CFG, subjects=[OUTBREAK])[0]
+    assert a.expected_rate == pytest.approx(a.baseline)
