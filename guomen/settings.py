@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="SQLite WAL sync: NORMAL survives a process crash, FULL also a power cut",
     )
+    snapshot_sync_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often a worker applies the scores and results other workers stored",
+    )
     key_cache_seconds: float = Field(
         default=5.0,
         ge=0,

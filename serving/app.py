@@ -33,6 +33,7 @@ from serving.metrics import Metrics, MetricsMiddleware
 from serving.registry import ModelManager
 from serving.routes import ROUTER_MODULES
 from serving.scoring import LiveSnapshot, ModelRef, Scorer
+from serving.sync import SnapshotSync, new_worker_id
 
 log = logging.getLogger("guomen.serving")
 
@@ -184,6 +185,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rates = load_rates(settings.rates_file)
         app.state.live = None
         app.state.measure_provider = no_measures
+        # Names this process's audit and inspection rows; the other workers replay them.
+        app.state.worker_id = new_worker_id()
+        sync = SnapshotSync(
+            engine,
+            lambda: app.state.live,
+            app.state.worker_id,
+            app.state.rates,
+            settings.snapshot_sync_seconds,
+        )
+        app.state.sync = sync
         secret = settings.monitoring_secret.get_secret_value()
 
         def build(bundle: Any, ref: ModelRef) -> Scorer:
@@ -212,11 +223,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.reloads.labels("loaded" if outcome.changed else "failed").inc()
         if manager.current is None:
             log.error("not ready: %s", outcome.detail)
+        # Before the first request: the events other workers stored since the snapshot's as_of
+        # (when the snapshot failed to load, the sync thread does this once it is loaded).
+        await anyio.to_thread.run_sync(sync.catch_up)
         _freeze_heap()
         manager.start_polling(settings.reload_poll_seconds)
+        sync.start()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(sync.stop)
             await anyio.to_thread.run_sync(manager.stop)
             engine.dispose()
 

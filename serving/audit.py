@@ -46,6 +46,10 @@ score_audit = sa.Table(
     sa.Column("monitoring_selected", sa.Boolean, nullable=False),
     sa.Column("warnings", sa.JSON, nullable=False),
     sa.Column("top_reasons", sa.JSON, nullable=False),
+    # Replay by the other workers (serving.sync): the canonical input JSON that
+    # ``input_sha256`` hashes, and the writing process (null in rows from before them).
+    sa.Column("declaration_json", sa.Text, nullable=True),
+    sa.Column("worker_id", sa.String(32), nullable=True),
     sa.UniqueConstraint("request_id", "item", name="uq_score_audit_request_item"),
 )
 
@@ -63,18 +67,35 @@ inspection_results = sa.Table(
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Column("request_id", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("worker_id", sa.String(32), nullable=True),
 )
+
+#: Columns added after the first release; :func:`serving.db.create_schema` adds them to an
+#: existing database (all nullable, so old rows stay valid).
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "score_audit": ("declaration_json", "worker_id"),
+    "inspection_results": ("worker_id",),
+}
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    """The canonical JSON text of a validated request item (what ``input_sha256`` hashes).
+
+    Canonical: keys sorted, no whitespace, datetimes as ISO-8601 in UTC (the API normalises
+    ``declared_at`` to UTC before hashing), so the same declaration gives the same text
+    whatever offset or key order it was sent with.
+    """
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    """sha256 hex digest of ``text`` in UTF-8."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def canonical_sha256(payload: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of a validated request item.
-
-    Canonical: keys sorted, no whitespace, UTF-8, datetimes as ISO-8601 in UTC (the API
-    normalises ``declared_at`` to UTC before hashing), so the same declaration hashes the same
-    whatever offset or key order it was sent with.
-    """
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """sha256 of the canonical JSON of a validated request item (see :func:`canonical_json`)."""
+    return sha256_text(canonical_json(payload))
 
 
 class AuditWriter:
@@ -99,15 +120,17 @@ class AuditWriter:
             raise RuntimeError(f"unexpected bind names in the audit insert: {names}")
         self.positional = bool(compiled.positional)
         self.names = names
+        # Nullable columns may be left out of a row (stored as NULL, as a Core insert would).
+        self.optional = [score_audit.c[n].nullable for n in names]
         self.processors = [
             compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
         ]
 
     def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
-        values = [
-            p(row[n]) if p is not None else row[n]
-            for n, p in zip(self.names, self.processors, strict=True)
-        ]
+        values = []
+        for n, p, optional in zip(self.names, self.processors, self.optional, strict=True):
+            v = row.get(n) if optional else row[n]
+            values.append(p(v) if p is not None else v)
         return tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:

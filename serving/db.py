@@ -105,6 +105,35 @@ def create_schema(engine: Engine) -> None:
     except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
         log.info("schema creation raced with another process; retrying")
         metadata.create_all(engine)
+    _add_missing_columns(engine, serving.audit.ADDED_COLUMNS)
+
+
+def _add_missing_columns(engine: Engine, added: dict[str, tuple[str, ...]]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for nullable columns a database made earlier lacks.
+
+    ``create_all`` never changes an existing table. The DDL is built from our own metadata
+    (identifiers cannot be bound parameters); another worker adding the same column first is
+    not an error.
+    """
+    for table_name, columns in added.items():
+        table = metadata.tables[table_name]
+        have = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
+        for name in columns:
+            if name in have:
+                continue
+            column = table.c[name]
+            if not column.nullable:
+                raise RuntimeError(f"cannot add the non-null column {table_name}.{name}")
+            ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            statement = f"ALTER TABLE {table.name} ADD COLUMN {ddl}"
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(statement)
+                log.info("added column %s.%s", table_name, name)
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                again = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
+                if name not in again:
+                    raise
 
 
 def utcnow() -> datetime:

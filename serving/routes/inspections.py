@@ -3,7 +3,8 @@
 Stored in ``inspection_results`` (see :mod:`serving.audit`); exported as a contract
 ``inspections`` CSV with :func:`serving.audit.export_inspections_csv` for the next ingest and
 training. The live snapshot counts the result at once, so the enterprise's next declaration is
-scored with it.
+scored with it; the other workers apply the stored row within ``Settings.snapshot_sync_seconds``
+(:mod:`serving.sync`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
     try:
         record_inspection(
             request.app.state.engine,
-            {**row, "received_at": received_at, "request_id": request_id, "key_id": key.key_id},
+            {
+                **row,
+                "received_at": received_at,
+                "request_id": request_id,
+                "key_id": key.key_id,
+                # the other workers apply rows not written by themselves (serving.sync)
+                "worker_id": request.app.state.worker_id,
+            },
         )
     except DuplicateInspection as exc:
         raise HTTPException(
@@ -54,10 +62,12 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
         try:
             updated = live.add_inspection(row)
         except (KeyError, ValueError) as exc:
-            # Stored (it feeds the next training) but the snapshot cannot place it.
+            # Stored (it feeds the next training) but the snapshot cannot place it: its
+            # declaration may have been scored by another worker and not replayed here yet.
             log.info(
                 "inspection %s not applied to the snapshot: %s", inspection.declaration_id, exc
             )
+            request.app.state.sync.defer_inspection(row)
     return {
         "request_id": request_id,
         "declaration_id": inspection.declaration_id,

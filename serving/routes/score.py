@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
 
-from serving.audit import canonical_sha256, write_audit
+from serving.audit import canonical_json, sha256_text, write_audit
 from serving.auth import InspectorKey
 from serving.schemas import (
     ERROR_RESPONSES,
@@ -28,8 +28,9 @@ from serving.schemas import (
     ErrorBody,
     ScoreResult,
 )
-from serving.scoring import CurrencyError, FeatureError, Scorer, to_usd
+from serving.scoring import CurrencyError, FeatureError, Scorer
 from serving.scoring import ScoreResult as Scored
+from serving.sync import declaration_row
 
 log = logging.getLogger("guomen.serving.score")
 
@@ -88,28 +89,19 @@ TopK = Annotated[int, Query(ge=0, le=1000, description="number of reasons return
 
 def _row(request: Request, declaration: Declaration, loc: tuple[Any, ...]) -> dict[str, Any]:
     """The declaration as the feature pipeline reads it (contract fields, USD value, attributes)."""
-    row = declaration.model_dump(exclude={"attributes"})
-    row.update(declaration.attributes)
-    if row["declared_value_usd"] is None:
-        try:
-            row["declared_value_usd"] = to_usd(
-                request.app.state.rates,
-                declaration.declared_value,
-                declaration.currency,
-                declaration.declared_at,
-            )
-        except CurrencyError as exc:
-            raise RequestValidationError(
-                [
-                    {
-                        "type": "value_error",
-                        "loc": (*loc, "currency"),
-                        "msg": f"{exc}; send declared_value_usd or use a known currency",
-                        "input": declaration.currency,
-                    }
-                ]
-            ) from exc
-    return row
+    try:
+        return declaration_row(declaration, request.app.state.rates)
+    except CurrencyError as exc:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": (*loc, "currency"),
+                    "msg": f"{exc}; send declared_value_usd or use a known currency",
+                    "input": declaration.currency,
+                }
+            ]
+        ) from exc
 
 
 def _score(
@@ -142,8 +134,11 @@ def _score(
     now = datetime.now(UTC)
     out: list[dict[str, Any]] = []
     audit: list[dict[str, Any]] = []
+    worker_id = request.app.state.worker_id
     for i, (d, r) in enumerate(zip(declarations, results, strict=True)):
         reasons = scorer.reasons(r, top_k)
+        # Stored with its hash: the other workers replay it into their snapshots.
+        text = canonical_json(d.model_dump(mode="json"))
         warnings = list(r.decision.warnings)
         # Every field of the ``ScoreResult`` schema, defaults included: the endpoints return
         # this dict serialised as is (no second validation pass).
@@ -176,7 +171,9 @@ def _score(
                 "created_at": now,
                 "key_id": key_id,
                 "declaration_id": r.declaration_id,
-                "input_sha256": canonical_sha256(d.model_dump(mode="json")),
+                "input_sha256": sha256_text(text),
+                "declaration_json": text,
+                "worker_id": worker_id,
                 "model_name": ref.name,
                 "model_version": ref.version,
                 "snapshot_as_of": as_of,
