@@ -684,5 +684,31 @@ def up(
         serve(host=None, port=None, workers=None)
 
 
+@app.command("export-results")
+def export_results(
+    out: Annotated[Path, typer.Option(help="folder to write declarations.csv and inspections.csv")],
+    since: Annotated[
+        str | None, typer.Option(help="only rows received since this ISO time (UTC if no offset)")
+    ] = None,
+) -> None:
+    """Export the declarations scored and the inspection results recorded through the API as
+    contract CSV files, ready for `guomen ingest` so they feed the next training."""
+    import pandas as pd
+
+    from serving.audit import export_declarations_csv, export_inspections_csv
+
+    when = None
+    if since:
+        ts = pd.Timestamp(since)
+        when = (
+            ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        ).to_pydatetime()
+    engine = _keys_engine()
+    n_decl = export_declarations_csv(engine, out / "declarations.csv", when)
+    n_insp = export_inspections_csv(engine, out / "inspections.csv", when)
+    typer.echo(f"{n_decl:,} declarations and {n_insp:,} inspection results -> {out}")
+    typer.echo(f"next: guomen ingest {out} --store STORE")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

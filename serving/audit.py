@@ -23,7 +23,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from features.contract import INSPECTIONS
+from features.contract import DECLARATIONS, INSPECTIONS
 from serving.db import UTCDateTime, metadata
 
 score_audit = sa.Table(
@@ -235,3 +235,42 @@ def export_inspections_csv(engine: Engine, path: Path, since: datetime | None = 
             writer.writerow({k: ("" if v is None else v) for k, v in out.items()})
             n += 1
     return n
+
+
+def export_declarations_csv(engine: Engine, path: Path, since: datetime | None = None) -> int:
+    """Write the declarations scored through the API as a contract ``declarations`` CSV.
+
+    Each declaration is taken from its audit row's stored input (the latest row wins when a
+    declaration was scored more than once); rows written before inputs were stored are skipped.
+    With :func:`export_inspections_csv` it makes a folder that ``guomen ingest`` accepts, so the
+    results recorded through the API reach the next training with their declarations.
+    Returns the number of rows written.
+    """
+    columns = DECLARATIONS.names
+    query = (
+        sa.select(score_audit.c.declaration_id, score_audit.c.declaration_json)
+        .where(score_audit.c.declaration_json.is_not(None))
+        .order_by(score_audit.c.id)
+    )
+    if since is not None:
+        query = query.where(score_audit.c.created_at >= since)
+    latest: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for declaration_id, text in conn.execute(query):
+            latest[str(declaration_id)] = json.loads(text)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for record in latest.values():
+            writer.writerow({c: _csv_value(record.get(c)) for c in columns})
+    return len(latest)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

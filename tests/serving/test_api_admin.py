@@ -172,3 +172,36 @@ def test_a_version_failing_verification_is_not_swapped_in(api, world):
     assert manager.current.ref.version == "1"
     r = client.post("/v1/admin/reload", headers=_h(keys, "admin")).json()
     assert r == {"changed": False, "version": "1", "previous_version": "1", "detail": "unchanged"}
+
+
+def test_results_recorded_through_the_api_ingest_for_the_next_training(api, decl, tmp_path):
+    """Scored declarations and their results export as contract files that ingest accepts."""
+    from features.ingest import ingest
+    from features.store import Store
+    from serving.audit import export_declarations_csv
+
+    client, keys, settings = api
+    for i in ("x0", "x1"):
+        r = client.post(
+            "/v1/score", json=decl(i, enterprise="E0031"), headers=_h(keys, "inspector")
+        )
+        assert r.status_code == 200, r.text
+    r = client.post(
+        "/v1/inspections",
+        json={"declaration_id": "Qx0", "inspected_at": "2025-10-28T02:00:00+00:00",
+              "selection": "random", "result": "nonconforming", "hazard_type": "safety",
+              "severity": "major"},
+        headers=_h(keys, "inspector"),
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    out = tmp_path / "from_api"
+    engine = client.app.state.engine
+    assert export_declarations_csv(engine, out / "declarations.csv") == 2
+    assert export_inspections_csv(engine, out / "inspections.csv") == 1
+    report = ingest(out, tmp_path / "store", timezone=settings.timezone)
+    d = report.to_dict()
+    tables = d.get("tables", d)
+    assert tables["declarations"]["accepted"] == 2 and tables["declarations"]["quarantined"] == 0
+    assert tables["inspections"]["accepted"] == 1 and tables["inspections"]["quarantined"] == 0
+    stored = Store(tmp_path / "store").read("inspections")
+    assert list(stored["declaration_id"]) == ["Qx0"] and list(stored["result"]) == ["nonconforming"]
