@@ -162,8 +162,8 @@ def run(
                 lifted += 1
         # the committee escalates when a fresh assessment is more severe (one call for all)
         subjects = [Subject.parse(k, v) for k, v in open_w]
-        fresh = assess(tables, as_of, cfg, subjects=subjects) if subjects else []
-        for now in fresh:
+        reassessed = assess(tables, as_of, cfg, subjects=subjects) if subjects else []
+        for now in reassessed:
             w = open_w[(now.subject.kind, now.subject.key_str)]
             if 0 < now.level < w["level"]:
                 escalations.append(

@@ -93,6 +93,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # enterprise's credit rating in force when it declared. [] turns it off.
         "mix_strata": ["selection", "credit_rating"],
         "stratum_prior": 20,
+        # sequential change detection: a one-sided Poisson CUSUM of weekly observed against
+        # mix-adjusted expected nonconforming, tuned to a lift of rho; h = 4.0 gives an
+        # in-control average run length of at least 268 weeks (about 5 years) per subject
+        # for any weekly expected count (simulated, docs/warnings.md). kinds [] turns it off.
+        "cusum": {
+            "kinds": ["hs4", "origin", "hs4_origin"],
+            "rho": 2.0,
+            "h": 4.0,
+            "weeks": 13,
+            "min_base_days": 91,
+        },
     },
     # a rate excess alone (few results) is not enough: it needs volume, signals or severity
     "corroboration": {
@@ -412,6 +423,10 @@ class Assessment:
     # observed / expected nonconforming; equal to baseline and rate / baseline without a mix
     expected_rate: float = 0.0
     observed_expected: float = 0.0
+    # the Poisson CUSUM at as_of and its estimated lift (observed / expected since it last
+    # left zero); 0 when the subject kind is not monitored
+    cusum: float = 0.0
+    cusum_lift: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -538,6 +553,67 @@ def _expected_rates(
     return np.asarray(rates.reindex(idx).fillna(global_rate).to_numpy(), dtype=np.float64)
 
 
+def poisson_cusum(
+    observed: np.ndarray, expected: np.ndarray, rho: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided Poisson CUSUM over periods (columns, oldest first), one row per subject.
+
+    ``S_t = max(0, S_{t-1} + x_t ln(rho) - (rho - 1) e_t)``: the log-likelihood ratio of a lift
+    ``rho`` against no change, restarted at zero whenever the evidence runs out (Lucas 1985).
+
+    Returns
+    -------
+    (cusum, lift)
+        The statistic after the last period and the estimated lift: observed / expected over
+        the periods since the statistic last was zero (the change-point estimate); 0 if none.
+    """
+    rows = observed.shape[0]
+    s = np.zeros(rows)
+    ck = np.zeros(rows)
+    ce = np.zeros(rows)
+    lr, drift = float(np.log(rho)), float(rho - 1.0)
+    for j in range(observed.shape[1]):
+        s = s + observed[:, j] * lr - drift * expected[:, j]
+        ck = ck + observed[:, j]
+        ce = ce + expected[:, j]
+        reset = s <= 0
+        s[reset] = 0.0
+        ck[reset] = 0.0
+        ce[reset] = 0.0
+    lift = np.divide(ck, ce, out=np.zeros(rows), where=ce > 0)
+    return s, lift
+
+
+def _cusum_stats(
+    period: pd.DataFrame,
+    kind: str,
+    smr: pd.Series,
+    t: pd.Timestamp,
+    cc: dict[str, Any],
+) -> pd.DataFrame:
+    """Weekly observed and mix-adjusted expected nonconforming of each subject over the last
+    ``cc['weeks']`` weeks (week 0 ends at ``t``), through :func:`poisson_cusum`.
+
+    ``period`` carries ``p_exp`` (the stratum rates of the window likelihood's baseline);
+    a subject's expected is ``p_exp`` times ``smr``, its own standardised ratio over that
+    baseline, exactly as for the window likelihood. Subjects not in ``smr`` are left out.
+    """
+    weeks = int(cc["weeks"])
+    keys = _subject_keys(period, kind)
+    p = period.assign(key=keys).dropna(subset=["key"])
+    p = p[p["key"].isin(smr.index)]
+    if p.empty:
+        return pd.DataFrame({"cusum": pd.Series(dtype="float64"), "cusum_lift": 0.0})
+    age = ((t - p["inspected_at"]).dt.total_seconds() // (7 * 86400)).astype(int)
+    col = (weeks - 1 - age.clip(0, weeks - 1)).to_numpy()
+    g = p.assign(col=col).groupby(["key", "col"])
+    k = g["bad"].sum().unstack(fill_value=0).reindex(columns=range(weeks), fill_value=0)
+    e = g["p_exp"].sum().unstack(fill_value=0).reindex(columns=range(weeks), fill_value=0.0)
+    e = e.mul(smr.reindex(e.index).fillna(1.0), axis=0)
+    s, lift = poisson_cusum(k.to_numpy(np.float64), e.to_numpy(np.float64), float(cc["rho"]))
+    return pd.DataFrame({"cusum": s, "cusum_lift": lift}, index=k.index)
+
+
 def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.DataFrame:
     """Inspections joined to their declarations' subject columns, with a ``bad`` flag.
 
@@ -631,6 +707,20 @@ def assess(
     prior_s = float(lk.get("stratum_prior", 20))
     recent["p_exp"] = _expected_rates(base, recent, strata, prior_s, global_rate)
     base = base.assign(p_exp=_expected_rates(base, base, strata, prior_s, global_rate))
+    cc = lk.get("cusum") or {}
+    cusum_kinds = set(cc.get("kinds") or [])
+    c_period = recent
+    if cusum_kinds:
+        # the CUSUM's weeks before the window are baseline rows with the same expected; it is
+        # recomputed from zero at each as_of, so it alarms no more often than a CUSUM run
+        # since the start of the data. (A separate baseline ending where the CUSUM's weeks
+        # begin was tried: staler expected counts, far more false alarms on the demo data.)
+        c_start = t - pd.Timedelta(days=7 * int(cc["weeks"]))
+        first = joined["inspected_at"].min() if len(joined) else c_start
+        if (c_start - first).total_seconds() / 86400 < float(cc.get("min_base_days", 0)):
+            cusum_kinds = set()  # too little history for an expected count to trust
+        else:
+            c_period = pd.concat([base.loc[base["inspected_at"] > c_start], recent])
 
     sig = tables.get("risk_signals")
     sig_base = None
@@ -754,9 +844,17 @@ def assess(
             stats["k"].to_numpy(), stats["n"].to_numpy(), stats["expected"].to_numpy(), cfg
         )
         stats["lift"] = stats["lower"] / stats["expected"]
+        stats["cusum"] = 0.0
+        stats["cusum_lift"] = 0.0
+        if kind in cusum_kinds and len(stats):
+            cs = _cusum_stats(c_period, kind, smr_base, t, cc)
+            stats["cusum"] = cs["cusum"].reindex(stats.index).fillna(0.0)
+            stats["cusum_lift"] = cs["cusum_lift"].reindex(stats.index).fillna(0.0)
         if not subjects:
             enough = stats["n"] >= lk["min_inspected"]
             candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0])
+            if kind in cusum_kinds:
+                candidates |= enough & (stats["cusum"] >= float(cc["h"]))
             if kind in lk["signals_alone_kinds"]:
                 candidates |= stats["surge"]
             stats = stats[candidates]
@@ -819,6 +917,18 @@ def _grade(
     notes: list[str] = []
     lift = float(row["lift"]) if n > 0 else 0.0
     like = likelihood_class(lift, cfg) if n >= lk["min_inspected"] else 0
+    cusum, cusum_lift = float(row.get("cusum", 0.0)), float(row.get("cusum_lift", 0.0))
+    cc = lk.get("cusum") or {}
+    if (
+        like == 0
+        and n >= lk["min_inspected"]
+        and subject.kind in (cc.get("kinds") or [])
+        and cusum >= float(cc["h"])
+    ):
+        # a sustained excess the window's lower bound cannot yet confirm: the CUSUM crossed
+        # its threshold; the class follows its estimated lift (at least 1)
+        like = max(1, likelihood_class(cusum_lift, cfg))
+        notes.append(f"CUSUM {cusum:.1f} >= {float(cc['h']):.1f} (lift {cusum_lift:.2f})")
     serious = int(row["serious_signals"])
     n_sig, expected = int(row["signals"]), float(row["signals_expected"])
     surge = bool(row["surge"])
@@ -947,6 +1057,8 @@ def _grade(
         baseline_inspected=int(row["n_base"]),
         expected_rate=float(row["expected"]),
         observed_expected=float(k / (n * float(row["expected"]))) if n else 0.0,
+        cusum=cusum,
+        cusum_lift=cusum_lift,
         notes=notes,
     )
 

@@ -20,9 +20,12 @@ def make_tables(
     base_rate: float = 0.04,
     inspect_share: float = 0.25,
     seed: int = 0,
+    outbreak_inspect_share: float = 0.6,
+    signals: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Declarations over ``days`` days; HS4 0303 from VN turns bad (critical, health) from
-    ``outbreak_day`` on, with more inspections of it once it turns bad."""
+    ``outbreak_day`` on, inspected at ``outbreak_inspect_share`` once it turns bad. With
+    ``signals`` three risk signals about it follow the start."""
     rng = np.random.default_rng(seed)
     t = START + pd.to_timedelta(np.sort(rng.uniform(0, days, n)), unit="D")
     hs4 = rng.choice(["0303", "9503", "8516", "3304"], n, p=[0.3, 0.3, 0.2, 0.2])
@@ -64,7 +67,7 @@ def make_tables(
         & (t >= START + pd.Timedelta(days=outbreak_day))
     )
     p_bad = np.where(in_outbreak, outbreak_rate, base_rate)
-    inspected = rng.uniform(size=n) < np.where(in_outbreak, 0.6, inspect_share)
+    inspected = rng.uniform(size=n) < np.where(in_outbreak, outbreak_inspect_share, inspect_share)
     bad = rng.uniform(size=n) < p_bad
     idx = np.flatnonzero(inspected)
     sev = np.where(
@@ -97,6 +100,8 @@ def make_tables(
             "hazard_type": pd.array(["health", "health", None], dtype="str"),
         }
     )
+    if not signals:
+        sig = sig.iloc[:0]
     empty = pd.DataFrame({"enterprise_id": pd.Series(dtype="str")})
     return {
         "declarations": decl,
