@@ -36,6 +36,7 @@ import yaml
 from scipy.special import betaincinv, pdtrc
 
 from features.contract import DEFAULT_CREDIT_RATING
+from features.credit import rating_in_force
 from policy.monitoring import monitoring_draw
 
 SUBJECT_KINDS: tuple[str, ...] = ("enterprise", "overseas_party", "hs4", "origin", "hs4_origin")
@@ -518,19 +519,10 @@ def _rating_at_declaration(joined: pd.DataFrame, ratings: pd.DataFrame | None) -
 
     The rating is known before the inspection, so using it never looks into the future.
     """
-    out = pd.Series(DEFAULT_CREDIT_RATING, index=joined.index, dtype="str")
-    if ratings is None or ratings.empty or joined.empty or "declared_at" not in joined:
-        return out
-    left = joined[["declared_at", "enterprise_id"]].reset_index()
-    left = left.dropna(subset=["declared_at", "enterprise_id"]).sort_values("declared_at")
-    right = ratings[["effective_from", "enterprise_id", "rating"]].dropna()
-    right = right.rename(columns={"effective_from": "declared_at"}).sort_values("declared_at")
-    right["declared_at"] = right["declared_at"].astype(left["declared_at"].dtype)
-    left["enterprise_id"] = left["enterprise_id"].astype("str")
-    right["enterprise_id"] = right["enterprise_id"].astype("str")
-    m = pd.merge_asof(left, right, on="declared_at", by="enterprise_id", direction="backward")
-    out.loc[m["index"].to_numpy()] = m["rating"].fillna(DEFAULT_CREDIT_RATING).to_numpy()
-    return out
+    if "declared_at" not in joined:
+        return pd.Series(DEFAULT_CREDIT_RATING, index=joined.index, dtype="str")
+    found = rating_in_force(joined["enterprise_id"], joined["declared_at"], ratings)
+    return pd.Series(found, index=joined.index, dtype="str")
 
 
 def _expected_rates(

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.contract import DEFAULT_CREDIT_RATING
+from features.credit import rating_in_force
 from policy.legacy import legacy_score
 
 
@@ -26,28 +26,11 @@ def random_scores(n: int, seed: int) -> np.ndarray:
 
 
 def credit_in_force(declarations: pd.DataFrame, credit_ratings: pd.DataFrame) -> pd.Series:
-    """Rating in force at each declaration (latest ``effective_from <= declared_at``), aligned by
-    position with ``declarations``; enterprises without a rating are ``regular``."""
-    left = pd.DataFrame(
-        {
-            "pos": np.arange(len(declarations)),
-            "enterprise_id": declarations["enterprise_id"].astype("str").to_numpy(),
-            "t": pd.to_datetime(declarations["declared_at"], utc=True).to_numpy(),
-        }
+    """Rating in force at each declaration, aligned by position with ``declarations``."""
+    ratings = rating_in_force(
+        declarations["enterprise_id"], declarations["declared_at"], credit_ratings
     )
-    if credit_ratings is None or len(credit_ratings) == 0:
-        return pd.Series([DEFAULT_CREDIT_RATING] * len(declarations), dtype=object)
-    right = pd.DataFrame(
-        {
-            "enterprise_id": credit_ratings["enterprise_id"].astype("str").to_numpy(),
-            "t": pd.to_datetime(credit_ratings["effective_from"], utc=True).to_numpy(),
-            "rating": credit_ratings["rating"].astype(object).to_numpy(),
-        }
-    )
-    merged = pd.merge_asof(
-        left.sort_values("t"), right.sort_values("t"), on="t", by="enterprise_id"
-    ).sort_values("pos")
-    return pd.Series(merged["rating"].fillna(DEFAULT_CREDIT_RATING).to_numpy(), dtype=object)
+    return pd.Series(ratings, dtype=object)
 
 
 def legacy_scores(
