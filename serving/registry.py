@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from features.bundle import load_bundle, manifest_digest
+from serving.periodic import PeriodicTask
 from serving.scoring import ModelRef, Scorer
 
 log = logging.getLogger("guomen.serving.registry")
@@ -162,8 +163,7 @@ class ModelManager:
         self.current: Scorer | None = None
         self.last_error: str | None = None
         self._reload_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller: PeriodicTask | None = None
 
     def check(self, force: bool = False) -> ReloadOutcome:
         """Resolve the alias; load, verify and swap in its version when it changed (or ``force``).
@@ -205,23 +205,12 @@ class ModelManager:
 
     def start_polling(self, interval: float) -> None:
         """Check the registry every ``interval`` seconds in a daemon thread."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.check()
-                except Exception:  # the poller must survive anything and keep serving
-                    log.exception("registry poll failed")
-
-        self._thread = threading.Thread(target=loop, name="guomen-model-poll", daemon=True)
-        self._thread.start()
+        if self._poller is None:
+            self._poller = PeriodicTask("guomen-model-poll", interval, self.check, log)
+            self._poller.start()
 
     def stop(self) -> None:
         """Stop the poller (waits for a reload in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None

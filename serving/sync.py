@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from features.rates import RateTable
 from serving.audit import inspection_results, score_audit
+from serving.periodic import PeriodicTask
 from serving.schemas import Declaration
 from serving.scoring import CurrencyError, LiveSnapshot, to_usd
 
@@ -158,8 +159,7 @@ class SnapshotSync:
         self.applied_inspections = 0
         self._waiting_lock = threading.Lock()  # request threads defer, the poller retries
         self._lock = threading.Lock()  # one poll at a time (thread, tests, catch-up)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._poller = PeriodicTask("snapshot-sync", interval, self.poll_once, log)
 
     # -- reading -------------------------------------------------------------------------
     def _read(self, table: sa.Table, columns: Sequence[Any], where: Any) -> list[Any]:
@@ -306,22 +306,10 @@ class SnapshotSync:
             return self._sync(live, None)
 
     # -- the background thread -----------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll_once()
-            except Exception as exc:  # the DB may be briefly unavailable: try next time
-                log.warning("snapshot sync failed: %s", exc)
-
     def start(self) -> None:
         """Start polling in a daemon thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="snapshot-sync", daemon=True)
-            self._thread.start()
+        self._poller.start()
 
     def stop(self) -> None:
         """Stop the thread (waits for a poll in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._poller.stop()
