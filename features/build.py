@@ -458,39 +458,6 @@ def signal_patterns(signals: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], 
     return patterns, inv.astype(np.int64)
 
 
-def signal_codes(
-    decl_fields: dict[str, pd.Series], hs_code: pd.Series, signals: pd.DataFrame, pattern
-) -> tuple[np.ndarray, np.ndarray]:
-    """Joint codes of the pattern's key for declarations and for signals."""
-    from features.windows import combine_codes
-
-    fields, hs_len = pattern
-    n = len(hs_code)
-    dcodes: list[np.ndarray] = []
-    scodes: list[np.ndarray] = []
-    cols = [(f, decl_fields[f], signals[f].astype("str")) for f in fields]
-    if hs_len:
-        hs = hs_code.astype("str")
-        cols.append(
-            (
-                "hs",
-                hs.str.slice(0, hs_len).where(hs.str.len() >= hs_len),
-                signals["hs_code"].astype("str"),
-            )
-        )
-    for _, dser, sser in cols:
-        both = pd.concat(
-            [dser.reset_index(drop=True), sser.reset_index(drop=True)], ignore_index=True
-        )
-        codes, _ = pd.factorize(both, use_na_sentinel=True)
-        dcodes.append(codes[:n].astype(np.int64))
-        scodes.append(codes[n:].astype(np.int64))
-    joint = np.concatenate([dcodes[0], scodes[0]])
-    for dc, sc in zip(dcodes[1:], scodes[1:], strict=True):
-        joint = combine_codes(joint, np.concatenate([dc, sc]))
-    return joint[:n], joint[n:]
-
-
 def signal_categories(signals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Channel and severity codes (index in the contract vocabulary, -1 if missing)."""
     ch = pd.Categorical(signals["channel"].astype("str"), categories=list(SIGNAL_CHANNELS)).codes
