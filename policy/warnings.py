@@ -909,6 +909,14 @@ def _grade(
     notes: list[str] = []
     lift = float(row["lift"]) if n > 0 else 0.0
     like = likelihood_class(lift, cfg) if n >= lk["min_inspected"] else 0
+    # The lower bound is deliberately cautious; corroborating evidence (a CUSUM, signals, the
+    # model's scores) may lift the class towards what the results themselves show, the class
+    # of the posterior-mean lift, but never past it: with many results the bound is close to
+    # the estimate, and stacking bumps on it would grade the same excess more severe every week.
+    m = float(lk["prior_strength"])
+    expected_rate = max(float(row["expected"]), 1e-9)
+    mean_lift = (m * expected_rate + k) / (m + n) / expected_rate if n > 0 else 0.0
+    evidence_cap = max(like, likelihood_class(mean_lift, cfg))
     cusum, cusum_lift = float(row.get("cusum", 0.0)), float(row.get("cusum_lift", 0.0))
     cc = lk.get("cusum") or {}
     if (
@@ -919,7 +927,7 @@ def _grade(
     ):
         # a sustained excess the window's lower bound cannot yet confirm: the CUSUM crossed
         # its threshold; the class follows its estimated lift (at least 1)
-        like = max(1, likelihood_class(cusum_lift, cfg))
+        like = max(1, min(likelihood_class(cusum_lift, cfg), evidence_cap))
         notes.append(f"CUSUM {cusum:.1f} >= {float(cc['h']):.1f} (lift {cusum_lift:.2f})")
     serious = int(row["serious_signals"])
     n_sig, expected = int(row["signals"]), float(row["signals_expected"])
@@ -928,8 +936,8 @@ def _grade(
     if like == 0 and surge and subject.kind in lk["signals_alone_kinds"]:
         like, alone = 1, True
         notes.append(f"signal surge ({n_sig} vs {expected:.1f} expected): likelihood 1")
-    elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
-        like = min(4, like + 1)
+    elif like > 0 and (surge or serious >= lk["signal_bump_count"]) and like < evidence_cap:
+        like += 1
         why = (
             f"signal surge ({n_sig} vs {expected:.1f} expected)"
             if surge
@@ -941,8 +949,8 @@ def _grade(
     score_ratio = None
     if mean_score is not None and overall_score:
         score_ratio = mean_score / overall_score
-        if like > 0 and score_ratio >= lk["score_bump_ratio"]:
-            like = min(4, like + 1)
+        if 0 < like < evidence_cap and score_ratio >= lk["score_bump_ratio"]:
+            like += 1
             notes.append(f"model scores {score_ratio:.1f}x the mean: likelihood +1")
 
     crit, major, minor = int(row["critical"]), int(row["major"]), int(row["minor"])

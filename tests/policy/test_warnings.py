@@ -586,3 +586,42 @@ def test_cusum_threshold_gives_the_stated_in_control_run_length():
     s, lift = poisson_cusum(obs, exp, 2.0)
     assert s[0] == pytest.approx(4 * (4 * np.log(2) - 2))
     assert lift[0] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------- evidence cap
+
+
+def _window_row(n: int, k: int, expected: float, *, surge: bool) -> pd.Series:
+    """A subject's window statistics as ``assess`` passes them to the grading."""
+    lower = float(beta_lower_bound(np.array([k]), np.array([n]), np.array([expected]), CFG)[0])
+    return pd.Series(
+        {
+            "n": n, "k": k, "expected": expected, "baseline": expected, "lower": lower,
+            "lift": lower / expected, "cusum": 0.0, "cusum_lift": 0.0,
+            "signals": 12 if surge else 0, "signals_expected": 1.0, "surge": surge,
+            "serious_signals": 0, "harm_signals": 0, "mean_score": None,
+            "critical": 0, "major": k // 2, "minor": k - k // 2, "hazard": "safety",
+            "declarations": 10 * n, "ports": 4, "enterprises": 9, "value_usd": 1e6,
+            "n_late": n / 4, "k_late": k / 4, "n_base": 500,
+        }
+    )  # fmt: skip
+
+
+def test_corroboration_raises_likelihood_towards_the_results_but_never_past_them():
+    """Signals move a cautious lower bound towards the posterior-mean lift, not beyond it."""
+    from policy.warnings import _grade, likelihood_class
+
+    subject = Subject("hs4_origin", ("9503", "CN"))
+    # thin evidence: the lower bound says class 1, the posterior mean class 2 -> a surge helps
+    thin = _window_row(40, 9, 0.05, surge=True)
+    a = _grade(subject, thin, CFG, None, {})
+    assert likelihood_class(float(thin["lift"]), CFG) == 1
+    assert a.likelihood == 2
+    # ample evidence of a doubling: bound and estimate agree on class 1 -> the surge adds nothing
+    ample = _window_row(4000, 200, 0.025, surge=True)
+    b = _grade(subject, ample, CFG, None, {})
+    assert likelihood_class(float(ample["lift"]), CFG) == 1
+    assert b.likelihood == 1
+    # the same ample window without the surge grades the same: the level is stable week to week
+    c = _grade(subject, _window_row(4000, 200, 0.025, surge=False), CFG, None, {})
+    assert c.level == b.level
