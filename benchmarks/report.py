@@ -11,7 +11,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
-ORDER = ["demo_data", "ingest", "features", "training", "treeshap", "api", "rescore", "warnings"]
+ORDER = [
+    "demo_data",
+    "ingest",
+    "features",
+    "training",
+    "training_ceiling",
+    "treeshap",
+    "api",
+    "rescore",
+    "warnings",
+]
 
 
 def collect() -> str:
