@@ -157,6 +157,7 @@ def run(
         for key, w in list(open_w.items()):
             ev = evaluate_effect(w, tables, as_of, cfg)
             if ev.passed:
+                w["lifted_at"] = str(as_of.date())
                 del open_w[key]
                 closed[key] = {"level": w["level"], "closed_at": as_of}
                 lifted += 1
@@ -196,6 +197,7 @@ def run(
                 "nonconforming": w["assessment"]["nonconforming"],
                 "cause": cause,
                 "true_lift": true_lift(w, tables, p_true, days),
+                "lifted_at": w.get("lifted_at"),
             }
         )
     frame = pd.DataFrame(rows)

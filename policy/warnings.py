@@ -936,22 +936,31 @@ def _grade(
     if like == 0 and surge and subject.kind in lk["signals_alone_kinds"]:
         like, alone = 1, True
         notes.append(f"signal surge ({n_sig} vs {expected:.1f} expected): likelihood 1")
-    elif like > 0 and (surge or serious >= lk["signal_bump_count"]) and like < evidence_cap:
-        like += 1
+    elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         why = (
             f"signal surge ({n_sig} vs {expected:.1f} expected)"
             if surge
             else (f"{serious} high/serious signals")
         )
-        notes.append(f"{why}: likelihood +1")
+        if like < evidence_cap:
+            like += 1
+            notes.append(f"{why}: likelihood +1")
+        else:
+            notes.append(f"{why}: likelihood already at the results' estimate")
     mean_score = row.get("mean_score")
     mean_score = None if mean_score is None or pd.isna(mean_score) else float(mean_score)
     score_ratio = None
     if mean_score is not None and overall_score:
         score_ratio = mean_score / overall_score
-        if 0 < like < evidence_cap and score_ratio >= lk["score_bump_ratio"]:
-            like += 1
-            notes.append(f"model scores {score_ratio:.1f}x the mean: likelihood +1")
+        if like > 0 and score_ratio >= lk["score_bump_ratio"]:
+            if like < evidence_cap:
+                like += 1
+                notes.append(f"model scores {score_ratio:.1f}x the mean: likelihood +1")
+            else:
+                notes.append(
+                    f"model scores {score_ratio:.1f}x the mean: likelihood already at the "
+                    "results' estimate"
+                )
 
     crit, major, minor = int(row["critical"]), int(row["major"]), int(row["minor"])
     hazard = row.get("hazard")

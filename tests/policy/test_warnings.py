@@ -622,6 +622,7 @@ def test_corroboration_raises_likelihood_towards_the_results_but_never_past_them
     b = _grade(subject, ample, CFG, None, {})
     assert likelihood_class(float(ample["lift"]), CFG) == 1
     assert b.likelihood == 1
+    assert any("already at the results' estimate" in note for note in b.notes)  # said, not hidden
     # the same ample window without the surge grades the same: the level is stable week to week
     c = _grade(subject, _window_row(4000, 200, 0.025, surge=False), CFG, None, {})
     assert c.level == b.level
