@@ -8,11 +8,14 @@ Timing rules (the same in ``features.snapshot`` and ``features.online``):
 - the credit tier in force is the latest rating with ``effective_from <= t`` (contract rule; ties on
   ``effective_from`` resolved by input order, last wins);
 - HS6 unit-value statistics are those of all declarations of the HS6 made before the start of the
-  UTC calendar month of ``t``.
+  UTC calendar month of ``t``;
+- declaration behaviour (certificate shares, unit-value ratios) sums the terms of the entity's
+  declarations with ``declared_at < t``, each term as that declaration's own features gave it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,14 +26,17 @@ import pandas as pd
 from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import EntityCoder, entities_for, frame_fields
 from features.registry import (
+    BEHAVIOUR_RATIOS,
     CALENDAR_TZ,
     CREDIT_TIER_CODES,
     DAY_NS,
     MIN_UNIT_VALUE_COUNT,
     PRIOR_STRENGTH,
     RATE_WINDOWS,
+    RATIO_FEATURES,
     SIGNAL_ROUTES,
     SIGNAL_WINDOWS,
+    UV_LOW_LOG_RATIO,
     VOCABULARIES,
     WINDOWS,
     entity_aggregations,
@@ -99,6 +105,52 @@ def unit_value_log(usd: np.ndarray, kg: np.ndarray) -> np.ndarray:
     return out
 
 
+def declaration_flag(decl: pd.DataFrame, column: str) -> np.ndarray:
+    """A boolean declaration column (missing column or value: False)."""
+    s = decl[column] if column in decl else pd.Series(False, index=decl.index)
+    return s.fillna(False).astype(bool).to_numpy(dtype=bool)
+
+
+def ratio_or_nan(num: Any, den: Any) -> Any:
+    """``num / den``, NaN where ``den`` is 0 or NaN; float64 arrays (offline) or floats (online).
+
+    The one division behind every share and ratio feature, so all paths agree bit for bit.
+    """
+    if isinstance(den, np.ndarray):
+        out = np.full(den.shape, np.nan)
+        np.divide(num, den, out=out, where=den > 0)
+        return out
+    return num / den if den > 0 else math.nan
+
+
+# Running sums of declaration behaviour per entity key (the rows of ``behaviour_terms``); the
+# registry's ``BEHAVIOUR_RATIOS`` divide them, or the number of earlier declarations ("decl").
+BEHAVIOUR_SUMS = ("cert", "legal", "legal_cert", "uv_n", "uv_low", "uv_sum")
+assert {x for pair in BEHAVIOUR_RATIOS.values() for x in pair} <= {"decl", *BEHAVIOUR_SUMS}
+
+
+def behaviour_terms(cert: np.ndarray, legal: np.ndarray, uv_log_ratio: np.ndarray) -> np.ndarray:
+    """What each declaration adds to its entity's behaviour sums (offline, snapshot, online).
+
+    Returns
+    -------
+    np.ndarray
+        float64, shape ``(len(BEHAVIOUR_SUMS), n)``: third-party certificate, legal inspection,
+        both, unit-value ratio known, ratio below ``UV_LOW_LOG_RATIO``, the ratio (0 if unknown).
+    """
+    cert = np.asarray(cert, dtype=bool)
+    legal = np.asarray(legal, dtype=bool)
+    known = np.isfinite(uv_log_ratio)
+    out = np.empty((len(BEHAVIOUR_SUMS), len(uv_log_ratio)))
+    out[0] = cert
+    out[1] = legal
+    out[2] = cert & legal
+    out[3] = known
+    out[4] = known & (np.where(known, uv_log_ratio, 0.0) < UV_LOW_LOG_RATIO)
+    out[5] = np.where(known, uv_log_ratio, 0.0)
+    return out
+
+
 class Prepared:
     """Declarations, inspections and signals as arrays, with shared time ranks."""
 
@@ -111,6 +163,10 @@ class Prepared:
         self.fields = frame_fields(decl, self.attributes)
         self.coder = EntityCoder(self.fields)
         self.entities = entities_for(self.attributes)
+        self.legal = declaration_flag(decl, "legal_inspection")
+        self.cert = declaration_flag(decl, "third_party_certificate")
+        # Set by the value step; the entity step sums it into behaviour features.
+        self.uv_log_ratio = np.full(self.n, np.nan)
 
         insp = final_inspections(_table(tables, "inspections"))
         row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
@@ -156,6 +212,12 @@ class _Columns:
     def __setitem__(self, name: str, values: np.ndarray) -> None:
         self.slot(name)[:] = values
 
+    def get(self, name: str) -> np.ndarray:
+        """A column already written."""
+        i = self.pos[name]
+        assert self.written[i], f"{name} read before it is computed"
+        return self.matrix[i]
+
 
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
     from features.contract import TABLES
@@ -178,12 +240,8 @@ def _declaration_features(p: Prepared, out: _Columns) -> None:
     out["decl_trade_mode_code_now"] = _codes(d["trade_mode"], VOCABULARIES["trade_mode"])
     tm = d["transport_mode"] if "transport_mode" in d else pd.Series(pd.NA, index=d.index)
     out["decl_transport_mode_code_now"] = _codes(tm, VOCABULARIES["transport_mode"])
-    for col, name in (
-        ("legal_inspection", "decl_legal_inspection_flag_now"),
-        ("third_party_certificate", "decl_third_party_cert_flag_now"),
-    ):
-        s = d[col] if col in d else pd.Series(False, index=d.index)
-        out[name] = s.fillna(False).astype(bool).to_numpy(dtype=np.float64)
+    out["decl_legal_inspection_flag_now"] = p.legal.astype(np.float64)
+    out["decl_third_party_cert_flag_now"] = p.cert.astype(np.float64)
     local = pd.DatetimeIndex(p.t.view("datetime64[ns]")).tz_localize("UTC").tz_convert(CALENDAR_TZ)
     out["decl_month_now"] = local.month.to_numpy(dtype=np.float64)
     out["decl_weekday_now"] = local.day_of_week.to_numpy(dtype=np.float64)
@@ -202,11 +260,22 @@ def _value_features(p: Prepared, out: _Columns) -> None:
         out["decl_log_weight_now"] = np.where(kg >= 0, np.log1p(np.where(kg >= 0, kg, 0)), np.nan)
     luv = unit_value_log(usd, kg)
     out["decl_log_unit_value_now"] = luv
-    median, mean, std, count = hs6_unit_value_stats(p.coder.field("hs6")[0], p.t, luv)
+    ratio, z = hs6_unit_value_features(p.coder.field("hs6")[0], p.t, luv)
+    out["hs6_uv_log_ratio_month"] = ratio
+    out["hs6_uv_z_month"] = z
+    p.uv_log_ratio = ratio
+
+
+def hs6_unit_value_features(
+    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``hs6_uv_log_ratio_month`` and ``hs6_uv_z_month`` of every row (NaN when unknown)."""
+    median, mean, std, count = hs6_unit_value_stats(hs6, t, luv)
     ok = count >= MIN_UNIT_VALUE_COUNT
-    out["hs6_uv_log_ratio_month"] = np.where(ok, luv - median, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["hs6_uv_z_month"] = np.where(ok & (std > 0), (luv - mean) / std, np.nan)
+        return np.where(ok, luv - median, np.nan), np.where(
+            ok & (std > 0), (luv - mean) / std, np.nan
+        )
 
 
 def hs6_unit_value_stats(
@@ -377,6 +446,8 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             res["days_since_first_all"] = np.where(
                 seen, (t - t[dlo_all]).astype(np.float64) / DAY_NS, np.nan
             )
+        if any(a in aggs for a in BEHAVIOUR_RATIOS):
+            res.update(_behaviour_features(p, aggs, perm, code, dlo_all, dhi))
         del comb
 
         icode = code_in[p.insp_row]
@@ -428,6 +499,39 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             target[perm] = values
     for ent in ("ent", "ent_x_hs4", "ent_x_org"):
         out[f"{ent}_is_new_all"] = new_flags[ent]
+
+
+def _behaviour_features(
+    p: Prepared,
+    aggs: dict[str, tuple[str, ...]],
+    perm: np.ndarray,
+    code: np.ndarray,
+    dlo: np.ndarray,
+    dhi: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Behaviour aggregations of every row, in the (key, time) order ``perm`` of the entity loop.
+
+    Rows ``[dlo, dhi)`` of that order are the row's earlier declarations of its key (its own tie
+    group excluded). Each sum is a running sum that restarts at every key, read at row ``dhi - 1``:
+    no difference of two prefix sums over all keys, so no cancellation in the unit-value sum.
+    """
+    terms = behaviour_terms(p.cert[perm], p.legal[perm], p.uv_log_ratio[perm])
+    running = pd.DataFrame(terms.T).groupby(code, sort=False).cumsum().to_numpy().T
+    has = dhi > dlo
+    last = np.maximum(dhi - 1, 0)
+    sums = {name: np.where(has, running[i][last], 0.0) for i, name in enumerate(BEHAVIOUR_SUMS)}
+    sums["decl"] = (dhi - dlo).astype(np.float64)
+    return {
+        f"{agg}_all": ratio_or_nan(sums[num], sums[den])
+        for agg, (num, den) in BEHAVIOUR_RATIOS.items()
+        if agg in aggs
+    }
+
+
+def _ratio_features(out: _Columns) -> None:
+    """Features that are the ratio of two others (after everything else is written)."""
+    for name, (num, den) in RATIO_FEATURES.items():
+        out[name] = ratio_or_nan(out.get(num), out.get(den))
 
 
 def signal_patterns(signals: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], int]], np.ndarray]:
@@ -654,6 +758,7 @@ def _build_offline(
         ("entities", lambda: _entity_features(p, feats, progress)),
         ("signals", lambda: _signal_features(p, feats)),
         ("extra", lambda: _extra_numeric(p, feats)),
+        ("ratios", lambda: _ratio_features(feats)),
     ]
     for step, fn in steps:
         if progress:
@@ -702,4 +807,4 @@ def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def progress_steps(attributes: dict[str, str] | None = None) -> int:
     """How many times :func:`build_offline` calls its ``progress`` callback."""
-    return 6 + len(entity_aggregations(attributes))
+    return 7 + len(entity_aggregations(attributes))

@@ -14,21 +14,23 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from features.build import BEHAVIOUR_SUMS, ratio_or_nan
 from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import KEY_SEP, row_fields
 from features.registry import (
+    BEHAVIOUR_RATIOS,
     CALENDAR_TZ,
     CREDIT_TIER_CODES,
     DAY_NS,
-    MIN_UNIT_VALUE_COUNT,
     PRIOR_STRENGTH,
     RATE_WINDOWS,
+    RATIO_FEATURES,
     SIGNAL_ALL_WINDOWS,
     SIGNAL_CHANNEL_WINDOWS,
     SIGNAL_ROUTE_WINDOWS,
@@ -42,9 +44,11 @@ from features.snapshot import (
     EMPTY_STATE,
     GLOBAL,
     GRACE_NS,
+    NO_BEHAVIOUR,
     Snapshot,
     _ns_of,
     declaration_usd,
+    flag_of,
 )
 
 NAN = math.nan
@@ -60,19 +64,6 @@ _REGULAR = CREDIT_TIER_CODES["regular"]
 _KINDS = ("insp", "nc", "ncmaj", "rand")
 # Signal windows, longest first (their lower bounds then only move forward).
 _SIG_WINDOWS = ("365d", "90d", "30d")
-
-
-def _flag(value: Any) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, str):
-        return 1.0 if value.strip().lower() in ("true", "1", "yes", "t", "y") else 0.0
-    try:
-        if value != value:  # NaN
-            return 0.0
-    except TypeError:
-        pass
-    return float(bool(value))
 
 
 def _num(value: Any) -> float:
@@ -123,6 +114,7 @@ class _EntityPlan:
         "nc_days_slot",
         "first_slot",
         "new_slot",
+        "behaviour_slots",
     )
 
     name: str
@@ -138,6 +130,11 @@ class _EntityPlan:
     nc_days_slot: int
     first_slot: int
     new_slot: int
+    behaviour_slots: tuple[tuple[int, int, int], ...]
+
+
+# Behaviour sums as read per call: the earlier declarations, then ``BEHAVIOUR_SUMS``.
+_BEHAVIOUR_INDEX = {name: i for i, name in enumerate(("decl", *BEHAVIOUR_SUMS))}
 
 
 class OnlineFeatures:
@@ -194,6 +191,9 @@ class OnlineFeatures:
         for name in all_names:
             if name.startswith("sig_"):
                 self._template[pos[name]] = 0.0
+        self._ratio_slots = [
+            (pos[name], pos[num], pos[den]) for name, (num, den) in RATIO_FEATURES.items()
+        ]
         self._sig_plans: list[tuple[tuple[str, ...], int, list[tuple[int, int]]]] = []
         s = pos.__getitem__
         self._decl_slots = (
@@ -260,6 +260,11 @@ class OnlineFeatures:
         p.nc_days_slot = pos[f"{name}_days_since_nc_all"] if "days_since_nc" in a else -1
         p.first_slot = pos[f"{name}_days_since_first_all"] if "days_since_first" in a else -1
         p.new_slot = pos[f"{name}_is_new_all"] if name in ("ent", "ent_x_hs4", "ent_x_org") else -1
+        p.behaviour_slots = tuple(
+            (pos[f"{name}_{agg}_all"], _BEHAVIOUR_INDEX[num], _BEHAVIOUR_INDEX[den])
+            for agg, (num, den) in BEHAVIOUR_RATIOS.items()
+            if agg in a
+        )
         return p
 
     # ------------------------------------------------------------------ public API
@@ -302,8 +307,8 @@ class OnlineFeatures:
         v[s_dir] = _CODES["direction"].get(d.get("direction"), NAN)
         v[s_tm] = _CODES["trade_mode"].get(d.get("trade_mode"), NAN)
         v[s_tr] = _CODES["transport_mode"].get(d.get("transport_mode"), NAN)
-        v[s_legal] = _flag(d.get("legal_inspection"))
-        v[s_cert] = _flag(d.get("third_party_certificate"))
+        v[s_legal] = flag_of(d.get("legal_inspection"))
+        v[s_cert] = flag_of(d.get("third_party_certificate"))
         secs = t // 1_000_000_000
         local = datetime.fromtimestamp(secs, tz=_TZ)
         v[s_month] = float(local.month)
@@ -317,13 +322,7 @@ class OnlineFeatures:
         luv = math.log(usd / kg) if usd > 0 and kg > 0 else NAN
         v[s_luv] = luv
         fields = row_fields(d, snap.attributes)
-        hs6 = fields["hs6"]
-        if hs6 is not None and luv == luv:
-            med, mean, std, k = snap.unit_value_stats(hs6, _month_start(secs))
-            if k >= MIN_UNIT_VALUE_COUNT:
-                v[s_uvr] = luv - med
-                if std > 0:
-                    v[s_uvz] = (luv - mean) / std
+        v[s_uvr], v[s_uvz] = snap.unit_value_features(fields["hs6"], t, luv)
 
         ent_id = fields["enterprise_id"]
         tier = _REGULAR
@@ -343,6 +342,8 @@ class OnlineFeatures:
         self._signal_features(t, fields, d, v)
         for name, slot in self._numeric:
             v[slot] = _num(d.get(name))
+        for slot, num, den in self._ratio_slots:
+            v[slot] = ratio_or_nan(v[num], v[den])
         return v
 
     def _entity_features(self, t: int, fields: dict[str, str | None], v: list[float]) -> None:
@@ -385,6 +386,11 @@ class OnlineFeatures:
                 v[p.new_slot] = 0.0 if seen else 1.0
             if p.first_slot >= 0 and seen and st.first is not None:
                 v[p.first_slot] = float(t - st.first) / DAY_NS
+            if p.behaviour_slots:
+                b = self.snapshot.behaviour[p.name].get(key) or NO_BEHAVIOUR
+                sums = [float(decl.n_before + hi), *b.sums(t)]
+                for slot, num, den in p.behaviour_slots:
+                    v[slot] = ratio_or_nan(sums[num], sums[den])
             c: list[int] = []
             for k, wins in p.kinds:
                 _counts(getattr(st, k), t, wins, c)
@@ -467,9 +473,3 @@ class OnlineFeatures:
                     top = cum[hi]
                     for w, slot in ws:
                         v[slot] += top - cum[lows[w]]
-
-
-def _month_start(secs: int) -> int:
-    """Start of the UTC calendar month of a time given in whole seconds (int ns)."""
-    u = datetime.fromtimestamp(secs, tz=UTC)
-    return int(datetime(u.year, u.month, 1, tzinfo=UTC).timestamp()) * 1_000_000_000

@@ -10,6 +10,7 @@ the pseudo-entity ``decl`` and the window ``now``. All features are float64 (NaN
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from features.contract import (
@@ -22,7 +23,8 @@ from features.contract import (
     TRANSPORT_MODES,
 )
 
-FEATURE_SET_VERSION = 1
+# 2: the enterprise's declaration behaviour (certificate shares, unit-value ratios, signal load).
+FEATURE_SET_VERSION = 2
 
 DAY_NS = 86_400 * 1_000_000_000
 # Window name -> length in days (None: all history before the declaration).
@@ -41,6 +43,9 @@ WINDOW_EN = {
 PRIOR_STRENGTH = 10.0
 # HS6 unit-value statistics need at least this many earlier declarations.
 MIN_UNIT_VALUE_COUNT = 5
+# A declaration is "low-valued" when its unit value is below two thirds of the HS6 median
+# (log ratio below ln(2/3)), a classic undervaluation indicator.
+UV_LOW_LOG_RATIO = math.log(2 / 3)
 # Calendar features (month, weekday, hour) are read in the deployment's local time.
 CALENDAR_TZ = "Asia/Shanghai"
 
@@ -131,6 +136,38 @@ AGGREGATIONS: dict[str, tuple[str, str]] = {
     "rand_share": ("随机抽查占查验比例", "share of random inspections among inspections"),
     "days_since_nc": ("距上次不合格天数", "days since the last nonconforming result"),
     "days_since_first": ("距首次申报天数", "days since the first declaration"),
+    "cert_share": (
+        "此前申报附第三方检验报告的比例",
+        "share of its earlier declarations with an accepted third-party inspection report",
+    ),
+    "legal_cert_share": (
+        "此前法检商品申报附第三方检验报告的比例",
+        "share of its earlier legal-inspection declarations with an accepted third-party "
+        "inspection report",
+    ),
+    "uv_mean": (
+        "此前申报单位货值相对HS6中位数对数比的均值",
+        "mean of hs6_uv_log_ratio_month (log unit value minus the HS6 median) over its earlier "
+        "declarations that have one",
+    ),
+    "uv_low_share": (
+        "此前申报单位货值低于HS6中位数三分之二的比例",
+        "share of its earlier declarations (those with hs6_uv_log_ratio_month) declared below "
+        "two thirds of the HS6 median unit value",
+    ),
+    "sig_per_decl": (
+        "风险信息数与此前申报数之比",
+        "risk signals naming it per earlier declaration",
+    ),
+}
+# Declaration behaviour over the entity's earlier declarations (all history only): aggregation ->
+# (numerator, denominator), each a sum over those declarations of a per-declaration term
+# (``features.build.behaviour_terms``); "decl" counts them.
+BEHAVIOUR_RATIOS: dict[str, tuple[str, str]] = {
+    "cert_share": ("cert", "decl"),
+    "legal_cert_share": ("legal_cert", "legal"),
+    "uv_mean": ("uv_sum", "uv_n"),
+    "uv_low_share": ("uv_low", "uv_n"),
 }
 
 _FULL = {
@@ -158,6 +195,15 @@ _SMALL = {
     "nc_cnt": ("365d",),
     "nc_rate_eb": ("365d", "all"),
 }
+# The enterprise's own declaration behaviour: classic customs risk indicators that carry
+# information its few inspection results do not.
+_ENT_BEHAVIOUR = {
+    "cert_share": ("all",),
+    "legal_cert_share": ("all",),
+    "uv_mean": ("all",),
+    "uv_low_share": ("all",),
+    "sig_per_decl": ("365d",),
+}
 # Categorical extra attributes are entities too (no vocabulary has to travel with the model).
 _EXTRA = {
     "decl_cnt": ("365d", "all"),
@@ -167,7 +213,7 @@ _EXTRA = {
 # Which (aggregation, windows) each entity emits. Every entity has nc_rate_eb for 365d and all:
 # children use them as priors.
 ENTITY_AGGREGATIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "ent": _FULL,
+    "ent": {**_FULL, **_ENT_BEHAVIOUR},
     "osp": _FULL,
     "hs6": _FULL,
     "ent_x_hs4": _FULL,
@@ -211,6 +257,12 @@ SIGNAL_CHANNEL_WINDOWS = ("365d",)
 SIGNAL_SEVERITY_WINDOWS = ("90d", "365d")
 SIGNAL_WINDOWS = ("30d", "90d", "365d")
 
+# Features that are the ratio of two other features (NaN when the denominator is 0 or NaN). Every
+# path computes them from those two with ``features.build.ratio_or_nan``, so they cannot drift.
+RATIO_FEATURES: dict[str, tuple[str, str]] = {
+    "ent_sig_per_decl_365d": ("sig_ent_cnt_365d", "ent_decl_cnt_365d"),
+}
+
 
 def _agg_feature(entity: Entity, agg: str, window: str) -> FeatureSpec:
     azh, aen = AGGREGATIONS[agg]
@@ -223,8 +275,10 @@ def _agg_feature(entity: Entity, agg: str, window: str) -> FeatureSpec:
             pzh, pen = "全部查验", "all inspections"
         zh = f"{entity.zh}{wzh}不合格率，经验贝叶斯向{pzh}收缩"
         en = f"{entity.en}: nonconformity rate, {wen}, smoothed towards {pen} (empirical Bayes)"
-    elif agg in ("days_since_nc", "days_since_first"):
+    elif agg in ("days_since_nc", "days_since_first", *BEHAVIOUR_RATIOS):
         zh, en = f"{entity.zh}{azh}", f"{entity.en}: {aen}"
+    elif agg == "sig_per_decl":
+        zh, en = f"{wzh}指向{entity.zh}的{azh}", f"{entity.en}: {aen}, {wen}"
     else:
         zh, en = f"{entity.zh}{wzh}{azh}", f"{entity.en}: {aen}, {wen}"
     return FeatureSpec(f"{entity.name}_{agg}_{window}", entity.name, agg, window, "float64", zh, en)
@@ -458,6 +512,10 @@ def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]
                 specs.extend(_agg_feature(entity, agg, w) for w in windows)
     names = [s.name for s in specs]
     assert len(names) == len(set(names)), "duplicate feature names"
+    for s in specs:
+        assert s.aggregation not in BEHAVIOUR_RATIOS or s.window == "all", s.name
+        assert s.aggregation != "sig_per_decl" or s.name in RATIO_FEATURES, s.name
+    assert all({a, b} <= set(names) for a, b in RATIO_FEATURES.values())
     return specs
 
 

@@ -6,7 +6,10 @@ snapshot keeps the event times that any query at or after ``as_of - GRACE`` can 
 its longest finite window, plus the count of older events (for all-history counts), the first
 declaration time and the last older nonconformity. Besides: risk signals of the last 365 days
 (+ grace), the credit history, enterprise attributes, HS6 unit values, and the key fields of
-declarations still waiting for a result (so ``add_inspection`` knows which histories it moves).
+declarations still waiting for a result (so ``add_inspection`` knows which histories it moves);
+and per key of an entity with behaviour aggregations (the enterprise), running sums of its
+declarations' behaviour terms (``features.build.BEHAVIOUR_SUMS``): totals before ``as_of - GRACE``
+and, after it, each declaration's time and terms.
 
 Layout of a saved snapshot (a directory)::
 
@@ -18,6 +21,7 @@ Layout of a saved snapshot (a directory)::
     unit_values.parquet           hs6, values (list<float64>, sorted; before base month)
     unit_values_pending.parquet   hs6, t, luv (declarations since the base month)
     pending.parquet               declaration_id and key fields of declarations without a result
+    behaviour/<entity>.parquet    key, times (list<int64>), <sum>_base, <sum>_terms (list<float64>)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -36,8 +40,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.build import (
+    BEHAVIOUR_SUMS,
+    behaviour_terms,
+    declaration_flag,
     declared_value_usd,
     final_inspections,
+    hs6_unit_value_features,
     inspection_flags,
     signal_categories,
     signal_patterns,
@@ -53,17 +61,20 @@ from features.entities import (
     row_key,
 )
 from features.registry import (
+    BEHAVIOUR_RATIOS,
     CREDIT_TIER_CODES,
     DAY_NS,
     FEATURE_SET_VERSION,
     LONGEST_WINDOW_NS,
+    MIN_UNIT_VALUE_COUNT,
     SIGNAL_ROUTES,
     VOCABULARIES,
     entity_aggregations,
 )
 from features.windows import month_start_ns, to_ns
 
-SNAPSHOT_FORMAT = 1
+# 2: behaviour running sums (a format-1 snapshot lacks them: rebuild it with `guomen snapshot`).
+SNAPSHOT_FORMAT = 2
 # Queries may be up to this much older than as_of and still be exact.
 GRACE_NS = 30 * DAY_NS
 KINDS = ("decl", "insp", "nc", "ncmaj", "rand")
@@ -202,6 +213,150 @@ _ENTITY_SCHEMA = pa.schema(
 )
 
 
+class Behaviour:
+    """Declaration behaviour of one key: running sums of its declarations' terms in time order.
+
+    ``runs[k][j]`` is the sum of term ``k`` (``BEHAVIOUR_SUMS``) over the declarations before the
+    snapshot's horizon plus the first ``j`` listed ones, so a query reads one entry per sum.
+    """
+
+    __slots__ = ("times", "terms", "runs")
+
+    def __init__(self, base: Sequence[float], times: list[int], terms: list[list[float]]) -> None:
+        self.times = times
+        self.terms = terms
+        self.runs: list[list[float]] = []
+        for total, ts in zip(base, terms, strict=True):
+            run = [float(total)]
+            for x in ts:
+                run.append(run[-1] + x)
+            self.runs.append(run)
+
+    @classmethod
+    def empty(cls) -> Behaviour:
+        """A key with no declaration yet."""
+        return cls([0.0] * len(BEHAVIOUR_SUMS), [], [[] for _ in BEHAVIOUR_SUMS])
+
+    def add(self, t: int, term: Sequence[float]) -> None:
+        """Record a declaration at ``t``; running sums after it are recomputed (usually none)."""
+        i = bisect_right(self.times, t)
+        self.times.insert(i, t)
+        for ts, run, x in zip(self.terms, self.runs, term, strict=True):
+            ts.insert(i, x)
+            del run[i + 1 :]
+            for y in ts[i:]:
+                run.append(run[-1] + y)
+
+    def sums(self, t: int) -> list[float]:
+        """Every sum over the declarations before ``t``."""
+        times = self.times
+        # Online queries come after the listed declarations: usually the end of the list.
+        j = len(times) if not times or times[-1] < t else bisect_left(times, t)
+        return [run[j] for run in self.runs]
+
+
+NO_BEHAVIOUR = Behaviour.empty()  # read-only stand-in for unknown keys
+
+_BEHAVIOUR_SCHEMA = pa.schema(
+    [("key", pa.string()), ("times", pa.list_(pa.int64()))]
+    + [(f"{k}_base", pa.float64()) for k in BEHAVIOUR_SUMS]
+    + [(f"{k}_terms", pa.list_(pa.float64())) for k in BEHAVIOUR_SUMS]
+)
+
+
+class BehaviourTable:
+    """Columnar behaviour of one entity (from a build or a file), materialised per key on demand."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        keys = table.column("key").to_pylist()
+        self.index: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True))
+        self.cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in ("times", *(f"{k}_terms" for k in BEHAVIOUR_SUMS)):
+            arr = table.column(name).combine_chunks()
+            offsets = arr.offsets.to_numpy()
+            self.cols[name] = (offsets - offsets[0], arr.flatten().to_numpy())
+        self.base = [table.column(f"{k}_base").to_numpy() for k in BEHAVIOUR_SUMS]
+        self.states: dict[str, Behaviour] = {}
+
+    def _list(self, name: str, i: int) -> list:
+        off, values = self.cols[name]
+        return values[off[i] : off[i + 1]].tolist()
+
+    def get(self, key: str) -> Behaviour | None:
+        b = self.states.get(key)
+        if b is not None:
+            return b
+        i = self.index.get(key)
+        if i is None:
+            return None
+        b = Behaviour(
+            [float(base[i]) for base in self.base],
+            self._list("times", i),
+            [self._list(f"{k}_terms", i) for k in BEHAVIOUR_SUMS],
+        )
+        self.states[key] = b
+        return b
+
+    def get_or_create(self, key: str) -> Behaviour:
+        b = self.get(key)
+        if b is None:
+            b = Behaviour.empty()
+            self.states[key] = b
+        return b
+
+    def to_table(self) -> pa.Table:
+        """Base rows not materialised, plus every materialised state."""
+        keep = np.ones(self.table.num_rows, dtype=bool)
+        for key in self.states:
+            i = self.index.get(key)
+            if i is not None:
+                keep[i] = False
+        base = self.table.filter(pa.array(keep))
+        rows: dict[str, list[Any]] = {"key": list(self.states), "times": []}
+        for k in BEHAVIOUR_SUMS:
+            rows[f"{k}_base"] = []
+            rows[f"{k}_terms"] = []
+        for b in self.states.values():
+            rows["times"].append(list(b.times))
+            for k, run, ts in zip(BEHAVIOUR_SUMS, b.runs, b.terms, strict=True):
+                rows[f"{k}_base"].append(run[0])
+                rows[f"{k}_terms"].append(list(ts))
+        extra = pa.Table.from_pydict(rows, schema=_BEHAVIOUR_SCHEMA)
+        return pa.concat_tables(
+            [base.select(_BEHAVIOUR_SCHEMA.names).cast(_BEHAVIOUR_SCHEMA), extra]
+        )
+
+
+def _behaviour_table(
+    keys: np.ndarray, code: np.ndarray, t: np.ndarray, terms: np.ndarray, horizon: int
+) -> pa.Table:
+    """Per key: term totals of declarations before ``horizon``, the later ones listed in time
+    order (input order among equal times, as in the offline build)."""
+    n_keys = len(keys)
+    ok = code >= 0
+    before = ok & (t < horizon)
+    after = ok & ~before
+    rc, rt = code[after], t[after]
+    order = np.lexsort((rt, rc))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(np.bincount(rc, minlength=n_keys))]))
+    cols: dict[str, Any] = {
+        "key": pa.array(list(keys), type=pa.string()),
+        "times": pa.ListArray.from_arrays(offsets, pa.array(rt[order])),
+    }
+    for i, k in enumerate(BEHAVIOUR_SUMS):
+        cols[f"{k}_base"] = pa.array(
+            np.bincount(code[before], weights=terms[i][before], minlength=n_keys)
+        )
+        cols[f"{k}_terms"] = pa.ListArray.from_arrays(offsets, pa.array(terms[i][after][order]))
+    return pa.table(cols).select(_BEHAVIOUR_SCHEMA.names).cast(_BEHAVIOUR_SCHEMA)
+
+
+def behaviour_entities(aggs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Entities with at least one behaviour aggregation."""
+    return [name for name, a in aggs.items() if any(b in a for b in BEHAVIOUR_RATIOS)]
+
+
 def _grouped(code: np.ndarray, t: np.ndarray, n_keys: int, cutoff: int):
     """Per key: count before ``cutoff`` and sorted times at or after it (offsets, values)."""
     ok = code >= 0
@@ -275,6 +430,26 @@ def _local_tz() -> str:
     return CALENDAR_TZ
 
 
+def flag_of(value: Any) -> float:
+    """1.0/0.0 of a boolean declaration field given as bool, number or text (missing: 0.0)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, str):
+        return 1.0 if value.strip().lower() in ("true", "1", "yes", "t", "y") else 0.0
+    try:
+        if value != value:  # NaN
+            return 0.0
+    except TypeError:
+        pass
+    return float(bool(value))
+
+
+def month_start_of(t: int) -> int:
+    """Start of the UTC calendar month of a time in int ns (whole seconds suffice)."""
+    u = datetime.fromtimestamp(t // 1_000_000_000, tz=UTC)
+    return int(datetime(u.year, u.month, 1, tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
 def _num(value: Any) -> float:
     if value is None:
         return math.nan
@@ -303,6 +478,7 @@ class Snapshot:
         uv_base: pa.Table,
         uv_pending: pd.DataFrame,
         pending: pd.DataFrame,
+        behaviour: dict[str, BehaviourTable],
     ) -> None:
         self.meta = meta
         self.attributes: dict[str, str] = dict(meta["attributes"])
@@ -312,6 +488,7 @@ class Snapshot:
         self.entities = entities
         self.entity_defs = entities_for(self.attributes)
         self.entity_aggs = entity_aggregations(self.attributes)
+        self.behaviour = behaviour
         self.patterns: list[tuple[tuple[str, ...], int]] = [
             (tuple(p[0]), int(p[1])) for p in meta["signal_patterns"]
         ]
@@ -502,6 +679,24 @@ class Snapshot:
         new = valid & (t >= base_month)
         uv_pending = pd.DataFrame({"hs6": hs6[new], "t": t[new], "luv": luv[new]})
 
+        # Behaviour: each declaration's terms, as the offline build computes them.
+        behaviour: dict[str, BehaviourTable] = {}
+        names = behaviour_entities(entity_aggregations(attributes))
+        if names:
+            ratio, _ = hs6_unit_value_features(coder.field("hs6")[0], t, luv)
+            terms = behaviour_terms(
+                declaration_flag(decl, "third_party_certificate"),
+                declaration_flag(decl, "legal_inspection"),
+                ratio,
+            )
+            for name in names:
+                ent = defs[name]
+                behaviour[name] = BehaviourTable(
+                    _behaviour_table(
+                        coder.keys(ent), coder.codes(ent), t, terms, as_of_ns - GRACE_NS
+                    )
+                )
+
         inspected = set(insp["declaration_id"].tolist())
         waiting = ~decl["declaration_id"].isin(inspected).to_numpy()
         pending = _pending_frame(decl[waiting], attributes)
@@ -517,7 +712,9 @@ class Snapshot:
             "signal_patterns": [[list(f), n] for f, n in patterns],
             "vocabularies": {k: list(v) for k, v in VOCABULARIES.items()},
         }
-        return cls(meta, entities, sig_frame, credit, enterprises, uv_base, uv_pending, pending)
+        return cls(
+            meta, entities, sig_frame, credit, enterprises, uv_base, uv_pending, pending, behaviour
+        )
 
     def save(self, directory: Path | str) -> None:
         """Write the snapshot (Parquet + JSON; no pickle)."""
@@ -525,6 +722,9 @@ class Snapshot:
         (d / "entities").mkdir(parents=True, exist_ok=True)
         for name, table in self.entities.items():
             pq.write_table(table.to_table(), d / "entities" / f"{name}.parquet")
+        (d / "behaviour").mkdir(exist_ok=True)
+        for name, btable in self.behaviour.items():
+            pq.write_table(btable.to_table(), d / "behaviour" / f"{name}.parquet")
         rows = [
             (p, key, t, c, s)
             for p, by_key in enumerate(self.signals)
@@ -565,7 +765,10 @@ class Snapshot:
         d = Path(directory)
         meta = json.loads((d / "snapshot.json").read_text())
         if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(f"{d}: snapshot format {meta.get('format')} != {SNAPSHOT_FORMAT}")
+            raise ValueError(
+                f"{d}: snapshot format {meta.get('format')} != {SNAPSHOT_FORMAT}; "
+                "rebuild it with `guomen snapshot`"
+            )
         entities = {
             p.stem: EntityTable(pq.read_table(p).cast(_ENTITY_SCHEMA))
             for p in sorted((d / "entities").glob("*.parquet"))
@@ -583,6 +786,10 @@ class Snapshot:
             pq.read_table(d / "unit_values.parquet"),
             read("unit_values_pending.parquet"),
             read("pending.parquet"),
+            {
+                p.stem: BehaviourTable(pq.read_table(p).cast(_BEHAVIOUR_SCHEMA))
+                for p in sorted((d / "behaviour").glob("*.parquet"))
+            },
         )
 
     @property
@@ -596,10 +803,32 @@ class Snapshot:
 
         ``row`` has contract fields (``declared_at`` aware datetime or ISO string);
         ``declared_value_usd`` is used if given, else converted with ``rates`` (a
-        ``features.rates.RateTable``; default table if None).
+        ``features.rates.RateTable``; default table if None). Its behaviour terms use its own
+        ``hs6_uv_log_ratio_month`` as of now: a declaration recorded after a later-month one of
+        the same HS6 does not revise that one's ratio (declarations arrive in time order).
+
+        Raises
+        ------
+        ValueError
+            A unit value older than the snapshot's unit-value base month (nothing is recorded).
         """
         t = _ns_of(row["declared_at"])
         fields = row_fields(row, self.attributes)
+        luv = unit_value_of(row, rates)
+        hs6 = fields.get("hs6")
+        has_uv = hs6 is not None and math.isfinite(luv)
+        # Refused before anything changes, so a refused declaration leaves no partial trace.
+        if has_uv and t < self.base_month:
+            raise ValueError("declaration older than the snapshot's unit-value base month")
+        term: list[float] = []
+        if self.behaviour:
+            # Its own hs6_uv_log_ratio_month: HS6 values before its month, so not itself.
+            ratio, _ = self.unit_value_features(hs6, t, luv)
+            term = behaviour_terms(
+                np.array([flag_of(row.get("third_party_certificate"))], dtype=bool),
+                np.array([flag_of(row.get("legal_inspection"))], dtype=bool),
+                np.array([ratio]),
+            )[:, 0].tolist()
         for name, table in self.entities.items():
             if name == GLOBAL:
                 continue
@@ -611,11 +840,12 @@ class Snapshot:
             if st.first is None or t < st.first:
                 st.first = t
         self.entities[GLOBAL].get_or_create("").decl.add(t, self.cutoff)
-        luv = unit_value_of(row, rates)
-        hs6 = fields.get("hs6")
-        if hs6 is not None and math.isfinite(luv):
-            if t < self.base_month:
-                raise ValueError("declaration older than the snapshot's unit-value base month")
+        for name, btable in self.behaviour.items():
+            key = row_key(fields, self.entity_defs[name])
+            if key is not None:
+                btable.get_or_create(key).add(t, term)
+        if has_uv:
+            assert hs6 is not None
             self.uv_pending.setdefault(hs6, []).append((t, luv))
             # Month stats count values before the month start: only later months change.
             cache = self._uv_cache.get(hs6)
@@ -734,6 +964,15 @@ class Snapshot:
             )
             base = pd.concat([base, added.astype("str")], ignore_index=True)
         return base.astype({c: "str" for c in base.columns})
+
+    def unit_value_features(self, hs6: str | None, t: int, luv: float) -> tuple[float, float]:
+        """``hs6_uv_log_ratio_month`` and ``hs6_uv_z_month`` of a declaration at ``t`` (ns)."""
+        if hs6 is None or luv != luv:
+            return math.nan, math.nan
+        med, mean, std, k = self.unit_value_stats(hs6, month_start_of(t))
+        if k < MIN_UNIT_VALUE_COUNT:
+            return math.nan, math.nan
+        return luv - med, ((luv - mean) / std if std > 0 else math.nan)
 
     def unit_value_stats(self, hs6: str, month: int) -> tuple[float, float, float, int]:
         """(median, mean, population std, count) of log unit values of ``hs6`` before ``month``."""

@@ -17,8 +17,6 @@ from features.contract import (
     CREDIT_RATINGS,
     DIRECTIONS,
     ENTERPRISE_TYPES,
-    SIGNAL_CHANNELS,
-    SIGNAL_SEVERITIES,
     TRADE_MODES,
     TRANSPORT_MODES,
 )
@@ -32,6 +30,8 @@ from features.registry import (
 )
 
 DAY = 86_400 * 10**9
+# Declared below two thirds of the HS6 median unit value.
+LOW_UV_LOG_RATIO = math.log(2 / 3)
 WIN = {"30d": 30 * DAY, "90d": 90 * DAY, "365d": 365 * DAY, "all": None}
 FIELDS = {
     "ent": ["enterprise_id"],
@@ -92,6 +92,18 @@ def reference_features(
         kg = d.get("net_weight_kg")
         d["luv"] = math.log(usd / kg) if usd and kg and usd > 0 and kg > 0 else None
     by_id = {d["declaration_id"]: d for d in decls}
+    # hs6_uv_log_ratio_month of every declaration (its enterprise's later declarations average it).
+    for d in decls:
+        ms = _month_start(d["t"])
+        earlier_uv = sorted(
+            e["luv"] for e in decls if e["hs6"] == d["hs6"] and e["t"] < ms and e["luv"] is not None
+        )
+        d["uv_ratio"] = d["uv_z"] = None
+        if d["luv"] is not None and len(earlier_uv) >= MIN_UNIT_VALUE_COUNT:
+            d["uv_ratio"] = d["luv"] - statistics.median(earlier_uv)
+            sd = statistics.pstdev(earlier_uv)
+            if sd > 0:
+                d["uv_z"] = (d["luv"] - statistics.fmean(earlier_uv)) / sd
 
     # Final result per declaration: the latest inspected_at, later rows win ties.
     final: dict[str, dict[str, Any]] = {}
@@ -154,16 +166,8 @@ def reference_features(
         f["decl_log_weight_now"] = math.log1p(kg) if kg is not None else math.nan
         luv = d["luv"]
         f["decl_log_unit_value_now"] = luv if luv is not None else math.nan
-        ms = _month_start(t)
-        earlier_uv = sorted(
-            e["luv"] for e in decls if e["hs6"] == d["hs6"] and e["t"] < ms and e["luv"] is not None
-        )
-        f["hs6_uv_log_ratio_month"] = f["hs6_uv_z_month"] = math.nan
-        if luv is not None and len(earlier_uv) >= MIN_UNIT_VALUE_COUNT:
-            f["hs6_uv_log_ratio_month"] = luv - statistics.median(earlier_uv)
-            sd = statistics.pstdev(earlier_uv)
-            if sd > 0:
-                f["hs6_uv_z_month"] = (luv - statistics.fmean(earlier_uv)) / sd
+        f["hs6_uv_log_ratio_month"] = _nan_if_none(d["uv_ratio"])
+        f["hs6_uv_z_month"] = _nan_if_none(d["uv_z"])
         # Credit: latest effective_from <= t, later rows win ties.
         tier = "regular"
         best = None
@@ -191,7 +195,8 @@ def reference_features(
         order += [e for e in aggs if e not in order]
         for ent in order:
             k = key(d, ent)
-            mine_d = [e["t"] for e in decls if k is not None and key(e, ent) == k and e["t"] < t]
+            earlier = [e for e in decls if k is not None and key(e, ent) == k and e["t"] < t]
+            mine_d = [e["t"] for e in earlier]
             mine_r = [
                 r for r in results if k is not None and key(r["decl"], ent) == k and r["t"] < t
             ]
@@ -229,6 +234,24 @@ def reference_features(
                         f[name] = float(t - max(ncs)) / DAY if ncs else math.nan
                     elif agg == "days_since_first":
                         f[name] = float(t - min(mine_d)) / DAY if mine_d else math.nan
+                    elif agg == "cert_share":
+                        f[name] = _share([bool(e.get("third_party_certificate")) for e in earlier])
+                    elif agg == "legal_cert_share":
+                        f[name] = _share(
+                            [
+                                bool(e.get("third_party_certificate"))
+                                for e in earlier
+                                if e.get("legal_inspection")
+                            ]
+                        )
+                    elif agg in ("uv_mean", "uv_low_share"):
+                        ratios = [e["uv_ratio"] for e in earlier if e["uv_ratio"] is not None]
+                        if agg == "uv_mean":
+                            f[name] = statistics.fmean(ratios) if ratios else math.nan
+                        else:
+                            f[name] = _share([r < LOW_UV_LOG_RATIO for r in ratios])
+                    elif agg == "sig_per_decl":
+                        pass  # after the signals, below
             if ent in ("ent", "ent_x_hs4", "ent_x_org"):
                 f[f"{ent}_is_new_all"] = math.nan if k is None else float(not mine_d)
 
@@ -262,8 +285,13 @@ def reference_features(
                     + ([f"sig_sev_{s['severity']}_cnt_{w}"] if s.get("severity") else [])
                 ):
                     sig[name] = sig.get(name, 0) + 1
-        for _ch in SIGNAL_CHANNELS:
-            pass
+        # Signals naming the entity per earlier declaration in the same window.
+        for ent, ent_aggs in aggs.items():
+            for w in ent_aggs.get("sig_per_decl", ()):
+                n_decl = f[f"{ent}_decl_cnt_{w}"]
+                f[f"{ent}_sig_per_decl_{w}"] = (
+                    sig.get(f"sig_{ent}_cnt_{w}", 0) / n_decl if n_decl > 0 else math.nan
+                )
         for name, kind in attributes.items():
             if kind == "numeric":
                 v = d.get(name)
@@ -275,8 +303,15 @@ def reference_features(
             else:
                 row[s.name] = f[s.name]
         rows.append(row)
-    _ = SIGNAL_SEVERITIES
     return pd.DataFrame(rows)
+
+
+def _nan_if_none(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else math.nan
 
 
 def compare(fast: pd.DataFrame, ref: pd.DataFrame, rtol: float = 1e-9) -> list[str]:

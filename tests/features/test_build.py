@@ -138,3 +138,90 @@ def test_signal_prefixes_and_multi_field_patterns() -> None:
     fast = build_offline(tables)
     assert compare(fast, reference_features(tables)) == []
     assert (fast["sig_osp_cnt_365d"] > 0).any()
+
+
+def _behaviour_tables() -> dict[str, pd.DataFrame]:
+    """Enterprise E0 sets the HS6 median in January (unit values 1..5 USD/kg: median 3); E1
+    declares in February, two of them at the same instant; one signal names E1."""
+    jan, feb = pd.Timestamp("2024-01-10", tz="UTC"), pd.Timestamp("2024-02-01 10:00", tz="UTC")
+    rows = [  # enterprise, time, USD, kg, legal inspection, third-party certificate
+        *[("E0", jan + pd.Timedelta(hours=i), float(i + 1), 1.0, False, False) for i in range(5)],
+        ("E1", feb, 1.0, 1.0, True, True),  # unit value 1/3 of the median: low
+        ("E1", feb + pd.Timedelta(days=1), 3.0, 1.0, True, False),  # at the median
+        ("E1", feb + pd.Timedelta(days=1), 6.0, 1.0, False, True),  # same instant, 2x median
+        ("E1", feb + pd.Timedelta(days=2), 5.0, None, False, False),  # no unit value
+        ("E1", feb + pd.Timedelta(days=3), 1.0, 1.0, False, False),
+    ]
+    n = len(rows)
+    ent, at, usd, kg, legal, cert = (list(c) for c in zip(*rows, strict=True))
+    decl = pd.DataFrame(
+        {
+            "declaration_id": pd.Series([f"D{i}" for i in range(n)], dtype="str"),
+            "declared_at": pd.Series(at).astype("datetime64[ns, UTC]"),
+            "direction": pd.Series(["import"] * n, dtype="str"),
+            "port_code": pd.Series(["P1"] * n, dtype="str"),
+            "trade_mode": pd.Series(["general_trade"] * n, dtype="str"),
+            "hs_code": pd.Series(["95030000"] * n, dtype="str"),
+            "origin_country": pd.Series(["CN"] * n, dtype="str"),
+            "enterprise_id": pd.Series(ent, dtype="str"),
+            "net_weight_kg": pd.Series(kg, dtype="float64"),
+            "declared_value": usd,
+            "currency": pd.Series(["USD"] * n, dtype="str"),
+            "declared_value_usd": pd.Series(usd, dtype="float64"),
+            "legal_inspection": legal,
+            "third_party_certificate": cert,
+        }
+    )
+    signals = pd.DataFrame(
+        {
+            "signal_id": pd.Series(["S1"], dtype="str"),
+            "reported_at": pd.Series([feb + pd.Timedelta(days=1, hours=2)]).astype(
+                "datetime64[ns, UTC]"
+            ),
+            "channel": pd.Series(["recall"], dtype="str"),
+            "enterprise_id": pd.Series(["E1"], dtype="str"),
+            **{
+                c: pd.Series([None], dtype="str")
+                for c in ("overseas_party_id", "hs_code", "origin_country", "severity")
+            },
+        }
+    )
+    return {"declarations": decl, "risk_signals": signals}
+
+
+def test_enterprise_behaviour_by_hand() -> None:
+    """The five behaviour features of E1's declarations, worked out by hand, offline and online."""
+    from features.online import OnlineFeatures
+    from features.snapshot import Snapshot
+
+    tables = _behaviour_tables()
+    cols = [
+        "ent_cert_share_all",
+        "ent_legal_cert_share_all",
+        "ent_uv_mean_all",
+        "ent_uv_low_share_all",
+        "ent_sig_per_decl_365d",
+    ]
+    low, mid, high = np.log(1 / 3), 0.0, np.log(2)
+    nan = np.nan
+    expected = np.array(
+        [
+            [nan, nan, nan, nan, nan],  # D5: nothing earlier
+            [1.0, 1.0, low, 1.0, 0.0],  # D6: sees D5
+            [1.0, 1.0, low, 1.0, 0.0],  # D7: same instant as D6, sees only D5 too
+            [2 / 3, 1 / 2, (low + mid + high) / 3, 1 / 3, 1 / 3],  # D8: D5-D7, the signal
+            [2 / 4, 1 / 2, (low + mid + high) / 3, 1 / 3, 1 / 4],  # D9: D8 has no unit value
+        ]
+    )
+    offline = build_offline(tables)
+    got = offline[cols].to_numpy()[5:]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    # January's declarations have no ratio (nothing before their month): shares, but no mean.
+    assert offline.loc[4, "ent_cert_share_all"] == 0.0 and np.isnan(
+        offline.loc[4, "ent_uv_mean_all"]
+    )
+    names = feature_names()
+    for i in (6, 8, 9):
+        row = {k: (None if pd.isna(v) else v) for k, v in tables["declarations"].iloc[i].items()}
+        online = OnlineFeatures(Snapshot.build(tables, row["declared_at"]), names).features(row)
+        np.testing.assert_allclose([online[c] for c in cols], expected[i - 5], rtol=1e-12)

@@ -23,6 +23,8 @@ EXACT = [
     if s.aggregation
     in ("decl_cnt", "insp_cnt", "nc_cnt", "ncmaj_cnt", "cnt", "is_new", "code", "flag")
     or s.aggregation.startswith(("channel_", "severity_"))
+    # Ratios of two exact counts: the same division in every path.
+    or s.aggregation in ("cert_share", "legal_cert_share", "uv_low_share", "sig_per_decl")
 ]
 
 
@@ -75,6 +77,24 @@ def test_online_equals_offline(tables, offline, tmp_path: Path) -> None:
         vec = OnlineFeatures(snap, names).vector(row)
         assert vec.dtype == np.float64 and vec.shape == (len(names),)
         assert_same(vec, offline.loc[int(i), names].to_numpy(dtype=np.float64), names)
+
+
+def test_an_older_feature_list_still_assembles(tables, offline) -> None:
+    """A bundle trained before the behaviour features carries its own, shorter list: the online
+    row follows that list, value for value."""
+    older = [
+        n
+        for n in feature_names(ATTRS)
+        if not n.endswith(("_cert_share_all", "_uv_mean_all", "_uv_low_share_all"))
+        and n != "ent_sig_per_decl_365d"
+    ]
+    assert len(older) == len(feature_names(ATTRS)) - 5
+    i = len(offline) - 1
+    row = _row(tables["declarations"], i)
+    snap = Snapshot.build(tables, row["declared_at"], ATTRS)
+    vec = OnlineFeatures(snap, older).vector(row)
+    assert vec.shape == (len(older),)
+    assert_same(vec, offline.loc[i, older].to_numpy(dtype=np.float64), older)
 
 
 def _events_between(tables, t0, t1) -> list[tuple[pd.Timestamp, int, str, dict[str, Any]]]:
@@ -162,6 +182,57 @@ def test_a_result_recorded_now_moves_the_next_score(tables) -> None:
                 "result": "conforming",
             }
         )
+
+
+def test_a_declaration_recorded_now_moves_the_behaviour(tables) -> None:
+    """The API records each scored declaration: the enterprise's next declaration sees it in its
+    behaviour features at once; a refused (too old) declaration leaves no trace."""
+    names = feature_names(ATTRS)
+    d = tables["declarations"]
+    t = d["declared_at"].max() + pd.Timedelta(days=1)
+    snap = Snapshot.build(tables, t, ATTRS)
+    online = OnlineFeatures(snap, names)
+    ent = d["enterprise_id"].value_counts().index[0]
+    mine = d[d["enterprise_id"] == ent]
+    base = _row(mine, len(mine) - 1)
+    query = dict(base, declaration_id="Q", declared_at=t + pd.Timedelta(hours=2))
+    before = online.features(query)
+    n = before["ent_decl_cnt_all"]
+    assert n > 0 and 0 < before["ent_cert_share_all"] < 1
+
+    too_old = dict(base, declaration_id="OLD", declared_at=t - pd.Timedelta(days=400))
+    too_old.update(declared_value_usd=10.0, net_weight_kg=1.0, third_party_certificate=True)
+    with pytest.raises(ValueError):
+        snap.add_declaration(too_old)
+    assert_same(
+        OnlineFeatures(snap, names).vector(query), online.vector(query), names
+    )  # nothing moved
+
+    new = dict(base, declaration_id="NEW", declared_at=t + pd.Timedelta(hours=1))
+    new.update(third_party_certificate=True, legal_inspection=False)
+    snap.add_declaration(new)
+    after = online.features(query)
+    assert after["ent_decl_cnt_all"] == n + 1
+    assert after["ent_cert_share_all"] == pytest.approx(
+        (before["ent_cert_share_all"] * n + 1) / (n + 1), rel=1e-12
+    )
+    assert after["ent_legal_cert_share_all"] == before["ent_legal_cert_share_all"]
+    assert after["ent_sig_per_decl_365d"] == pytest.approx(
+        after["sig_ent_cnt_365d"] / after["ent_decl_cnt_365d"], rel=1e-12
+    )
+
+
+def test_old_snapshot_format_is_refused(tables, tmp_path: Path) -> None:
+    """A snapshot saved before the behaviour sums existed cannot serve them: refuse to load it."""
+    import json
+
+    snap = Snapshot.build(tables, tables["declarations"]["declared_at"].max(), ATTRS)
+    snap.save(tmp_path / "s")
+    meta_path = tmp_path / "s" / "snapshot.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, format=1)))
+    with pytest.raises(ValueError, match="guomen snapshot"):
+        Snapshot.load(tmp_path / "s")
 
 
 def test_unknown_entities_get_novelty_not_errors(tables) -> None:

@@ -54,8 +54,8 @@ def histories(draw: st.DrawFn) -> dict[str, pd.DataFrame]:
             "declared_value": usd,
             "currency": pd.Series(["USD"] * n, dtype="str"),
             "declared_value_usd": pd.Series(usd, dtype="float64"),
-            "legal_inspection": False,
-            "third_party_certificate": False,
+            "legal_inspection": draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+            "third_party_certificate": draw(st.lists(st.booleans(), min_size=n, max_size=n)),
         }
     )
     inspected = draw(st.lists(st.booleans(), min_size=n, max_size=n))

@@ -28,6 +28,8 @@ def _perturb_after(
     later = decl["declared_at"] > cut
     decl.loc[later, "declared_value_usd"] = decl.loc[later, "declared_value_usd"] * 7.0
     decl.loc[later, "net_weight_kg"] = 1.0
+    for col in ("legal_inspection", "third_party_certificate"):
+        decl.loc[later, col] = ~decl.loc[later, col]
     sig = out["risk_signals"]
     late_sig = sig["reported_at"] >= cut
     sig.loc[late_sig, "channel"] = "recall"
