@@ -94,6 +94,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # enterprise's credit rating in force when it declared. [] turns it off.
         "mix_strata": ["selection", "credit_rating"],
         "stratum_prior": 20,
+        # multiplicity: every week hundreds of subjects are assessed, so a rate excess must
+        # also survive the Benjamini-Hochberg procedure at this false discovery rate among the
+        # subjects of its kind with enough results (Poisson tail of the window's nonconforming
+        # count under its mix-adjusted expected count). 0 turns it off.
+        "fdr": 0.05,
         # sequential change detection: a one-sided Poisson CUSUM of weekly observed against
         # mix-adjusted expected nonconforming, tuned to a lift of rho; h = 4.0 gives an
         # in-control average run length of at least 268 weeks (about 5 years) per subject
@@ -455,6 +460,42 @@ def beta_lower_bound(k: np.ndarray, n: np.ndarray, baseline: np.ndarray, cfg: di
     return np.asarray(betaincinv(a_post, b_post, q), dtype=np.float64)
 
 
+def window_expectation(stats: pd.DataFrame, global_rate: float, cfg: dict[str, Any]) -> None:
+    """Add ``baseline``, ``expected``, ``lower`` and ``lift`` to per-subject window statistics.
+
+    ``baseline`` is the subject's own baseline rate, shrunk to the all-subject rate when its
+    history is thin. ``expected`` is the window's expected rate: its inspections' stratum
+    rates times the subject's own standardised ratio over the baseline (observed / expected
+    there, shrunk to 1 with ``prior_strength`` pseudo-inspections at the baseline's mean
+    expected rate); with a single stratum at the global rate it is exactly ``baseline``.
+    """
+    m = float(cfg["likelihood"]["prior_strength"])
+    stats["baseline"] = (stats["k_base"] + m * global_rate) / (stats["n_base"] + m)
+    e_mean = (stats["e_base"] / stats["n_base"]).where(stats["n_base"] > 0, global_rate)
+    smr_base = (stats["k_base"] + m * e_mean) / (stats["e_base"] + m * e_mean)
+    mix = (stats["e"] / stats["n"]).where(stats["n"] > 0, global_rate)
+    stats["smr_base"] = smr_base
+    stats["expected"] = (smr_base * mix).clip(1e-4, 1 - 1e-4)
+    stats["lower"] = beta_lower_bound(
+        stats["k"].to_numpy(), stats["n"].to_numpy(), stats["expected"].to_numpy(), cfg
+    )
+    stats["lift"] = stats["lower"] / stats["expected"]
+
+
+def benjamini_hochberg(p_values: np.ndarray, q: float) -> np.ndarray:
+    """Which hypotheses the Benjamini-Hochberg step-up procedure rejects at FDR ``q``."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    if m == 0 or q <= 0:
+        return np.zeros(m, dtype=bool)
+    order = np.argsort(p, kind="stable")
+    passed = p[order] <= q * np.arange(1, m + 1) / m
+    keep = np.zeros(m, dtype=bool)
+    if passed.any():
+        keep[order[: int(np.flatnonzero(passed).max()) + 1]] = True
+    return keep
+
+
 def likelihood_class(lift: float, cfg: dict[str, Any]) -> int:
     """0 (no excess) .. 4 from the lift of the lower bound over the baseline."""
     return int(sum(lift >= t for t in cfg["likelihood"]["lift_thresholds"]))
@@ -791,6 +832,20 @@ def assess(
                     & (tail <= float(lk["signal_surge_p"]))
                     & (sig_stats["serious_signals"].fillna(0) >= lk["signal_surge_serious"])
                 )
+        stats["fdr_ok"] = True
+        fdr = float(lk.get("fdr") or 0.0)
+        if fdr > 0 and len(stats):
+            # over every subject of this kind with enough results, whichever are reported
+            full = stats[["n", "k", "e", "n_base", "k_base", "e_base"]].astype("float64")
+            full = full.fillna(0.0)
+            window_expectation(full, global_rate, cfg)
+            tested = full["n"] >= lk["min_inspected"]
+            mean = full.loc[tested, "n"] * full.loc[tested, "expected"]
+            p_excess = pdtrc(full.loc[tested, "k"].to_numpy() - 1.0, mean.to_numpy())  # P(X >= k)
+            ok = pd.Series(False, index=stats.index)
+            ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
+            stats["fdr_ok"] = ok
+            stats["fdr_tested"] = int(tested.sum())
         if subjects:
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
             stats = stats.reindex(stats.index.union(pd.Index(keys)))
@@ -821,21 +876,9 @@ def assess(
             "signals_expected",
         ]
         stats[num] = stats[num].astype("float64").fillna(0.0)
-        # the subject's own baseline, shrunk to the all-subject rate when its history is thin
-        m = float(lk["prior_strength"])
-        stats["baseline"] = (stats["k_base"] + m * global_rate) / (stats["n_base"] + m)
-        # expected rate of the window's inspections: their strata's rates times the subject's
-        # own standardised ratio over the baseline (observed / expected there, shrunk to 1 with
-        # m pseudo-inspections at the baseline's mean expected rate). With a single stratum at
-        # the global rate this is exactly the baseline above.
-        e_mean = (stats["e_base"] / stats["n_base"]).where(stats["n_base"] > 0, global_rate)
-        smr_base = (stats["k_base"] + m * e_mean) / (stats["e_base"] + m * e_mean)
-        mix = (stats["e"] / stats["n"]).where(stats["n"] > 0, global_rate)
-        stats["expected"] = (smr_base * mix).clip(1e-4, 1 - 1e-4)
-        stats["lower"] = beta_lower_bound(
-            stats["k"].to_numpy(), stats["n"].to_numpy(), stats["expected"].to_numpy(), cfg
-        )
-        stats["lift"] = stats["lower"] / stats["expected"]
+        stats["fdr_ok"] = stats["fdr_ok"].astype("boolean").fillna(False).astype(bool)
+        window_expectation(stats, global_rate, cfg)
+        smr_base = stats["smr_base"]
         stats["cusum"] = 0.0
         stats["cusum_lift"] = 0.0
         if kind in cusum_kinds and len(stats):
@@ -844,7 +887,7 @@ def assess(
             stats["cusum_lift"] = cs["cusum_lift"].reindex(stats.index).fillna(0.0)
         if not subjects:
             enough = stats["n"] >= lk["min_inspected"]
-            candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0])
+            candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0]) & stats["fdr_ok"]
             if kind in cusum_kinds:
                 candidates |= enough & (stats["cusum"] >= float(cc["h"]))
             if kind in lk["signals_alone_kinds"]:
@@ -909,6 +952,12 @@ def _grade(
     notes: list[str] = []
     lift = float(row["lift"]) if n > 0 else 0.0
     like = likelihood_class(lift, cfg) if n >= lk["min_inspected"] else 0
+    if like > 0 and not bool(row.get("fdr_ok", True)):
+        notes.append(
+            f"rate excess not significant among {_num(row, 'fdr_tested')} {subject.kind} "
+            f"subjects (Benjamini-Hochberg, FDR {float(lk['fdr']):g})"
+        )
+        like = 0
     # The lower bound is deliberately cautious; corroborating evidence (a CUSUM, signals, the
     # model's scores) may lift the class towards what the results themselves show, the class
     # of the posterior-mean lift, but never past it: with many results the bound is close to

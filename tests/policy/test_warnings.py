@@ -626,3 +626,38 @@ def test_corroboration_raises_likelihood_towards_the_results_but_never_past_them
     # the same ample window without the surge grades the same: the level is stable week to week
     c = _grade(subject, _window_row(4000, 200, 0.025, surge=False), CFG, None, {})
     assert c.level == b.level
+
+
+# ---------------------------------------------------------------------------- multiplicity
+
+
+def test_benjamini_hochberg_steps_up():
+    from policy.warnings import benjamini_hochberg
+
+    p = np.array([0.205, 0.001, 0.039, 0.008, 0.041, 0.042, 0.06, 0.074, 0.212, 0.216])
+    assert benjamini_hochberg(p, 0.05).tolist() == [False, True, False, True] + [False] * 6
+    # step-up: the larger p-value passes at 2/2 * q and carries the smaller one with it
+    assert benjamini_hochberg(np.array([0.04, 0.04]), 0.05).tolist() == [True, True]
+    assert not benjamini_hochberg(np.array([0.04, 0.06]), 0.05).any()
+    assert benjamini_hochberg(np.array([]), 0.05).tolist() == []
+
+
+def test_fdr_gate_keeps_a_real_outbreak_and_names_what_it_drops(tables):
+    """At a usual FDR the planted outbreak stands out among all subjects; at an absurd one the
+    same excess is dropped, with a note that says why (the gate reads every subject of the
+    kind, also when one subject is assessed alone)."""
+    usual = copy.deepcopy(CFG)
+    usual["likelihood"]["fdr"] = 0.05
+    [a] = assess(tables, day(355), usual, subjects=[OUTBREAK])
+    assert a.level > 0 and not any("not significant" in note for note in a.notes)
+    assert OUTBREAK.key_str in {
+        w["subject_key"]
+        for w in propose(tables, day(355), usual)
+        if w["subject_kind"] == "hs4_origin"
+    }
+    absurd = copy.deepcopy(CFG)
+    absurd["likelihood"]["fdr"] = 1e-30
+    absurd["likelihood"]["cusum"]["kinds"] = []  # the rate rule alone
+    [b] = assess(tables, day(355), absurd, subjects=[OUTBREAK])
+    assert any("not significant among" in note for note in b.notes)
+    assert b.likelihood <= 1  # only signals can still give it a class
