@@ -32,7 +32,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -138,13 +138,58 @@ class EntityState:
 EMPTY_STATE = EntityState()
 
 
-class EntityTable:
-    """Columnar states of one entity (from a build or a file), materialised per key on demand."""
+State = TypeVar("State")
+
+
+class _KeyedStates(Generic[State]):
+    """Per-key states kept columnar (from a build or a file) and materialised on first use:
+    a snapshot of millions of keys loads fast, and only the keys requests touch become objects."""
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
         keys = table.column("key").to_pylist()
         self.index: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True))
+        self.states: dict[str, State] = {}
+
+    def _materialise(self, i: int) -> State:
+        raise NotImplementedError
+
+    def _empty(self) -> State:
+        raise NotImplementedError
+
+    def get(self, key: str) -> State | None:
+        st = self.states.get(key)
+        if st is not None:
+            return st
+        i = self.index.get(key)
+        if i is None:
+            return None
+        st = self._materialise(i)
+        self.states[key] = st
+        return st
+
+    def get_or_create(self, key: str) -> State:
+        st = self.get(key)
+        if st is None:
+            st = self._empty()
+            self.states[key] = st
+        return st
+
+    def _base_rows(self) -> pa.Table:
+        """The table's rows whose key was never materialised (the others are in ``states``)."""
+        keep = np.ones(self.table.num_rows, dtype=bool)
+        for key in self.states:
+            i = self.index.get(key)
+            if i is not None:
+                keep[i] = False
+        return self.table.filter(pa.array(keep))
+
+
+class EntityTable(_KeyedStates[EntityState]):
+    """Columnar states of one entity."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__(table)
         self.first = table.column("first").to_numpy()
         self.cols: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for k in KINDS:
@@ -153,15 +198,8 @@ class EntityTable:
             values = arr.flatten().to_numpy()
             self.cols[k] = (table.column(f"{k}_n").to_numpy(), offsets - offsets[0], values)
         self.nc_last = table.column("nc_last").to_numpy()
-        self.states: dict[str, EntityState] = {}
 
-    def get(self, key: str) -> EntityState | None:
-        st = self.states.get(key)
-        if st is not None:
-            return st
-        i = self.index.get(key)
-        if i is None:
-            return None
+    def _materialise(self, i: int) -> EntityState:
         st = EntityState()
         f = int(self.first[i])
         st.first = None if f == NONE_T else f
@@ -172,24 +210,14 @@ class EntityTable:
             s.times = val[off[i] : off[i + 1]].tolist()
         last = int(self.nc_last[i])
         st.nc.last_before = None if last == NONE_T else last
-        self.states[key] = st
         return st
 
-    def get_or_create(self, key: str) -> EntityState:
-        st = self.get(key)
-        if st is None:
-            st = EntityState()
-            self.states[key] = st
-        return st
+    def _empty(self) -> EntityState:
+        return EntityState()
 
     def to_table(self) -> pa.Table:
         """Base rows not materialised, plus every materialised state."""
-        keep = np.ones(self.table.num_rows, dtype=bool)
-        for key in self.states:
-            i = self.index.get(key)
-            if i is not None:
-                keep[i] = False
-        base = self.table.filter(pa.array(keep))
+        base = self._base_rows()
         rows: dict[str, list[Any]] = {"key": [], "first": [], "nc_last": []}
         for k in KINDS:
             rows[f"{k}_n"] = []
@@ -264,55 +292,35 @@ _BEHAVIOUR_SCHEMA = pa.schema(
 )
 
 
-class BehaviourTable:
-    """Columnar behaviour of one entity (from a build or a file), materialised per key on demand."""
+class BehaviourTable(_KeyedStates[Behaviour]):
+    """Columnar behaviour of one entity."""
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = table
-        keys = table.column("key").to_pylist()
-        self.index: dict[str, int] = dict(zip(keys, range(len(keys)), strict=True))
+        super().__init__(table)
         self.cols: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name in ("times", *(f"{k}_terms" for k in BEHAVIOUR_SUMS)):
             arr = table.column(name).combine_chunks()
             offsets = arr.offsets.to_numpy()
             self.cols[name] = (offsets - offsets[0], arr.flatten().to_numpy())
         self.base = [table.column(f"{k}_base").to_numpy() for k in BEHAVIOUR_SUMS]
-        self.states: dict[str, Behaviour] = {}
 
     def _list(self, name: str, i: int) -> list:
         off, values = self.cols[name]
         return values[off[i] : off[i + 1]].tolist()
 
-    def get(self, key: str) -> Behaviour | None:
-        b = self.states.get(key)
-        if b is not None:
-            return b
-        i = self.index.get(key)
-        if i is None:
-            return None
-        b = Behaviour(
+    def _materialise(self, i: int) -> Behaviour:
+        return Behaviour(
             [float(base[i]) for base in self.base],
             self._list("times", i),
             [self._list(f"{k}_terms", i) for k in BEHAVIOUR_SUMS],
         )
-        self.states[key] = b
-        return b
 
-    def get_or_create(self, key: str) -> Behaviour:
-        b = self.get(key)
-        if b is None:
-            b = Behaviour.empty()
-            self.states[key] = b
-        return b
+    def _empty(self) -> Behaviour:
+        return Behaviour.empty()
 
     def to_table(self) -> pa.Table:
         """Base rows not materialised, plus every materialised state."""
-        keep = np.ones(self.table.num_rows, dtype=bool)
-        for key in self.states:
-            i = self.index.get(key)
-            if i is not None:
-                keep[i] = False
-        base = self.table.filter(pa.array(keep))
+        base = self._base_rows()
         rows: dict[str, list[Any]] = {"key": list(self.states), "times": []}
         for k in BEHAVIOUR_SUMS:
             rows[f"{k}_base"] = []
