@@ -1324,6 +1324,20 @@ class EffectEvaluation:
         return asdict(self)
 
 
+def _inspected_under_measure(
+    subject: Subject, tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> tuple[int, int]:
+    """Inspected and nonconforming among the subject's declarations in [start, end]."""
+    decl = tables["declarations"]
+    d = decl[(decl["declared_at"] >= start) & (decl["declared_at"] <= end)]
+    d = d[subject.mask(d)]
+    insp = tables.get("inspections")
+    if insp is None or not len(insp) or not len(d):
+        return 0, 0
+    i = insp[insp["declaration_id"].isin(d["declaration_id"]) & (insp["inspected_at"] <= end)]
+    return len(i), int((i["result"] == "nonconforming").sum())
+
+
 def evaluate_effect(
     warning: dict[str, Any],
     tables: dict[str, pd.DataFrame],
@@ -1337,6 +1351,9 @@ def evaluate_effect(
 
     It passes when at least ``lift.min_inspected`` were inspected and their nonconformity rate
     is at most ``threshold`` (default: ``lift.threshold_factor`` x the assessment's baseline).
+    A thinly traded subject may not see ``min_inspected`` inspections in ``period_days``; the
+    period then reaches back to the activation, so every inspection under the measure counts
+    and the warning can still be lifted on evidence.
     """
     cfg = config or load_warning_config()
     lift = cfg["lift"]
@@ -1349,17 +1366,13 @@ def evaluate_effect(
         baseline = float(warning.get("assessment", {}).get("baseline", 0.05))
         threshold = float(lift["threshold_factor"]) * baseline
     subject = Subject.parse(warning["subject_kind"], warning["subject_key"])
-    decl = tables["declarations"]
-    d = decl[(decl["declared_at"] >= start) & (decl["declared_at"] <= end)]
-    d = d[subject.mask(d)]
-    insp = tables.get("inspections")
-    n = k = 0
-    if insp is not None and len(insp) and len(d):
-        i = insp[insp["declaration_id"].isin(d["declaration_id"]) & (insp["inspected_at"] <= end)]
-        n = len(i)
-        k = int((i["result"] == "nonconforming").sum())
-    rate = k / n if n else None
     min_n = int(lift["min_inspected"])
+    n, k = _inspected_under_measure(subject, tables, start, end)
+    activated = warning.get("activated_at")
+    if n < min_n and activated and _ts(activated) < start:
+        start = _ts(activated)
+        n, k = _inspected_under_measure(subject, tables, start, end)
+    rate = k / n if n else None
     return EffectEvaluation(
         period_start=start.isoformat(),
         period_end=end.isoformat(),

@@ -661,3 +661,17 @@ def test_fdr_gate_keeps_a_real_outbreak_and_names_what_it_drops(tables):
     [b] = assess(tables, day(355), absurd, subjects=[OUTBREAK])
     assert any("not significant among" in note for note in b.notes)
     assert b.likelihood <= 1  # only signals can still give it a class
+
+
+def test_a_thin_subject_is_evaluated_over_everything_inspected_under_the_measure(tables):
+    """Too few inspections in the last period: the evaluation reaches back to the activation."""
+    [a] = assess(tables, day(355), CFG, subjects=[OUTBREAK])
+    w = build_warning(a, CFG)
+    w["activated_at"] = day(300).isoformat()
+    strict = copy.deepcopy(CFG)
+    strict["lift"]["min_inspected"] = 10**6  # never reached in any period
+    short = evaluate_effect(w, tables, day(399), CFG, period_days=20)
+    assert short.period_start == day(379).isoformat()  # enough results: the stated period
+    wide = evaluate_effect(w, tables, day(399), strict, period_days=20)
+    assert wide.period_start == day(300).isoformat() and wide.inspected > short.inspected
+    assert wide.passed is False
