@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
+from serving_world import AS_OF, DAYS, T0, declaration
 
 from features.bundle import Calibration, ModelBundle, manifest_digest, save_bundle
 from features.contract import TRADE_MODES
@@ -33,9 +34,6 @@ from guomen.settings import Settings
 from policy.tiers import derive_policy
 
 MODEL = "guomen-risk-test"
-T0 = pd.Timestamp("2025-01-01", tz="UTC")
-DAYS = 300
-AS_OF = T0 + pd.Timedelta(days=DAYS)
 DISCREDITED = "E0001"
 RISKY = "E0002"
 
@@ -264,29 +262,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     set_alias(uri, "champion", w.versions["v1"])
     Snapshot.build(tables, AS_OF.to_pydatetime()).save(w.snapshot_dir)
     return w
-
-
-def declaration(i: int | str, enterprise: str = "E0005", hours: float = 1.0, **kw: Any) -> dict:
-    """A valid request body declared ``hours`` after the snapshot time."""
-    body = {
-        "declaration_id": f"Q{i}",
-        "declared_at": (AS_OF + pd.Timedelta(hours=hours)).isoformat(),
-        "direction": "import",
-        "port_code": "P1",
-        "trade_mode": "general_trade",
-        "hs_code": "0301890000",
-        "origin_country": "VN",
-        "enterprise_id": enterprise,
-        "declarant_id": "B1",
-        "overseas_party_id": "O3",
-        "transport_mode": "sea",
-        "net_weight_kg": 1200.0,
-        "declared_value": 54000.0,
-        "currency": "USD",
-        "legal_inspection": True,
-    }
-    body.update(kw)
-    return body
 
 
 @pytest.fixture(scope="session")

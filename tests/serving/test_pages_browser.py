@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from conftest import AS_OF, declaration
+from serving_world import AS_OF, declaration
 from warnings_app import build_app, new_declaration
 
 from serving.decisions import decide

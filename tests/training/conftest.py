@@ -7,18 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from training_support import SMALL, repoint_artifacts
 
 from training.config import TrainConfig, load_config
-
-SMALL = {
-    "lightgbm": {
-        "num_boost_round": 40,
-        "early_stopping_rounds": 10,
-        "min_data_in_leaf": 20,
-        "num_leaves": 15,
-    },
-    "evaluation": {"shap_sample": 200},
-}
 
 
 @pytest.fixture(scope="session")
@@ -44,22 +35,8 @@ def tracking(mlflow_template: Path, tmp_path: Path) -> tuple[str, Path]:
     target = tmp_path / "mlruns"
     shutil.copytree(mlflow_template, target)
     # The experiments' artifact locations point into the template; use the copy's own folder.
-    _repoint(target, mlflow_template)
+    repoint_artifacts(target, mlflow_template)
     return f"sqlite:///{target / 'mlflow.db'}", target / "artifacts"
-
-
-def _repoint(target: Path, template: Path) -> None:
-    import sqlite3
-
-    con = sqlite3.connect(target / "mlflow.db")
-    try:
-        con.execute(
-            "UPDATE experiments SET artifact_location = REPLACE(artifact_location, ?, ?)",
-            (template.as_uri(), target.as_uri()),
-        )
-        con.commit()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import shutil
 
 import pandas as pd
 import yaml
-from conftest import SMALL, _repoint
+from training_support import SMALL, repoint_artifacts
 from typer.testing import CliRunner
 
 from guomen.cli import app
@@ -17,7 +17,7 @@ from guomen.settings import get_settings
 def test_train_promote_evaluate(demo, mlflow_template, tmp_path, monkeypatch):
     root, _ = demo
     shutil.copytree(mlflow_template, tmp_path / "mlruns")
-    _repoint(tmp_path / "mlruns", mlflow_template)
+    repoint_artifacts(tmp_path / "mlruns", mlflow_template)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GUOMEN_STORE_DIR", str(root / "store"))
     monkeypatch.setenv("GUOMEN_MODEL_NAME", "guomen-cli-test")

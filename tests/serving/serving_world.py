@@ -1,0 +1,35 @@
+"""The scoring-API test world's clock and request bodies, shared by ``conftest`` and the tests
+(a module of its own: ``conftest`` is not importable by name across test folders)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+T0 = pd.Timestamp("2025-01-01", tz="UTC")
+DAYS = 300
+AS_OF = T0 + pd.Timedelta(days=DAYS)
+
+
+def declaration(i: int | str, enterprise: str = "E0005", hours: float = 1.0, **kw: Any) -> dict:
+    """A valid request body declared ``hours`` after the snapshot time."""
+    body = {
+        "declaration_id": f"Q{i}",
+        "declared_at": (AS_OF + pd.Timedelta(hours=hours)).isoformat(),
+        "direction": "import",
+        "port_code": "P1",
+        "trade_mode": "general_trade",
+        "hs_code": "0301890000",
+        "origin_country": "VN",
+        "enterprise_id": enterprise,
+        "declarant_id": "B1",
+        "overseas_party_id": "O3",
+        "transport_mode": "sea",
+        "net_weight_kg": 1200.0,
+        "declared_value": 54000.0,
+        "currency": "USD",
+        "legal_inspection": True,
+    }
+    body.update(kw)
+    return body
