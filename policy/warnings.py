@@ -840,8 +840,10 @@ def assess(
             full = full.fillna(0.0)
             window_expectation(full, global_rate, cfg)
             tested = full["n"] >= lk["min_inspected"]
-            mean = full.loc[tested, "n"] * full.loc[tested, "expected"]
-            p_excess = pdtrc(full.loc[tested, "k"].to_numpy() - 1.0, mean.to_numpy())  # P(X >= k)
+            mean = (full.loc[tested, "n"] * full.loc[tested, "expected"]).to_numpy()
+            k_bad = full.loc[tested, "k"].to_numpy()
+            # P(X >= k) under Poisson(mean); no bad result is no excess at all (p = 1)
+            p_excess = np.where(k_bad > 0, pdtrc(np.maximum(k_bad - 1.0, 0.0), mean), 1.0)
             ok = pd.Series(False, index=stats.index)
             ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
             stats["fdr_ok"] = ok
