@@ -460,8 +460,13 @@ def beta_lower_bound(k: np.ndarray, n: np.ndarray, baseline: np.ndarray, cfg: di
     return np.asarray(betaincinv(a_post, b_post, q), dtype=np.float64)
 
 
+# The columns window_expectation adds.
+WINDOW_EXPECTATION = ("baseline", "smr_base", "expected", "lower", "lift")
+
+
 def window_expectation(stats: pd.DataFrame, global_rate: float, cfg: dict[str, Any]) -> None:
-    """Add ``baseline``, ``expected``, ``lower`` and ``lift`` to per-subject window statistics.
+    """Add ``baseline``, ``expected``, ``lower`` and ``lift`` (and the subject's baseline
+    standardised ratio ``smr_base``) to per-subject window statistics.
 
     ``baseline`` is the subject's own baseline rate, shrunk to the all-subject rate when its
     history is thin. ``expected`` is the window's expected rate: its inspections' stratum
@@ -832,16 +837,16 @@ def assess(
                     & (tail <= float(lk["signal_surge_p"]))
                     & (sig_stats["serious_signals"].fillna(0) >= lk["signal_surge_serious"])
                 )
+        counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
+        stats[counts] = stats[counts].astype("float64").fillna(0.0)
+        window_expectation(stats, global_rate, cfg)
         stats["fdr_ok"] = True
         fdr = float(lk.get("fdr") or 0.0)
         if fdr > 0 and len(stats):
             # over every subject of this kind with enough results, whichever are reported
-            full = stats[["n", "k", "e", "n_base", "k_base", "e_base"]].astype("float64")
-            full = full.fillna(0.0)
-            window_expectation(full, global_rate, cfg)
-            tested = full["n"] >= lk["min_inspected"]
-            mean = (full.loc[tested, "n"] * full.loc[tested, "expected"]).to_numpy()
-            k_bad = full.loc[tested, "k"].to_numpy()
+            tested = stats["n"] >= lk["min_inspected"]
+            mean = (stats.loc[tested, "n"] * stats.loc[tested, "expected"]).to_numpy()
+            k_bad = stats.loc[tested, "k"].to_numpy()
             # P(X >= k) under Poisson(mean); no bad result is no excess at all (p = 1)
             p_excess = np.where(k_bad > 0, pdtrc(np.maximum(k_bad - 1.0, 0.0), mean), 1.0)
             ok = pd.Series(False, index=stats.index)
@@ -879,7 +884,12 @@ def assess(
         ]
         stats[num] = stats[num].astype("float64").fillna(0.0)
         stats["fdr_ok"] = stats["fdr_ok"].astype("boolean").fillna(False).astype(bool)
-        window_expectation(stats, global_rate, cfg)
+        # subjects asked for, or raised on signals alone, may have no result in the window
+        no_results = stats["expected"].isna()
+        if no_results.any():
+            part = stats.loc[no_results].copy()
+            window_expectation(part, global_rate, cfg)
+            stats.loc[no_results, list(WINDOW_EXPECTATION)] = part[list(WINDOW_EXPECTATION)]
         smr_base = stats["smr_base"]
         stats["cusum"] = 0.0
         stats["cusum_lift"] = 0.0
