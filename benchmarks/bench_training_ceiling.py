@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.windows import TimeRanks
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = np.linspace(-3.0, 5.0, 81)  # enterprise effect (log-odds) grid for the posterior
 
@@ -79,15 +81,13 @@ def bayes_enterprise_probability(
     pr = _sigmoid((offset[r, None] + GRID[None, :]) * kappa)
     loglik = np.where(nonconforming[r, None] > 0, np.log(pr), np.log1p(-pr))
     cum = np.vstack([np.zeros((1, len(GRID))), np.cumsum(loglik, axis=0)])
-    # results of the same enterprise known strictly before the declaration: lexicographic
-    # (enterprise, time) search over the sorted results
-    e_sorted, t_sorted = enterprise[r], inspected_ns[r]
-    q_e, q_t = enterprise[rows], declared_ns[rows]
-    lo = np.searchsorted(e_sorted, q_e, side="left")
-    e_end = np.searchsorted(e_sorted, q_e, side="right")
-    hi = lo.copy()
-    for i in range(len(rows)):  # per-row bisection inside the enterprise's block
-        hi[i] = lo[i] + np.searchsorted(t_sorted[lo[i] : e_end[i]], q_t[i], side="left")
+    # results of the same enterprise known strictly before the declaration: one search on the
+    # combined (enterprise, time rank) key, as the feature build does
+    ranks = TimeRanks([inspected_ns[r], declared_ns[rows]])
+    e_key = enterprise[r] * ranks.modulus + ranks.rank(inspected_ns[r])
+    q_e = enterprise[rows] * ranks.modulus
+    lo = np.searchsorted(e_key, q_e, side="left")
+    hi = np.searchsorted(e_key, q_e + ranks.rank(declared_ns[rows]), side="left")
     lp = log_prior[None, :] + cum[hi] - cum[lo]
     lp -= lp.max(axis=1, keepdims=True)
     w = np.exp(lp)
