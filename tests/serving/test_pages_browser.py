@@ -83,13 +83,26 @@ def browser(tmp_path_factory):
 
 def submit(driver, element) -> None:
     """Click a submit button and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 30).until(ec.staleness_of(old))
+
+    def replaced(_driver) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium sometimes reports the replaced document's node this way instead
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 30).until(replaced)
 
 
 def shot(driver, name: str) -> None:
