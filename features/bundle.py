@@ -67,6 +67,12 @@ class ModelBundle:
     model_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # The history keys the feature set is built from (``features.registry.feature_specs``'s
+    # ``entities``): serving builds exactly these. None: the registry's default set.
+    entities: list[str] | None = None
+    # Code maps of the native categorical features: feature name -> values, code = position
+    # (``features.categorical``); a value not listed is missing.
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Raw margin (log-odds before calibration)."""
@@ -90,6 +96,8 @@ class ModelBundle:
             "model_name": self.model_name,
             "model_version": self.model_version,
             "extra": self.extra,
+            "entities": self.entities,
+            "categories": self.categories,
         }
 
 
@@ -208,6 +216,10 @@ def load_bundle(directory: Path, expected_manifest_digest: str | None = None) ->
         model_version=meta.get("model_version"),
         extra=dict(meta.get("extra", {})),
         path=directory,
+        entities=None if meta.get("entities") is None else [str(e) for e in meta["entities"]],
+        categories={
+            str(k): [str(v) for v in vals] for k, vals in (meta.get("categories") or {}).items()
+        },
     )
     _check_finite(bundle)
     return bundle

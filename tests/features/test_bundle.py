@@ -82,3 +82,21 @@ def test_bundles_are_immutable(bundle, tmp_path):
     save_bundle(b, tmp_path / "b6")
     with pytest.raises(FileExistsError):
         save_bundle(b, tmp_path / "b6")
+
+
+def test_feature_set_and_code_maps_round_trip(bundle, tmp_path):
+    """The chosen history keys and the categorical code maps travel inside the bundle."""
+    b, X = bundle
+    from dataclasses import replace
+
+    chosen = replace(
+        b,
+        entities=["ent", "hs6", "org", "hs6_x_org"],
+        categories={"decl_hs2_cat_now": ["84", "03"], "decl_org_cat_now": ["CN"]},
+    )
+    loaded = load_bundle(save_bundle(chosen, tmp_path / "b2"))
+    assert loaded.entities == ["ent", "hs6", "org", "hs6_x_org"]
+    assert loaded.categories == {"decl_hs2_cat_now": ["84", "03"], "decl_org_cat_now": ["CN"]}
+    # A bundle written before these fields existed loads with the defaults.
+    old = load_bundle(save_bundle(b, tmp_path / "b3"))
+    assert old.entities is None and old.categories == {}
