@@ -26,6 +26,7 @@ lint: install ## ruff lint and format check, mypy on the packages
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 format: install ## apply ruff formatting
 	.venv/bin/ruff format .

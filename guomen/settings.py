@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +73,50 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _resolve_against_home(self) -> Settings:
+        """Every relative path and SQLite URL is taken relative to ``home``, once, here.
+
+        So ``GUOMEN_HOME=/srv/guomen`` moves the store, the snapshot, the models, the MLflow
+        store and the database together; code below the CLI reads resolved values only.
+        """
+        home = self.home.expanduser()
+        self.home = home
+        for name in ("store_dir", "snapshot_dir", "models_dir", "mlflow_artifact_root"):
+            setattr(self, name, resolve_path(home, getattr(self, name)))
+        if self.rates_file is not None:
+            self.rates_file = resolve_path(home, self.rates_file)
+        self.database_url = resolve_sqlite_url(home, self.database_url)
+        self.mlflow_tracking_uri = resolve_sqlite_url(home, self.mlflow_tracking_uri)
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """Where the demo writes its data, keys and secrets (``home/data``)."""
+        return self.home / "data"
+
+
+def resolve_path(home: Path, path: Path) -> Path:
+    """``path`` itself when absolute, else ``home / path``."""
+    path = path.expanduser()
+    return path if path.is_absolute() else home / path
+
+
+def resolve_sqlite_url(home: Path, url: str) -> str:
+    """A relative SQLite URL (``sqlite:///data/x.db``) made relative to ``home``.
+
+    Absolute SQLite URLs (``sqlite:////abs/x.db``), in-memory ones and other databases are
+    returned unchanged.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    if not rest or rest.startswith("/") or rest.startswith(":memory:"):
+        return url
+    path, sep, query = rest.partition("?")
+    return f"{prefix}{resolve_path(home, Path(path))}{sep}{query}"
 
 
 @lru_cache(maxsize=1)

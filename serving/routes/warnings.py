@@ -79,12 +79,8 @@ def get_store(request: Request) -> WarningStore:
 
 
 def _settings(request: Request) -> Any:
-    settings = getattr(request.app.state, "settings", None)
-    if settings is None:
-        from guomen.settings import get_settings
-
-        settings = get_settings()
-    return settings
+    # Set by ``create_app``; routes never read the environment themselves.
+    return request.app.state.settings
 
 
 def get_tables(request: Request) -> dict[str, pd.DataFrame]:
