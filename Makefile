@@ -34,5 +34,6 @@ format: install ## apply ruff formatting
 
 bench: install ## run every benchmark and refresh benchmarks/results/
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/report.py
 
 .PHONY: help uv install demo test lint format bench

@@ -1,6 +1,8 @@
-"""Collect every benchmark's markdown table into the README, between the benchmark markers.
+"""Index every benchmark's result table in the README and in ``benchmarks/results/README.md``.
 
-Run after the benchmarks: ``.venv/bin/python benchmarks/report.py``.
+The README shows the targets at a glance and links here; the full tables (several hundred lines)
+stay in ``benchmarks/results/*.md``, each written by its own script. Run after the benchmarks:
+``.venv/bin/python benchmarks/report.py``.
 """
 
 from __future__ import annotations
@@ -17,28 +19,46 @@ ORDER = [
     "features",
     "training",
     "training_ceiling",
+    "worlds",
     "treeshap",
     "api",
     "rescore",
+    "pages",
     "warnings",
 ]
 
 
-def collect() -> str:
-    tables = sorted(
-        RESULTS.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
-    )
-    parts = [p.read_text(encoding="utf-8").strip() for p in tables]
-    return "\n\n".join(parts) if parts else "_No benchmark has been run yet._"
+def _tables() -> list[Path]:
+    found = [p for p in RESULTS.glob("*.md") if p.name != "README.md"]
+    return sorted(found, key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+
+
+def _title(path: Path) -> str:
+    """The table's first heading, without its markdown hashes."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return path.stem
+
+
+def index(link_prefix: str) -> str:
+    """A markdown list linking every result table, in benchmark order."""
+    rows = [f"- [{_title(p)}]({link_prefix}{p.name})" for p in _tables()]
+    return "\n".join(rows) if rows else "_No benchmark has been run yet._"
 
 
 def main() -> None:
+    (RESULTS / "README.md").write_text(
+        "# Benchmark results\n\nWritten by `make bench` (each `benchmarks/bench_*.py` writes its "
+        "own JSON and markdown here).\n\n" + index("") + "\n",
+        encoding="utf-8",
+    )
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    block = f"{START}\n{collect()}\n{END}"
+    block = f"{START}\n{index('benchmarks/results/')}\n{END}"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     readme.write_text(text, encoding="utf-8")
-    print(f"README benchmark section updated from {RESULTS}")
+    print(f"README benchmark index updated from {RESULTS}")
 
 
 if __name__ == "__main__":
