@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
+from features.contract import DQ_ISSUE_COUNT, SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import EntityCoder, entities_for, frame_fields
 from features.registry import (
     BEHAVIOUR_RATIOS,
@@ -109,6 +109,25 @@ def declaration_flag(decl: pd.DataFrame, column: str) -> np.ndarray:
     """A boolean declaration column (missing column or value: False)."""
     s = decl[column] if column in decl else pd.Series(False, index=decl.index)
     return s.fillna(False).astype(bool).to_numpy(dtype=bool)
+
+
+def dq_issue_counts(decl: pd.DataFrame) -> np.ndarray:
+    """``decl_dq_issue_cnt_now`` of every row: the ``dq_issue_count`` column (missing: 0).
+
+    Ingest writes the column; tables that never went through it (older stores, synthetic frames)
+    had no issue recorded, so they count 0, as :func:`dq_issue_count_of` does online.
+    """
+    if DQ_ISSUE_COUNT not in decl:
+        return np.zeros(len(decl))
+    return decl[DQ_ISSUE_COUNT].to_numpy(dtype=np.float64, na_value=0.0)
+
+
+def dq_issue_count_of(value: Any) -> float:
+    """One declaration's ``decl_dq_issue_cnt_now`` from its ``dq_issue_count`` (missing: 0)."""
+    if value is None:
+        return 0.0
+    value = float(value)
+    return 0.0 if math.isnan(value) else value
 
 
 def ratio_or_nan(num: Any, den: Any) -> Any:
@@ -242,6 +261,7 @@ def _declaration_features(p: Prepared, out: _Columns) -> None:
     out["decl_transport_mode_code_now"] = _codes(tm, VOCABULARIES["transport_mode"])
     out["decl_legal_inspection_flag_now"] = p.legal.astype(np.float64)
     out["decl_third_party_cert_flag_now"] = p.cert.astype(np.float64)
+    out["decl_dq_issue_cnt_now"] = dq_issue_counts(d)
     local = pd.DatetimeIndex(p.t.view("datetime64[ns]")).tz_localize("UTC").tz_convert(CALENDAR_TZ)
     out["decl_month_now"] = local.month.to_numpy(dtype=np.float64)
     out["decl_weekday_now"] = local.day_of_week.to_numpy(dtype=np.float64)

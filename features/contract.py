@@ -49,6 +49,9 @@ CREDIT_RATINGS = (
     "severely_discredited",
 )
 DEFAULT_CREDIT_RATING = "regular"
+# Declarations column written by ingest (and set by the API on a request): how many optional
+# values of the row were invalid and read as missing. Feeds the feature ``decl_dq_issue_cnt_now``.
+DQ_ISSUE_COUNT = "dq_issue_count"
 SIGNAL_CHANNELS = (
     "consumer_complaint",
     "enterprise_report",

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from features.build import BEHAVIOUR_SUMS, ratio_or_nan
-from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
+from features.build import BEHAVIOUR_SUMS, dq_issue_count_of, ratio_or_nan
+from features.contract import DQ_ISSUE_COUNT, SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import KEY_SEP, row_fields
 from features.registry import (
     BEHAVIOUR_RATIOS,
@@ -214,6 +214,7 @@ class OnlineFeatures:
             s("ent_type_code_static"),
             s("ent_age_days_at"),
         )
+        self._dq_slot = s("decl_dq_issue_cnt_now")
 
     def _entity_plan(self, name: str, a: dict[str, tuple[str, ...]]) -> _EntityPlan:
         pos = self._pos
@@ -309,6 +310,7 @@ class OnlineFeatures:
         v[s_tr] = _CODES["transport_mode"].get(d.get("transport_mode"), NAN)
         v[s_legal] = flag_of(d.get("legal_inspection"))
         v[s_cert] = flag_of(d.get("third_party_certificate"))
+        v[self._dq_slot] = dq_issue_count_of(d.get(DQ_ISSUE_COUNT))
         secs = t // 1_000_000_000
         local = datetime.fromtimestamp(secs, tz=_TZ)
         v[s_month] = float(local.month)

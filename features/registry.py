@@ -24,7 +24,8 @@ from features.contract import (
 )
 
 # 2: the enterprise's declaration behaviour (certificate shares, unit-value ratios, signal load).
-FEATURE_SET_VERSION = 2
+# 3: the declaration's own data-quality issue count (contract 1.1).
+FEATURE_SET_VERSION = 3
 
 DAY_NS = 86_400 * 1_000_000_000
 # Window name -> length in days (None: all history before the declaration).
@@ -342,6 +343,13 @@ def _decl_features() -> list[FeatureSpec]:
             "log",
             "单位货值对数 ln(美元/千克)",
             "log unit value ln(USD/kg) (NaN unless value and weight > 0)",
+        ),
+        f(
+            "decl_dq_issue_cnt_now",
+            "dq_cnt",
+            "本申报的数据质量问题数（可选字段值无效、按缺失处理）",
+            "number of data-quality issues of this declaration (invalid optional values, "
+            "read as missing; contract 1.1)",
         ),
         f(
             "hs6_uv_log_ratio_month",

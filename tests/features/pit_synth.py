@@ -87,6 +87,11 @@ def make_tables(
             "third_party_certificate": rng.random(n) < 0.1,
         }
     )
+    # Issues ingest recorded (a few rows with one or two); a generator of its own, so the other
+    # columns stay as they were.
+    decl["dq_issue_count"] = np.random.default_rng(seed + 7919).choice(
+        np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 2], dtype=np.int32), n
+    )
     if attributes:
         decl["office_group"] = _with_na(
             pd.Series(rng.choice(["a", "b", "c"], n), dtype="str"), rng, 0.05

@@ -155,6 +155,8 @@ def reference_features(
         f["decl_transport_mode_code_now"] = float(TRANSPORT_MODES.index(tm)) if tm else math.nan
         f["decl_legal_inspection_flag_now"] = float(bool(d.get("legal_inspection")))
         f["decl_third_party_cert_flag_now"] = float(bool(d.get("third_party_certificate")))
+        # Issues recorded by ingest (or the API) on this declaration; none recorded: 0.
+        f["decl_dq_issue_cnt_now"] = float(d.get("dq_issue_count") or 0)
         local = pd.Timestamp(t, tz="UTC").tz_convert(CALENDAR_TZ)
         f["decl_month_now"], f["decl_weekday_now"], f["decl_hour_now"] = (
             float(local.month),

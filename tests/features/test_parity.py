@@ -21,7 +21,7 @@ EXACT = [
     s.name
     for s in feature_specs(ATTRS)
     if s.aggregation
-    in ("decl_cnt", "insp_cnt", "nc_cnt", "ncmaj_cnt", "cnt", "is_new", "code", "flag")
+    in ("decl_cnt", "insp_cnt", "nc_cnt", "ncmaj_cnt", "cnt", "is_new", "code", "flag", "dq_cnt")
     or s.aggregation.startswith(("channel_", "severity_"))
     # Ratios of two exact counts: the same division in every path.
     or s.aggregation in ("cert_share", "legal_cert_share", "uv_low_share", "sig_per_decl")
