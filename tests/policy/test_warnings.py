@@ -43,8 +43,17 @@ def day(n: int) -> pd.Timestamp:
 # ---------------------------------------------------------------------------- configuration
 
 
-def test_yaml_file_reproduces_the_embedded_defaults():
+def test_defaults_come_from_the_yaml_file_and_unknown_keys_are_refused(tmp_path):
     assert load_warning_config() == validate_config(copy.deepcopy(DEFAULT_CONFIG))
+    assert CFG["likelihood"]["cusum"]["h"] == DEFAULT_CONFIG["likelihood"]["cusum"]["h"]
+    f = tmp_path / "w.yaml"
+    f.write_text("likelihood: {prior_strenght: 5}\n", encoding="utf-8")  # a typo
+    with pytest.raises(ValueError, match="prior_strenght"):
+        load_warning_config(f)
+    broken = copy.deepcopy(DEFAULT_CONFIG)
+    del broken["lift"]
+    with pytest.raises(ValueError, match="lift"):
+        validate_config(broken)
 
 
 def test_config_overrides_merge_and_bad_matrix_is_refused(tmp_path):

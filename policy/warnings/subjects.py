@@ -1,0 +1,94 @@
+"""What a warning is about: subject kinds, the columns that name them, and :class:`Subject`.
+
+:data:`SUBJECT_COLUMNS` is the one table of subject kinds and the contract columns whose values
+form a subject's key (``hs4`` is the first four digits of ``hs_code``). Matching a declaration,
+keying a frame of declarations or inspections, and (in :mod:`.signal_matching`) keying risk
+signals all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# kind -> the columns whose values, joined by "/", are the subject's key
+SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "enterprise": ("enterprise_id",),
+    "overseas_party": ("overseas_party_id",),
+    "hs4": ("hs4",),
+    "origin": ("origin_country",),
+    "hs4_origin": ("hs4", "origin_country"),
+}
+SUBJECT_KINDS: tuple[str, ...] = tuple(SUBJECT_COLUMNS)
+SUBJECT_LABELS_ZH = {
+    "enterprise": "企业",
+    "overseas_party": "境外企业",
+    "hs4": "商品(HS4)",
+    "origin": "原产国",
+    "hs4_origin": "商品×原产国",
+}
+
+
+def key_column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """One key column of :data:`SUBJECT_COLUMNS` as strings (``hs4``: ``hs_code[:4]``)."""
+    if name == "hs4":
+        return frame["hs_code"].astype("str").str.slice(0, 4)
+    return frame[name].astype("str")
+
+
+def subject_keys(frame: pd.DataFrame, kind: str) -> pd.Series:
+    """One subject key per row of declarations (or inspections joined to them) for a kind."""
+    cols = [key_column(frame, c) for c in SUBJECT_COLUMNS[kind]]
+    keys = cols[0]
+    for c in cols[1:]:
+        keys = keys + "/" + c
+    return keys
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a warning is about. ``key`` holds one value, two for ``hs4_origin`` (hs4, origin)."""
+
+    kind: str
+    key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in SUBJECT_COLUMNS:
+            raise ValueError(f"unknown subject kind {self.kind!r}")
+        want = len(SUBJECT_COLUMNS[self.kind])
+        if len(self.key) != want or not all(isinstance(k, str) and k for k in self.key):
+            raise ValueError(f"subject {self.kind} needs {want} non-empty key part(s)")
+
+    @property
+    def key_str(self) -> str:
+        return "/".join(self.key)
+
+    @property
+    def label(self) -> str:
+        return f"{SUBJECT_LABELS_ZH[self.kind]} {self.key_str}"
+
+    @classmethod
+    def parse(cls, kind: str, key_str: str) -> Subject:
+        return cls(kind, tuple(key_str.split("/")))
+
+    def matches(self, declaration: dict[str, Any]) -> bool:
+        """True when a declaration (contract fields) falls under this subject."""
+
+        def value(name: str) -> str:
+            v = declaration.get("hs_code" if name == "hs4" else name)
+            text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            return text[:4] if name == "hs4" else text
+
+        cols = SUBJECT_COLUMNS[self.kind]
+        return all(value(c) == k for c, k in zip(cols, self.key, strict=True))
+
+    def mask(self, declarations: pd.DataFrame) -> np.ndarray:
+        """Vectorised :meth:`matches` over a declarations frame."""
+        out = np.ones(len(declarations), dtype=bool)
+        for c, k in zip(SUBJECT_COLUMNS[self.kind], self.key, strict=True):
+            col = declarations["hs_code"].str.slice(0, 4) if c == "hs4" else declarations[c]
+            out &= (col == k).fillna(False).to_numpy(bool)
+        return out
