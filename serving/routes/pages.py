@@ -2,33 +2,21 @@
 explanation (waterfall) and enterprise profile. Every asset is local; charts are drawn on the
 server with matplotlib (SVG inline).
 
-Browsers cannot send ``X-API-Key``, so a committee member signs in once with their API key: the
-key is checked against the same key table as ``serving.auth`` and a session cookie is set
-(HttpOnly, SameSite=Strict, signed with HMAC-SHA256, with an expiry; the key itself is never put
-in the cookie). Each request re-checks that the key is still active, so a revoked key ends its
-sessions. Every POST form carries a per-session CSRF token (derived from the session nonce and
-checked in constant time); the login form uses a double-submit cookie.
+Browsers cannot send ``X-API-Key``, so a committee member signs in once with their API key;
+sessions, cookies and CSRF tokens live in ``serving.sessions``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import io
 import json
 import math
-import secrets
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2.exceptions import UndefinedError
@@ -40,133 +28,27 @@ from policy.warnings import (
     Subject,
     evaluate_effect,
 )
-from serving.auth import KeyStore, api_keys
+from serving.auth import KeyStore
 from serving.routes.warnings import get_store, get_tables, run_action, run_propose
+from serving.sessions import (
+    PAGE_ROLES,
+    User,
+    check_csrf,
+    check_login_csrf,
+    end_session,
+    new_login_csrf,
+    safe_next,
+    set_login_csrf,
+    start_session,
+)
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC_DIR = HERE / "static"
 router = APIRouter(prefix="/committee", include_in_schema=False)
 
-SESSION_COOKIE = "gm_session"
-LOGIN_CSRF_COOKIE = "gm_login_csrf"
-SESSION_SECONDS = 8 * 3600
-PAGE_ROLES = frozenset({"committee", "admin"})
 PLOT_NAMES = ("calibration.png", "budget_random_sample.png", "budget_all_inspected.png",
               "shap_summary.png")  # fmt: skip
-
-
-# ------------------------------------------------------------------------------ sessions
-
-
-def session_secret(request: Request) -> bytes:
-    """The cookie-signing key: ``Settings.session_secret`` when it exists, else derived one-way
-    from the monitoring secret (domain-separated, so neither reveals the other)."""
-    cached = getattr(request.app.state, "_page_session_secret", None)
-    if cached:
-        return cached
-    settings = getattr(request.app.state, "settings", None)
-    if settings is None:
-        from guomen.settings import get_settings
-
-        settings = get_settings()
-    raw = getattr(settings, "session_secret", None) or settings.monitoring_secret
-    value = raw.get_secret_value() if hasattr(raw, "get_secret_value") else str(raw)
-    key = hmac.new(value.encode(), b"guomen committee session v1", hashlib.sha256).digest()
-    request.app.state._page_session_secret = key
-    return key
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_session(secret: bytes, key_id: str, role: str, ttl: int = SESSION_SECONDS) -> str:
-    payload = {"kid": key_id, "role": role, "exp": int(time.time()) + ttl,
-               "nonce": secrets.token_urlsafe(16)}  # fmt: skip
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    sig = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    return f"{body}.{sig}"
-
-
-def read_session(secret: bytes, cookie: str | None) -> dict[str, Any] | None:
-    """The session payload when the signature is valid and it has not expired."""
-    if not cookie or cookie.count(".") != 1 or len(cookie) > 1000:
-        return None
-    body, sig = cookie.split(".")
-    want = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(want, sig):
-        return None
-    try:
-        payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(payload, dict) or int(payload.get("exp", 0)) < time.time():
-        return None
-    return payload
-
-
-def csrf_token(secret: bytes, session: dict[str, Any]) -> str:
-    return hmac.new(secret, f"csrf|{session['nonce']}".encode(), hashlib.sha256).hexdigest()
-
-
-@dataclass(frozen=True)
-class PageUser:
-    key_id: str
-    role: str
-    csrf: str
-
-    @property
-    def actor(self) -> str:
-        return f"{self.key_id} (web)"
-
-
-def _key_active(request: Request, key_id: str) -> bool:
-    engine = get_store(request).engine
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(api_keys.c.role).where(
-                api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
-            )
-        ).first()
-    return row is not None and row.role in PAGE_ROLES
-
-
-def _login_required(request: Request) -> HTTPException:
-    # a 303 with Location: the browser goes to the login form and comes back afterwards
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"/committee/login?next={quote(_safe_next(target), safe='')}"
-    return HTTPException(303, "sign in first", headers={"Location": location})
-
-
-def page_user(request: Request) -> PageUser:
-    """Dependency of every committee page: a valid session of an active committee key."""
-    secret = session_secret(request)
-    session = read_session(secret, request.cookies.get(SESSION_COOKIE))
-    if session is None or session.get("role") not in PAGE_ROLES:
-        raise _login_required(request)
-    if not _key_active(request, str(session["kid"])):
-        raise _login_required(request)
-    return PageUser(str(session["kid"]), str(session["role"]), csrf_token(secret, session))
-
-
-User = Annotated[PageUser, Depends(page_user)]
-
-
-def check_csrf(user: PageUser, token: str) -> None:
-    if not token or not hmac.compare_digest(user.csrf, token):
-        raise HTTPException(403, "CSRF token missing or wrong; reload the page")
-
-
-def _safe_next(target: str | None) -> str:
-    # only paths inside the committee pages: no open redirect
-    if not target or not target.startswith("/committee/") or target.startswith("//"):
-        return "/committee/warnings"
-    return target
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -179,11 +61,10 @@ def _render(request: Request, name: str, context: dict[str, Any], status: int = 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str | None = None, error: str | None = None) -> Response:
-    token = secrets.token_urlsafe(24)
-    resp = _render(request, "login.html", {"csrf": token, "next": _safe_next(next),
+    token = new_login_csrf()
+    resp = _render(request, "login.html", {"csrf": token, "next": safe_next(next),
                                            "error": error, "user": None})  # fmt: skip
-    resp.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=900, httponly=True, samesite="strict",
-                    path="/committee")  # fmt: skip
+    set_login_csrf(resp, token)
     return resp
 
 
@@ -194,25 +75,13 @@ def login(
     csrf: Annotated[str, Form(max_length=100)],
     next: Annotated[str, Form(max_length=500)] = "/committee/warnings",
 ) -> Response:
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, csrf):
-        raise HTTPException(403, "CSRF check failed; reload the login page")
+    check_login_csrf(request, csrf)
     keys = getattr(request.app.state, "keys", None) or KeyStore(get_store(request).engine)
     record = keys.authenticate(api_key.strip())
     if record is None or record.role not in PAGE_ROLES:
         return RedirectResponse("/committee/login?error=1", status_code=303)
-    resp = RedirectResponse(_safe_next(next), status_code=303)
-    secure = request.url.scheme == "https"
-    resp.set_cookie(
-        SESSION_COOKIE,
-        sign_session(session_secret(request), record.key_id, record.role),
-        max_age=SESSION_SECONDS,
-        httponly=True,
-        samesite="strict",
-        secure=secure,
-        path="/committee",
-    )
-    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/committee")
+    resp = RedirectResponse(safe_next(next), status_code=303)
+    start_session(request, resp, record.key_id, record.role)
     return resp
 
 
@@ -220,7 +89,7 @@ def login(
 def logout(request: Request, user: User, csrf: Annotated[str, Form()] = "") -> Response:
     check_csrf(user, csrf)
     resp = RedirectResponse("/committee/login", status_code=303)
-    resp.delete_cookie(SESSION_COOKIE, path="/committee")
+    end_session(request, resp, user)
     return resp
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from warnings_app import build_app, new_declaration
 
 from serving.decisions import decide
-from serving.routes.pages import SESSION_COOKIE
+from serving.sessions import SESSION_COOKIE
 from serving.warnings_store import EXPORT_FIELDS, transitions_table
 
 AS_OF = "2024-12-21"  # 355 days into the synthetic data: the outbreak is under way
