@@ -117,7 +117,15 @@ def shap_summary_plot(
 
     values, _ = shap_contributions(booster, X, a)
     plt.figure()
-    shap.summary_plot(values, X, feature_names=feature_names, max_display=max_display, show=False)
+    # An explicit generator for the jitter: reproducible, and never the global NumPy RNG.
+    shap.summary_plot(
+        values,
+        X,
+        feature_names=feature_names,
+        max_display=max_display,
+        show=False,
+        rng=np.random.default_rng(0),
+    )
     fig = plt.gcf()
     fig.set_size_inches(9, 0.35 * min(max_display, len(feature_names)) + 1.5)
     fig.tight_layout()

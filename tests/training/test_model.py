@@ -14,7 +14,6 @@ from features.build import build_offline
 from features.bundle import BundleVerificationError, load_bundle
 from training import registry
 from training.pipeline import run_training
-from training.split import TEST
 
 
 def _score(bundle, features: pd.DataFrame) -> np.ndarray:
@@ -261,4 +260,3 @@ def test_test_rows_are_labelled_from_inspections_only(trained, demo):
         ]
         .sum()
     )
-    assert TEST == "test"
