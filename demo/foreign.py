@@ -13,6 +13,12 @@ The fraud mechanism is learnable, so a model trained on the mapped tables has si
 - postal shipments are a little riskier;
 - fraud shows up as undervaluation: most fraudulent rows declare a price well below the HS6 norm.
 
+Other worlds (``world=``, ``demo/worlds.py``) move the risk to another grain: HS6 x origin with
+sibling subheadings, the declarant, seller x HS4, office x HS chapter, the ``Import Use`` column, or
+a weak importer/seller effect. With ``truth=True`` the true probability and its log-odds
+components are written to ``ground_truth/foreign_truth.parquet`` next to the CSV (no mapping reads
+that folder). The default world's CSV is the same, byte for byte, as before worlds existed.
+
 Deterministic by seed. Vectorised numpy; no loop over rows.
 """
 
@@ -22,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from demo import worlds as wd
 
 COLUMNS = (
     "Declaration ID",
@@ -103,7 +111,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def write_foreign_flat(path: Path, n: int, seed: int) -> None:
+def write_foreign_flat(
+    path: Path, n: int, seed: int, world: str = "default", truth: bool = False
+) -> None:
     """Write ``n`` inspected declarations in the flat foreign layout to a CSV file.
 
     Parameters
@@ -114,7 +124,14 @@ def write_foreign_flat(path: Path, n: int, seed: int) -> None:
         Number of rows (declarations).
     seed : int
         Random seed; the same seed gives the same bytes.
+    world : str
+        Where the risk is planted (``demo/worlds.py``); ``"default"`` is today's file.
+    truth : bool
+        Also write ``ground_truth/foreign_truth.parquet`` beside the CSV: ``Declaration ID``,
+        ``p_true``, ``logit`` and every ``logit_*`` component (they sum to ``logit``).
     """
+    w = wd.check_world(world).name
+    wr = wd.world_rng(seed, w)  # the world's own draws; the default world makes none
     rng = np.random.default_rng(seed)
     n_imp = max(20, n // 40)
     n_sel = max(20, n // 30)
@@ -143,15 +160,40 @@ def write_foreign_flat(path: Path, n: int, seed: int) -> None:
     payment = rng.choice(len(PAYMENT_TYPES), size=n, p=(0.55, 0.25, 0.12, 0.08))
     import_type = rng.choice(len(IMPORT_TYPES), size=n, p=(0.6, 0.2, 0.12, 0.08))
     transport = rng.choice(len(TRANSPORT_CODES), size=n, p=TRANSPORT_WEIGHTS)
+    # Office and Import Use are drawn here from the world's generator when the world needs them
+    # before the outcome; the trade's own draws below still happen, so the rest stays aligned.
+    office = wr.integers(0, len(OFFICES), n) if w == "port_chapter" else None
+    import_use = wr.integers(0, len(IMPORT_USES), n) if w == "attribute" else None
+    hs6_codes = np.array([h[0] for h in HS6])
+    if w == "hs6_origin":
+        # Each HS4 gets sibling subheadings; risk lives at the subheading x origin.
+        sib = wr.integers(0, len(wd.FLAT_HS6_SIBLINGS) + 1, n)  # last value: the code itself
+        ends = np.array([*wd.FLAT_HS6_SIBLINGS, ""])
+        hs6_codes = np.char.add(np.array([h[0][:4] for h in HS6])[hs_i], ends[sib])
+        hs6_codes = np.where(sib == len(wd.FLAT_HS6_SIBLINGS), np.array([h[0] for h in HS6])[hs_i],
+                             hs6_codes)  # fmt: skip
+    comp = {
+        "intercept": np.full(n, -3.0),
+        "importer": 0.9 * imp_risk[imp],
+        "seller": 0.6 * sel_risk[sel],
+        "hs6_origin_base": hazard[hs_i, org_i],
+        "payment_type": 0.9 * (np.array(PAYMENT_TYPES)[payment] == "43"),
+        "import_type": 0.7 * (np.array(IMPORT_TYPES)[import_type] == "29"),
+        "post": 0.4 * (np.array(TRANSPORT_CODES)[transport] == "5"),
+    }
+    _plant_flat_world(w, wr, comp, n, imp, sel, dec, hs_i, org_i, office, import_use, hs6_codes,
+                      n_sel, n_dec)  # fmt: skip
     logit = (
-        -3.0
-        + 0.9 * imp_risk[imp]
-        + 0.6 * sel_risk[sel]
-        + hazard[hs_i, org_i]
-        + 0.9 * (np.array(PAYMENT_TYPES)[payment] == "43")
-        + 0.7 * (np.array(IMPORT_TYPES)[import_type] == "29")
-        + 0.4 * (np.array(TRANSPORT_CODES)[transport] == "5")
+        comp["intercept"]
+        + comp["importer"]
+        + comp["seller"]
+        + comp["hs6_origin_base"]
+        + comp["payment_type"]
+        + comp["import_type"]
+        + comp["post"]
     )
+    for extra in set(comp) - _FLAT_BASE_COMPONENTS:
+        logit = logit + comp[extra]
     fraud = rng.random(n) < _sigmoid(logit)
     # Severity among frauds grows with the product/origin hazard.
     p_crit = _sigmoid(-1.5 + 1.2 * hazard[hs_i, org_i])
@@ -176,17 +218,19 @@ def write_foreign_flat(path: Path, n: int, seed: int) -> None:
         {
             "Declaration ID": [f"{97000000 + i:08d}" for i in range(n)],
             "Date": dates,
-            "Office ID": np.array(OFFICES)[rng.integers(0, len(OFFICES), n)],
+            "Office ID": np.array(OFFICES)[_either(office, rng.integers(0, len(OFFICES), n))],
             "Process Type": np.array(PROCESS_TYPES)[rng.choice(3, n, p=(0.7, 0.2, 0.1))],
             "Import Type": np.array(IMPORT_TYPES)[import_type],
-            "Import Use": np.array(IMPORT_USES)[rng.integers(0, len(IMPORT_USES), n)],
+            "Import Use": np.array(IMPORT_USES)[
+                _either(import_use, rng.integers(0, len(IMPORT_USES), n))
+            ],
             "Payment Type": np.array(PAYMENT_TYPES)[payment],
             "Mode of Transport": np.array(TRANSPORT_CODES)[transport],
             "Declarant ID": declarants[dec],
             "Importer ID": importers[imp],
             "Seller ID": sellers[sel],
             "Courier ID": courier,
-            "HS6 Code": np.array([h[0] for h in HS6])[hs_i],
+            "HS6 Code": hs6_codes if w == "hs6_origin" else np.array([h[0] for h in HS6])[hs_i],
             "Country of Departure": np.array(ORIGINS)[departure],
             "Country of Origin": np.array(ORIGINS)[org_i],
             "Tax Rate": tax[hs_i],
@@ -204,3 +248,66 @@ def write_foreign_flat(path: Path, n: int, seed: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, lineterminator="\n")
+    if truth:
+        gt = path.parent / "ground_truth"
+        gt.mkdir(exist_ok=True)
+        table = {"Declaration ID": frame["Declaration ID"], "p_true": _sigmoid(logit),
+                 "logit": logit}  # fmt: skip
+        table.update({f"logit_{k}": v for k, v in comp.items()})
+        pd.DataFrame(table).to_parquet(gt / "foreign_truth.parquet", index=False)
+
+
+_FLAT_BASE_COMPONENTS = frozenset(
+    {"intercept", "importer", "seller", "hs6_origin_base", "payment_type", "import_type", "post"}
+)
+
+
+def _either(pre: np.ndarray | None, drawn: np.ndarray) -> np.ndarray:
+    """The world's early draw when there is one, else the trade's own (drawn either way)."""
+    return drawn if pre is None else pre
+
+
+def _plant_flat_world(
+    w: str,
+    wr: np.random.Generator,
+    comp: dict[str, np.ndarray],
+    n: int,
+    imp: np.ndarray,
+    sel: np.ndarray,
+    dec: np.ndarray,
+    hs_i: np.ndarray,
+    org_i: np.ndarray,
+    office: np.ndarray | None,
+    import_use: np.ndarray | None,
+    hs6_codes: np.ndarray,
+    n_sel: int,
+    n_dec: int,
+) -> None:
+    """Add (or rescale) the world's log-odds components in ``comp``; default changes nothing."""
+    if w == "default":
+        return
+    if w == "weak_enterprise":
+        comp["importer"] = wd.WEAK_ENTERPRISE_SCALE * comp["importer"]
+        comp["seller"] = wd.WEAK_ENTERPRISE_SCALE * comp["seller"]
+    elif w == "hs6_origin":
+        codes, code_i = np.unique(hs6_codes, return_inverse=True)
+        eff = wd.hot_effects(wr, (len(codes), len(ORIGINS)), wd.FLAT_HS6_ORIGIN)
+        comp["hs6_origin_base"] = np.zeros(n)  # the subheading effect replaces the HS6 one
+        comp["hs6_origin"] = eff[code_i, org_i]
+    elif w == "declarant":
+        comp["declarant"] = wd.hot_effects(wr, (n_dec,), wd.FLAT_DECLARANT)[dec]
+    elif w == "overseas_hs4":
+        eff = wd.hot_effects(wr, (n_sel, len(HS6)), wd.FLAT_OVERSEAS_HS4)  # one HS6 per HS4
+        comp["seller"] = np.zeros(n)
+        comp["overseas_hs4"] = eff[sel, hs_i]
+    elif w == "port_chapter":
+        assert office is not None
+        chapters, ch_i = np.unique([h[0][:2] for h in HS6], return_inverse=True)
+        eff = wd.hot_effects(wr, (len(OFFICES), len(chapters)), wd.FLAT_PORT_CHAPTER)
+        comp["port_chapter"] = eff[office, ch_i[hs_i]]
+    elif w == "attribute":
+        assert import_use is not None
+        lift = np.array([wd.FLAT_IMPORT_USE_EFFECT[u] for u in IMPORT_USES])
+        comp["attribute"] = lift[import_use]
+    else:  # pragma: no cover - check_world guards the names
+        raise AssertionError(w)

@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from demo import catalog as cat
+from demo import worlds as wd
 from features.contract import (
     CREDIT_RATINGS,
     DIRECTIONS,
@@ -144,9 +145,15 @@ def _timestamps(seconds_utc: np.ndarray) -> pa.Array:
 # the simulation
 # --------------------------------------------------------------------------------------------
 class _Sim:
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, world: str = "default", intensity: float = 1.0) -> None:
         self.n = n
         self.rng = np.random.default_rng(seed)
+        self.world = wd.check_world(world).name
+        # The world's own draws come from a separate generator so the trade stays the same.
+        self.wrng = wd.world_rng(seed, self.world)
+        self.k = wd.check_intensity(intensity)  # multiplier of every risk-signal rate
+        self.suffix: np.ndarray | None = None  # 8-digit line, drawn early by hs6_origin
+        self.package: np.ndarray | None = None  # the attribute world's extra column
         self.sectors = list(cat.SECTORS.values())
         self.sector_index = {s.name: i for i, s in enumerate(self.sectors)}
         self.products = cat.PRODUCTS
@@ -534,6 +541,7 @@ class _Sim:
         comp["novelty"] = np.where(age < 90, 0.5, np.where(age < 180, 0.25, 0.0))
         comp["ecommerce"] = np.where(self.cbec, 0.3, 0.0)
         comp["outbreak"], ob_id, ob_crit = self._plant_outbreaks(day)
+        self._plant_world(comp)
         comp["noise"] = rng.normal(0.0, NOISE_SD, n)
         x = cast(np.ndarray, sum(comp.values()))
         # Solve the intercept so the mean probability hits the target (bisection).
@@ -558,6 +566,57 @@ class _Sim:
         pc_base = _sigmoid(crit_base - 0.8 + 0.35 * comp["enterprise"])
         self.p_crit_given_nc = (1 - self.ob_share) * pc_base + self.ob_share * _sigmoid(ob_crit)
         self.p_crit = self.p * self.p_crit_given_nc
+
+    def _suffix_table(self) -> tuple[list[str], np.ndarray]:
+        """The Chinese 7th-8th digits seen with each product, as a 0/1 table."""
+        suffixes = sorted({s for p in self.products for s in p.suffixes})
+        tab = np.zeros((len(self.products), len(suffixes)))
+        for i, p in enumerate(self.products):
+            for s_ in p.suffixes:
+                tab[i, suffixes.index(s_)] = 1.0
+        return suffixes, tab
+
+    def _plant_world(self, comp: dict[str, np.ndarray]) -> None:
+        """Move risk to the world's grain (``demo/worlds.py``); the default world draws nothing."""
+        w, wr, n = self.world, self.wrng, self.n
+        if w == "default":
+            return
+        if w == "weak_enterprise":
+            comp["enterprise"] = wd.WEAK_ENTERPRISE_SCALE * comp["enterprise"]
+        elif w == "hs6_origin":
+            # The catalogue has about one HS6 per HS4, so the finer grain is the 8-digit line.
+            suffixes, tab = self._suffix_table()
+            self.suffix = _categorical(wr, tab, self.prod)
+            line = self.prod * len(suffixes) + self.suffix
+            eff = wd.hot_effects(wr, (len(self.products) * len(suffixes), len(self.countries)),
+                                 wd.HS6_ORIGIN)  # fmt: skip
+            comp["hs_origin"] = np.zeros(n)
+            comp["hs6_origin"] = eff[line, self.origin]
+        elif w == "declarant":
+            eff = wd.hot_effects(wr, (self.nb,), wd.DECLARANT)
+            comp["declarant"] = np.where(self.has_broker, eff[self.broker], 0.0)
+        elif w == "overseas_hs4":
+            eff = wd.hot_effects(wr, (self.no, len(self.hs4s)), wd.OVERSEAS_HS4)
+            comp["overseas"] = np.where(self.has_party, 0.0, comp["overseas"])
+            comp["overseas_hs4"] = np.where(self.has_party, eff[self.party, self.hs4], 0.0)
+        elif w == "port_chapter":
+            chapters = sorted({p.hs6[:2] for p in self.products})
+            ch = np.array([chapters.index(p.hs6[:2]) for p in self.products])[self.prod]
+            eff = wd.hot_effects(wr, (len(self.ports), len(chapters)), wd.PORT_CHAPTER)
+            comp["port_chapter"] = eff[self.port, ch]
+        elif w == "attribute":
+            k = len(wd.PACKAGE_TYPES)
+            # Each sector packs its own way; each enterprise has a habit within its sector's.
+            sector_mix = wr.dirichlet(np.full(k, 0.7), len(self.sectors))
+            habit = _categorical(wr, sector_mix, self.e_sector)
+            own = _categorical(wr, sector_mix, self.sector)
+            self.package = np.where(wr.random(n) < wd.ATTRIBUTE_HABIT_SHARE, habit[self.ent], own)
+            effect = wr.normal(0.0, wd.ATTRIBUTE_SD, k)
+            risky = wr.choice(k, size=len(wd.ATTRIBUTE_RISKY), replace=False)
+            effect[risky] += np.array(wd.ATTRIBUTE_RISKY)
+            comp["attribute"] = effect[self.package]
+        else:  # pragma: no cover - check_world guards the names
+            raise AssertionError(w)
 
     def _plant_outbreaks(self, day: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Place the outbreak templates in time; return their log-odds, ids and critical odds."""
@@ -658,13 +717,14 @@ class _Sim:
 
         def from_decls(rate: np.ndarray, noise_rate: float) -> np.ndarray:
             """Declarations that emit a signal: risk-driven plus risk-free background."""
-            return np.flatnonzero(rng.random(n) < rate + noise_rate)
+            return np.flatnonzero(rng.random(n) < (rate + noise_rate) * k)
 
         u_crit = self.p_crit_given_nc
+        k = self.k  # report intensity: every channel's rate, background included
         # consumer complaints (12315): domestic consumers, imported consumer goods.
         dom = self.is_import & consumer
         idx = from_decls(np.where(dom, 0.3 * self.p * np.where(self.cbec, 2.0, 1.0), 0), 0.0)
-        idx = np.union1d(idx, np.flatnonzero(dom & (rng.random(n) < 0.003)))
+        idx = np.union1d(idx, np.flatnonzero(dom & (rng.random(n) < 0.003 * k)))
         emit(
             lagged(idx, 30, 10),
             "consumer_complaint",
@@ -679,7 +739,7 @@ class _Sim:
         # injury reports: safety hazards of consumer goods, at home or abroad.
         safety_w = haz_tab[:, 0][self.prod]
         idx = from_decls(np.where(consumer, 0.06 * self.p * safety_w + 0.5 * self.p_crit, 0), 0)
-        idx = np.union1d(idx, np.flatnonzero(consumer & (rng.random(n) < 0.0004)))
+        idx = np.union1d(idx, np.flatnonzero(consumer & (rng.random(n) < 0.0004 * k)))
         emit(
             lagged(idx, 45, 15),
             "injury_report",
@@ -694,7 +754,7 @@ class _Sim:
         # foodborne illness: imported food, named by product and origin.
         food_imp = self.food & self.is_import
         idx = from_decls(np.where(food_imp, 0.05 * self.p + 0.6 * self.p_crit, 0), 0)
-        idx = np.union1d(idx, np.flatnonzero(food_imp & (rng.random(n) < 0.0006)))
+        idx = np.union1d(idx, np.flatnonzero(food_imp & (rng.random(n) < 0.0006 * k)))
         named = rng.random(len(idx)) < 0.5
         emit(
             lagged(idx, 12, 3),
@@ -717,7 +777,7 @@ class _Sim:
         )
         rate = np.where(branded, 0.25 * self.p * (self.log_uv_ratio < -0.5), 0.0)
         idx = from_decls(rate, 0.0)
-        idx = np.union1d(idx, np.flatnonzero(branded & (rng.random(n) < 0.0008)))
+        idx = np.union1d(idx, np.flatnonzero(branded & (rng.random(n) < 0.0008 * k)))
         emit(
             lagged(idx, 40, 7),
             "counterfeit_report",
@@ -757,7 +817,7 @@ class _Sim:
             np.full(len(idx), src("SAMR defective product recall")),
         )
         # market-surveillance sampling: a random sample of goods; failures are reported.
-        sampled = rng.random(n) < 0.01
+        sampled = rng.random(n) < 0.01 * k
         idx = np.flatnonzero(sampled & (rng.random(n) < 1.5 * self.p))
         emit(
             lagged(idx, 25, 7),
@@ -799,7 +859,7 @@ class _Sim:
             ("foreign_alert", n / 1500, "alert"),
             ("public_opinion", n / 2000, "media"),
         ):
-            m = int(rng.poisson(count))
+            m = int(rng.poisson(count * k))
             pair = rng.choice(nh * nc, size=m, p=w / w.sum())
             h, c = pair // nc, pair % nc
             noise_pair = rng.random(m) < 0.35  # a third are not about real hazards
@@ -829,7 +889,8 @@ class _Sim:
             length = ob["end"] - ob["start"]
             prd = first_prod[self.hs4_index[ob["hs4"]]]
             for channel, m_mean in (("foreign_alert", 5), ("public_opinion", 3)):
-                m = 1 + int(rng.poisson(m_mean))
+                # at intensity 1 exactly today's draw; otherwise Poisson with k x the mean
+                m = 1 + int(rng.poisson(m_mean)) if k == 1.0 else int(rng.poisson(k * (1 + m_mean)))
                 t = START_S + (ob["start"] + rng.uniform(4, 0.7 * length + 4, m)) * DAY
                 pick = rng.integers(0, 5, m)
                 if channel == "foreign_alert":
@@ -999,12 +1060,10 @@ class _Sim:
         )
         # HS code: HS6 + two Chinese digits (8), and often two inspection digits (10).
         rng = self.rng
-        suffixes = sorted({s for p in self.products for s in p.suffixes})
-        suf_tab = np.zeros((len(self.products), len(suffixes)))
-        for i, p in enumerate(self.products):
-            for s_ in p.suffixes:
-                suf_tab[i, suffixes.index(s_)] = 1.0
+        suffixes, suf_tab = self._suffix_table()
         suf = _categorical(rng, suf_tab, self.prod)
+        if self.suffix is not None:  # drawn before the risk (hs6_origin world)
+            suf = self.suffix
         ten = rng.random(n) < 0.7
         ciq = rng.choice(3, size=n, p=[0.7, 0.2, 0.1])
         hs8_code = self.prod * len(suffixes) + suf
@@ -1037,9 +1096,10 @@ class _Sim:
             "legal_inspection": pa.array(self.legal),
             "third_party_certificate": pa.array(self.cert),
         }
-        self.tables["declarations"] = pa.table(
-            {c: declarations[c] for c in TABLES["declarations"].names}
-        )
+        columns = {c: declarations[c] for c in TABLES["declarations"].names}
+        if self.package is not None:  # an extra column, declared as an attribute by a mapping
+            columns[wd.ATTRIBUTE_COLUMN] = _take(list(wd.PACKAGE_TYPES), self.package)
+        self.tables["declarations"] = pa.table(columns)
         idx = self.insp_idx
         order = np.argsort(self.insp_t, kind="stable")
         inspections = {
@@ -1222,7 +1282,13 @@ def _write(table: pa.Table, path: Path, fmt: str) -> None:
 
 
 def write_demo_data(
-    out: Path, n_declarations: int, seed: int, fmt: str = "parquet", progress: bool = False
+    out: Path,
+    n_declarations: int,
+    seed: int,
+    fmt: str = "parquet",
+    progress: bool = False,
+    world: str = "default",
+    signal_intensity: float = 1.0,
 ) -> dict[str, int]:
     """Write demo contract tables and a separate ground-truth folder.
 
@@ -1240,6 +1306,12 @@ def write_demo_data(
         ``"parquet"`` (timestamps tz-aware) or ``"csv"`` (ISO-8601 with ``+08:00``).
     progress
         Show a rich progress bar over the generation steps.
+    world
+        Where the risk is planted (``demo/worlds.py``, ``docs/demo-data.md``); ``"default"`` is
+        today's world, byte for byte.
+    signal_intensity
+        Multiplier of the rate of every risk-signal channel, the reports about planted outbreaks
+        included (issue 17 replays 0.5, 1 and 2); 1 is today's.
 
     Returns
     -------
@@ -1251,7 +1323,7 @@ def write_demo_data(
     if n_declarations < 100:
         raise ValueError("n_declarations must be at least 100")
     out = Path(out)
-    sim = _Sim(int(n_declarations), int(seed))
+    sim = _Sim(int(n_declarations), int(seed), world, signal_intensity)
 
     def write_all() -> None:
         sim.build_tables()

@@ -28,16 +28,56 @@ def demo_data(
     declarations: Annotated[int, typer.Option(help="number of declarations", min=100)] = 200_000,
     seed: Annotated[int, typer.Option(help="random seed; same seed, same files")] = 7,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
+    world: Annotated[
+        str, typer.Option(help="where the risk is planted (docs/demo-data.md): default, ...")
+    ] = "default",
+    signal_intensity: Annotated[
+        float, typer.Option(help="multiplier of every risk-signal channel's rate (1 = today)")
+    ] = 1.0,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="contract (the five tables) or flat (one foreign-layout CSV of inspected "
+            "declarations, loaded with docs/examples/foreign_flat_mapping.yaml)"
+        ),
+    ] = "contract",
 ) -> None:
     """Generate about three years of realistic demo trade in the data contract, plus a separate
     ground-truth folder (true probabilities, planted outbreaks) that no pipeline reads."""
-    from demo.generate import write_demo_data
+    from demo.worlds import WORLD_NAMES
 
     if fmt not in ("parquet", "csv"):
         raise typer.BadParameter("--format must be parquet or csv")
-    summary = write_demo_data(out, n_declarations=declarations, seed=seed, fmt=fmt, progress=True)
+    if world not in WORLD_NAMES:
+        raise typer.BadParameter(f"--world must be one of {', '.join(WORLD_NAMES)}")
+    if not signal_intensity > 0:
+        raise typer.BadParameter("--signal-intensity must be a positive number")
+    if layout == "flat":
+        from demo.foreign import write_foreign_flat
+
+        if signal_intensity != 1.0:
+            raise typer.BadParameter("--signal-intensity: the flat layout has no risk signals")
+        write_foreign_flat(out / "foreign_flat.csv", n=declarations, seed=seed, world=world,
+                           truth=True)  # fmt: skip
+        typer.echo(f"{'foreign_flat.csv':>16}: {declarations:>10,} rows")
+        return
+    if layout != "contract":
+        raise typer.BadParameter("--layout must be contract or flat")
+    from demo.generate import write_demo_data
+
+    summary = write_demo_data(
+        out,
+        n_declarations=declarations,
+        seed=seed,
+        fmt=fmt,
+        progress=True,
+        world=world,
+        signal_intensity=signal_intensity,
+    )
     for table, rows in summary.items():
         typer.echo(f"{table:>16}: {rows:>10,} rows")
+    if world == "attribute":
+        typer.echo("ingest with --mapping docs/examples/demo_attribute_mapping.yaml")
 
 
 @app.command("ingest")
