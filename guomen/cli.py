@@ -268,7 +268,12 @@ def serve(
     port = port or settings.port
     workers = workers or settings.workers
     if workers > 1:
-        # Each worker process builds its own app from the environment.
+        # Each worker process builds its own app from the environment; their metrics meet in a
+        # fresh shared directory (prometheus_client's multiprocess mode, serving/metrics.py).
+        import os
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="guomen-metrics-")
         uvicorn.run("serving.app:app_from_env", factory=True, host=host, port=port,
                     workers=workers, access_log=access_log)  # fmt: skip
     else:

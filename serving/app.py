@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(sync.stop)
             await anyio.to_thread.run_sync(manager.stop)
             engine.dispose()
+            metrics.worker_exited()
 
     app = FastAPI(
         title="guomen scoring API",

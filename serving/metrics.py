@@ -1,12 +1,16 @@
 """Prometheus metrics: request counts and latencies, decisions by tier, the model version.
 
 Each app gets its own ``CollectorRegistry`` (several apps in one test process must not collide).
-With several uvicorn workers each worker exposes its own counters; scrape them per worker or run
-one worker per port.
+With several worker processes, prometheus_client's multiprocess mode aggregates them: when
+``PROMETHEUS_MULTIPROC_DIR`` is set (``guomen serve --workers N`` sets it to a fresh directory
+before the workers start), every worker writes its values to memory-mapped files there and any
+worker's ``/metrics`` answers for all of them (counters and histograms summed, the model gauges
+per live worker with a ``pid`` label).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -17,7 +21,16 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server, or None in a single process."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -46,16 +59,19 @@ class Metrics:
             ["tier", "decision"],
             registry=self.registry,
         )
+        # Per live worker (a worker may briefly serve another version during a reload).
         self.model_info = Gauge(
             "guomen_model_info",
             "The model version being served (value 1)",
             ["name", "version", "alias", "explainer"],
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.model_loaded_at = Gauge(
             "guomen_model_loaded_timestamp_seconds",
             "When the served model version was loaded",
             registry=self.registry,
+            multiprocess_mode="liveall",
         )
         self.reloads = Counter(
             "guomen_model_reloads",
@@ -70,7 +86,19 @@ class Metrics:
         self.model_loaded_at.set(time.time())
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The exposition text: this process's collectors, or every worker's in multiprocess mode."""
+        shared = multiprocess_dir()
+        if shared is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=shared)
+        return generate_latest(merged), CONTENT_TYPE_LATEST
+
+    @staticmethod
+    def worker_exited() -> None:
+        """Drop this worker's live gauges from the shared directory (its counters stay summed)."""
+        if multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(os.getpid())
 
 
 class MetricsMiddleware:

@@ -62,14 +62,16 @@ def _env(settings: Settings) -> dict[str, str]:
 class Worker:
     """``uvicorn serving.app:app_from_env --factory`` in its own process."""
 
-    def __init__(self, settings: Settings, cwd: Path, name: str) -> None:
+    def __init__(
+        self, settings: Settings, cwd: Path, name: str, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"{name}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "serving.app:app_from_env", "--factory",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=cwd, env={**_env(settings), "PYTHONPATH": str(REPO)},
+            cwd=cwd, env={**_env(settings), "PYTHONPATH": str(REPO), **(extra_env or {})},
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -271,3 +273,39 @@ def test_cursor_remembers_skipped_ids_until_they_appear():
     assert cursor.max_id == 6 and sorted(cursor.gaps) == [3]
     cursor.expire(now=1000.0)
     assert cursor.gaps == {}
+
+
+def _score_requests(metrics_text: str) -> float:
+    """The ``/v1/score`` 200 count in a Prometheus exposition."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        ours = line.startswith("guomen_http_requests_total{") and 'route="/v1/score"' in line
+        if ours and 'status="200"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_of_every_worker_are_served_by_any(world, decl, tmp_path):
+    """Multiprocess mode: each worker's /metrics counts the requests the other one answered."""
+    settings = world.settings(tmp_path / "shared.db")
+    keys = world.make_keys(settings)
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    a, b = (Worker(settings, tmp_path, name, extra_env=env) for name in ("ma", "mb"))
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        http = httpx.Client(headers={"X-API-Key": keys["inspector"]}, timeout=30)
+        for i in range(3):
+            _post(http, a.url, "/v1/score", decl(f"pm-a{i}", hours=2))
+        for i in range(2):
+            _post(http, b.url, "/v1/score", decl(f"pm-b{i}", hours=2))
+        on_a = httpx.get(a.url + "/metrics", timeout=10).text
+        on_b = httpx.get(b.url + "/metrics", timeout=10).text
+        assert _score_requests(on_a) == _score_requests(on_b) == 5
+        # The model gauge is per live worker: both pids are there.
+        assert on_a.count("guomen_model_info{") == 2, on_a
+    finally:
+        a.stop()
+        b.stop()
