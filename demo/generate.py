@@ -1188,6 +1188,9 @@ class _Sim:
             "hazard_type": _take(list(HAZARD_TYPES), sig["haz"]),
             "source": _take(self.sig_sources, sig["src"]),
             "description": _take(desc, sig["ch"]),
+            # the demo's signals carry their HS code; sets and mapping rules come from feeds
+            "hs_codes": pa.nulls(m, pa.string()),
+            "mapping_rule": pa.nulls(m, pa.string()),
         }
         self.tables["risk_signals"] = pa.table(
             {c: signals[c] for c in TABLES["risk_signals"].names}

@@ -12,6 +12,7 @@ Kinds
 ``float``     number, optionally bounded (``min_value``, ``min_exclusive``)
 ``bool``      true/false (also 1/0, yes/no, t/f)
 ``hs``        HS code: digits only, ``hs_min`` to ``hs_max`` digits
+``hs_list``   ``;``-joined HS codes, each as ``hs`` (a signal naming a set of products)
 ``country``   ISO 3166-1 alpha-2
 ``currency``  ISO 4217 alphabetic code
 """
@@ -23,7 +24,9 @@ from typing import Literal
 
 CONTRACT_VERSION = 1
 
-Kind = Literal["id", "str", "timestamp", "enum", "float", "bool", "hs", "country", "currency"]
+Kind = Literal[
+    "id", "str", "timestamp", "enum", "float", "bool", "hs", "hs_list", "country", "currency"
+]
 
 DIRECTIONS = ("import", "export")
 TRADE_MODES = (
@@ -189,7 +192,13 @@ RISK_SIGNALS = TableSpec(
     name="risk_signals",
     key="signal_id",
     partition_by="reported_at",
-    one_of_required=("enterprise_id", "overseas_party_id", "hs_code", "origin_country"),
+    one_of_required=(
+        "enterprise_id",
+        "overseas_party_id",
+        "hs_code",
+        "origin_country",
+        "hs_codes",
+    ),
     description="risk information from all channels",
     columns=(
         ColumnSpec("signal_id", "id", required=True, unique=True),
@@ -203,6 +212,10 @@ RISK_SIGNALS = TableSpec(
         ColumnSpec("hazard_type", "enum", values=HAZARD_TYPES),
         ColumnSpec("source", "str"),
         ColumnSpec("description", "str"),
+        # A signal mapped from product text or category may name several products or a chapter
+        # only (``hs_code`` then holds the single code, if there is one); how it was mapped.
+        ColumnSpec("hs_codes", "hs_list", hs_min=2, hs_max=10),
+        ColumnSpec("mapping_rule", "str"),
     ),
 )
 

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from features.contract import CONTRACT_VERSION, LOAD_ORDER, REQUIRED_TABLES, TABLES, TableSpec
 from features.mapping import Mapping, MappingError, load_mapping
+from features.products import native_coverage
 from features.rates import RateTable, RateTableError, load_rates
 from features.store import (
     MANIFEST,
@@ -138,6 +139,8 @@ class IngestReport:
     mapping: str | None = None
     seconds: float = 0.0
     created_at: str = ""
+    # risk_signals source file -> how many rows name an HS4, a chapter only, or no product
+    signal_coverage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def wrote(self) -> bool:
@@ -167,6 +170,7 @@ class IngestReport:
                 }
                 for name, t in self.tables.items()
             },
+            "signal_coverage": self.signal_coverage,
         }
 
     def to_text(self) -> str:
@@ -188,7 +192,32 @@ class IngestReport:
                 lines.append(f"{'':<18}{count:>10,}  {reason}")
             if t.replaced:
                 lines.append(f"{'':<18}{t.replaced:>10,}  replaced an older row (accepted)")
+        for name, cov in self.signal_coverage.items():
+            lines.extend(_coverage_lines(name, cov))
         return "\n".join(lines)
+
+
+def _coverage_lines(name: str, cov: dict[str, Any]) -> list[str]:
+    """The signal coverage of one file, for the terminal."""
+    lines = [
+        f"signal coverage of {name}: {cov['rows']:,} rows; HS4 {cov['hs4_share']:.1%}, "
+        f"chapter only {cov['chapter_only_share']:.1%}, no product {cov['unmapped_share']:.1%}"
+    ]
+    for key, title in (
+        ("top_unmapped_products", "most frequent product texts mapped to nothing"),
+        ("top_chapter_only_products", "most frequent product texts mapped to a chapter only"),
+    ):
+        if cov.get(key):
+            lines.append(f"  {title}:")
+            lines += [f"{'':<18}{t['count']:>10,}  {t['text']}" for t in cov[key]]
+    for column, names in (cov.get("unmatched_countries") or {}).items():
+        top = sorted(names.items(), key=lambda kv: -kv[1])[:10]
+        listed = ", ".join(f"{n!r} ({c})" for n, c in top)
+        lines.append(f"  unmatched country names in {column} (kept missing): {listed}")
+    if cov.get("unknown_categories"):
+        top = sorted(cov["unknown_categories"].items(), key=lambda kv: -kv[1])[:10]
+        lines.append("  categories not in the table: " + ", ".join(f"{n!r} ({c})" for n, c in top))
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,6 +557,14 @@ def check_columns(
                     f"hs code must have {col.hs_min} to {col.hs_max} digits",
                     present & digits & ~_np(ok_len),
                 )
+            elif kind == "hs_list":
+                each = rf"\d{{{col.hs_min},{col.hs_max}}}"
+                ok = _np(pc.match_substring_regex(value, rf"^{each}(;{each})*$"))
+                out.add(
+                    col.name,
+                    f"not a ';'-joined list of {col.hs_min} to {col.hs_max} digit hs codes",
+                    present & ~ok,
+                )
             elif kind == "country":
                 fmt = _np(pc.match_substring_regex(value, r"^[A-Z]{2}$"))
                 out.add(col.name, R_COUNTRY_FMT, present & ~fmt)
@@ -585,6 +622,7 @@ class TableInput:
     source: RawFile
     data: pa.Table
     raw_index: np.ndarray  # data row i came from source row raw_index[i]
+    coverage: dict[str, Any] | None = None  # what a mapping could not map (features.mapping)
 
 
 @dataclass
@@ -850,12 +888,13 @@ def _collect_inputs(
                 )
             raw = read_source(path, src.file)
             files.append(raw)
+            coverage: dict[str, Any] = {}
             try:
-                derived = mapping.apply(src, raw.table)
+                derived = mapping.apply(src, raw.table, coverage)
             except MappingError as exc:
                 raise FileLevelError(f"{src.file}: {exc}") from None
             for table, (data, index) in derived.items():
-                inputs.append(TableInput(table, raw, data, index))
+                inputs.append(TableInput(table, raw, data, index, coverage.get(table)))
                 mapped_tables.add(table)
     for table, path in find_sources(source_dir).items():
         if table in mapped_tables:
@@ -1000,6 +1039,12 @@ def ingest(
                     r.by_reason[k] = r.by_reason.get(k, 0) + v
             r.check(table)
             report.tables[table] = r
+        for inp in inputs:
+            if inp.table == "risk_signals":
+                cov = dict(inp.coverage or {})
+                if "rows" not in cov:  # a native file, or a mapping without an hs section
+                    cov.update(native_coverage(inp.data))
+                report.signal_coverage[inp.source.name] = cov
         for f in files:
             entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
             entry["status"] = "loaded" if f.name in new_names else "already loaded"

@@ -3,8 +3,13 @@
 The mapping is data, not code: every output column is built from a small, fixed set of
 operations applied in a fixed order (see ``docs/mapping.md``)::
 
-    from -> map/default -> zfill -> upper -> scale -> date_format -> add_days -> when
-    const (instead of from)
+    from -> map/default | match/default -> country -> zfill -> upper -> scale -> date_format
+         -> add_days -> when
+    const (instead of from); first_of: [specs] (the first non-missing of several)
+
+Signal feeds add an ``hs:`` section to ``risk_signals`` (product text and category to HS codes,
+``features.products``) and a top-level ``countries:`` table of the office's own spellings
+(``features.countries``). ``Mapping.apply`` reports what it could not map (coverage).
 
 Nothing in a mapping file is ever evaluated as Python. The mapped tables then go through exactly
 the same validation and quarantine as native files; their source rows are the foreign file's rows.
@@ -12,6 +17,7 @@ the same validation and quarantine as native files; their source rows are the fo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +29,16 @@ import pyarrow.compute as pc
 import yaml
 
 from features.contract import TABLES
+from features.countries import CountryNames
+from features.products import (
+    HsClassifier,
+    ProductRuleError,
+    fold,
+    fold_category,
+    keyword_rule,
+    load_category_table,
+    parse_codes,
+)
 
 COLUMN_OPS = frozenset(
     {
@@ -36,9 +52,15 @@ COLUMN_OPS = frozenset(
         "date_format",
         "add_days",
         "when",
+        "match",
+        "country",
+        "first_of",
     }
 )
-TABLE_KEYS = frozenset({"columns", "attributes", "rows_with"})
+TABLE_KEYS = frozenset({"columns", "attributes", "rows_with", "hs"})
+HS_KEYS = frozenset({"text", "rules", "category", "categories", "code"})
+# columns the hs: section writes (risk_signals only)
+HS_OUTPUTS = ("hs_code", "hs_codes", "mapping_rule")
 ATTRIBUTE_KINDS = ("categorical", "numeric")
 _ISO_OUT = "%Y-%m-%dT%H:%M:%S"
 
@@ -64,9 +86,16 @@ class ColumnRule:
     date_format: str | None = None
     add_days: float | None = None
     when: dict[str, list[str]] = field(default_factory=dict)
+    # ordered (pattern, value): the first pattern found in the folded text gives the value
+    match: tuple[tuple[re.Pattern[str], str | None], ...] | None = None
+    country: bool = False
+    first_of: tuple[ColumnRule, ...] = ()
 
     def source_columns(self) -> list[str]:
-        return ([self.source] if self.source else []) + list(self.when)
+        cols = ([self.source] if self.source else []) + list(self.when)
+        for alt in self.first_of:
+            cols += alt.source_columns()
+        return cols
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,7 @@ class TableRule:
     columns: tuple[ColumnRule, ...]
     attributes: dict[str, tuple[str, str]]  # output name -> (source column, kind)
     rows_with: tuple[str, ...] = ()
+    hs: HsClassifier | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,7 @@ class Mapping:
 
     sources: tuple[SourceRule, ...]
     path: str = ""
+    countries: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -110,7 +141,9 @@ class Mapping:
                     out.update({name: kind for name, (_, kind) in t.attributes.items()})
         return out
 
-    def apply(self, source: SourceRule, raw: pa.Table) -> dict[str, tuple[pa.Table, np.ndarray]]:
+    def apply(
+        self, source: SourceRule, raw: pa.Table, coverage: dict[str, Any] | None = None
+    ) -> dict[str, tuple[pa.Table, np.ndarray]]:
         """Build the contract tables of one source file.
 
         Parameters
@@ -119,6 +152,9 @@ class Mapping:
             One of ``self.sources``.
         raw : pa.Table
             The foreign file as read (strings for CSV).
+        coverage : dict, optional
+            Filled with table name -> what the mapping could not map: unmatched country names per
+            column and, with an ``hs:`` section, the HS coverage (``features.products``).
 
         Returns
         -------
@@ -133,9 +169,11 @@ class Mapping:
         """
         out: dict[str, tuple[pa.Table, np.ndarray]] = {}
         names = set(raw.column_names)
+        countries = CountryNames(self.countries)
         for rule in source.tables:
             needed = [c for col in rule.columns for c in col.source_columns()]
             needed += [src for src, _ in rule.attributes.values()] + list(rule.rows_with)
+            needed += rule.hs.source_columns() if rule.hs else []
             for col in needed:
                 if col not in names:
                     raise MappingError(f"column {col!r} named in the mapping is not in the file")
@@ -147,11 +185,36 @@ class Mapping:
                     keep &= _valid(_text(raw.column(col)))
                 index = np.flatnonzero(keep)
                 rows = raw.take(pa.array(index))
-            arrays = {c.name: _build(c, rows) for c in rule.columns}
+            notes: dict[str, Any] = {"unmatched_countries": {}}
+            arrays = {c.name: _build(c, rows, countries, notes) for c in rule.columns}
             for name, (src, _) in rule.attributes.items():
                 arrays[name] = _text(rows.column(src))
+            if rule.hs is not None:
+                hs_code, hs_codes, rule_of, report = _classify(rule.hs, rows)
+                arrays["hs_code"] = pa.array(hs_code, pa.string())
+                arrays["hs_codes"] = pa.array(hs_codes, pa.string())
+                arrays["mapping_rule"] = pa.array(rule_of, pa.string())
+                notes.update(report)
             out[rule.table] = (pa.table(arrays), index)
+            if coverage is not None:
+                coverage[rule.table] = notes
         return out
+
+
+def _classify(
+    hs: HsClassifier, rows: pa.Table
+) -> tuple[list[str | None], list[str | None], list[str | None], dict[str, Any]]:
+    n = rows.num_rows
+    nothing: list[str | None] = [None] * n
+
+    def values(col: str | None) -> list[str | None]:
+        return _text(rows.column(col)).to_pylist() if col else nothing
+
+    texts = nothing
+    if hs.text_columns:
+        parts = [values(c) for c in hs.text_columns]
+        texts = [" | ".join(p for p in row if p) or None for row in zip(*parts, strict=True)]
+    return hs.classify(texts, values(hs.category_column), values(hs.code_column))
 
 
 def _valid(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -165,12 +228,18 @@ def _text(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.if_else(pc.equal(s, ""), pa.scalar(None, pa.string()), s)
 
 
-def _build(rule: ColumnRule, rows: pa.Table) -> pa.Array | pa.ChunkedArray:
+def _build(
+    rule: ColumnRule, rows: pa.Table, countries: CountryNames, notes: dict[str, Any]
+) -> pa.Array | pa.ChunkedArray:
     n = rows.num_rows
     null = pa.scalar(None, pa.string())
+    col: Any
+    if rule.first_of:
+        col = pc.coalesce(*[_build(alt, rows, countries, notes) for alt in rule.first_of])
+        return _when(rule, rows, col)
     if rule.has_const:
         value = None if rule.const is None else _scalar_text(rule.const)
-        col: Any = pa.array(np.full(n, value, dtype=object), type=pa.string())
+        col = pa.array(np.full(n, value, dtype=object), type=pa.string())
     else:
         col = _text(rows.column(rule.source))
     if rule.map is not None:
@@ -183,6 +252,16 @@ def _build(rule: ColumnRule, rows: pa.Table) -> pa.Array | pa.ChunkedArray:
         # their own text, unless the mapping gives a default.
         fallback = pa.scalar(rule.default, pa.string()) if rule.has_default else col
         col = pc.if_else(unmapped, fallback, mapped)
+    if rule.match is not None:
+        col = _match(rule, col)
+    if rule.country:
+        codes, unmatched = countries.resolve_many(col.to_pylist())
+        col = pa.array(codes, pa.string())
+        if unmatched:
+            # reported, not guessed: the value is missing and the name is listed
+            seen = notes["unmatched_countries"].setdefault(rule.name, {})
+            for name, count in unmatched.items():
+                seen[name] = seen.get(name, 0) + count
     if rule.zfill is not None:
         digits = pc.match_substring_regex(col, r"^\d+$")
         col = pc.if_else(digits, pc.utf8_lpad(col, width=rule.zfill, padding="0"), col)
@@ -202,10 +281,36 @@ def _build(rule: ColumnRule, rows: pa.Table) -> pa.Array | pa.ChunkedArray:
         # Keep a failed value visible (and failing the ISO rule) rather than turning it into null.
         failed = pc.binary_join_element_wise("unparseable date: ", col, "")
         col = pc.if_else(pc.is_valid(ts), formatted, failed)
+    return _when(rule, rows, col)
+
+
+def _when(rule: ColumnRule, rows: pa.Table, col: Any) -> Any:
+    """Keep the value only on rows whose ``when`` columns hold one of the listed values."""
+    null = pa.scalar(None, pa.string())
     for src, allowed in rule.when.items():
         cond = pc.is_in(_text(rows.column(src)), value_set=pa.array(allowed, pa.string()))
         col = pc.if_else(pc.fill_null(cond, False), col, null)
     return col
+
+
+def _match(rule: ColumnRule, col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Ordered regular expressions over folded text; unmatched: ``default`` or missing."""
+    assert rule.match is not None
+    cache: dict[str, str | None] = {}
+    out: list[str | None] = []
+    for value in col.to_pylist():
+        if value is None:
+            out.append(None)
+            continue
+        if value not in cache:
+            folded = fold(value)
+            hit = next((v for p, v in rule.match if p.search(folded)), _NO_MATCH)
+            cache[value] = (rule.default if rule.has_default else None) if hit is _NO_MATCH else hit
+        out.append(cache[value])
+    return pa.array(out, pa.string())
+
+
+_NO_MATCH: Any = object()
 
 
 def _scalar_text(value: Any) -> str:
@@ -214,8 +319,28 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _column_rule(table: str, name: str, spec: Any) -> ColumnRule:
-    where = f"tables.{table}.columns.{name}"
+def _match_rules(spec: Any, where: str) -> tuple[tuple[re.Pattern[str], str | None], ...]:
+    if not isinstance(spec, list) or not spec:
+        raise MappingError(f"{where}: expected a list of {{pattern, value}}")
+    out = []
+    for i, item in enumerate(spec):
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"pattern", "value", "name"}
+            or ("pattern" not in item or "value" not in item)
+        ):
+            raise MappingError(f"{where}[{i}]: expected {{pattern, value}} (and optional name)")
+        try:
+            rule = keyword_rule({"pattern": item["pattern"], "hs": "00"}, i)
+        except ProductRuleError as exc:
+            raise MappingError(f"{where}[{i}]: {exc}") from None
+        value = item["value"]
+        out.append((rule.pattern, None if value is None else _scalar_text(value)))
+    return tuple(out)
+
+
+def _column_rule(table: str, name: str, spec: Any, where: str = "") -> ColumnRule:
+    where = where or f"tables.{table}.columns.{name}"
     if isinstance(spec, str):
         return ColumnRule(name=name, source=spec)
     if not isinstance(spec, dict):
@@ -225,8 +350,35 @@ def _column_rule(table: str, name: str, spec: Any) -> ColumnRule:
         raise MappingError(
             f"{where}: unknown operation(s) {sorted(unknown)}; allowed: {sorted(COLUMN_OPS)}"
         )
+    if "first_of" in spec:
+        alts = spec["first_of"]
+        if set(spec) - {"first_of", "when"}:
+            raise MappingError(f"{where}: first_of takes only 'when' beside it")
+        if not isinstance(alts, list) or not alts:
+            raise MappingError(f"{where}.first_of: expected a list of column specs")
+        when_fo = spec.get("when", {}) or {}
+        if not isinstance(when_fo, dict):
+            raise MappingError(f"{where}.when: expected {{source column: [values]}}")
+        return ColumnRule(
+            name=name,
+            first_of=tuple(
+                _column_rule(table, name, a, f"{where}.first_of[{i}]") for i, a in enumerate(alts)
+            ),
+            when={
+                str(k): [_scalar_text(v) for v in (vals if isinstance(vals, list) else [vals])]
+                for k, vals in when_fo.items()
+            },
+        )
     if ("from" in spec) == ("const" in spec):
         raise MappingError(f"{where}: give exactly one of 'from' or 'const'")
+    if "map" in spec and "match" in spec:
+        raise MappingError(f"{where}: give at most one of 'map' or 'match'")
+    match = None
+    if "match" in spec:
+        match = _match_rules(spec["match"], f"{where}.match")
+    country = spec.get("country")
+    if country not in (None, False, "names"):
+        raise MappingError(f"{where}.country: the only form is 'country: names'")
     mp = spec.get("map")
     if mp is not None and not isinstance(mp, dict):
         raise MappingError(f"{where}.map: expected a mapping of source value -> contract value")
@@ -255,12 +407,50 @@ def _column_rule(table: str, name: str, spec: Any) -> ColumnRule:
                 str(k): [_scalar_text(v) for v in (vals if isinstance(vals, list) else [vals])]
                 for k, vals in when.items()
             },
+            match=match,
+            country=country == "names",
         )
     except (TypeError, ValueError) as exc:
         raise MappingError(f"{where}: {exc}") from None
 
 
-def _table_rule(table: str, spec: Any) -> TableRule:
+def _hs_rule(table: str, spec: Any, base: Path) -> HsClassifier:
+    where = f"tables.{table}.hs"
+    if table != "risk_signals":
+        raise MappingError(f"{where}: only risk_signals take an hs section")
+    if not isinstance(spec, dict):
+        raise MappingError(f"{where}: expected a mapping with text, rules, category, categories")
+    unknown = set(spec) - HS_KEYS
+    if unknown:
+        raise MappingError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(HS_KEYS)}")
+    text = spec.get("text") or []
+    text = [text] if isinstance(text, str) else list(text)
+    if spec.get("rules") and not text:
+        raise MappingError(f"{where}: rules need 'text' (the product text column(s))")
+    if spec.get("categories") and not spec.get("category"):
+        raise MappingError(f"{where}: categories need 'category' (the category column)")
+    try:
+        rules = tuple(keyword_rule(r, i) for i, r in enumerate(spec.get("rules") or []))
+        cats_spec = spec.get("categories") or {}
+        if isinstance(cats_spec, str):
+            path = Path(cats_spec)
+            cats = load_category_table(path if path.is_absolute() else base / path)
+        elif isinstance(cats_spec, dict):
+            cats = {str(k): parse_codes(v, f"{where}.categories.{k}") for k, v in cats_spec.items()}
+        else:
+            raise MappingError(f"{where}.categories: a CSV file name or an inline mapping")
+    except ProductRuleError as exc:
+        raise MappingError(f"{where}: {exc}") from None
+    return HsClassifier(
+        text_columns=tuple(str(t) for t in text),
+        rules=rules,
+        category_column=None if spec.get("category") is None else str(spec["category"]),
+        categories={fold_category(k): (k, v) for k, v in cats.items()},
+        code_column=None if spec.get("code") is None else str(spec["code"]),
+    )
+
+
+def _table_rule(table: str, spec: Any, base: Path | None = None) -> TableRule:
     if table not in TABLES:
         raise MappingError(f"tables.{table}: not a contract table ({', '.join(TABLES)})")
     if not isinstance(spec, dict) or "columns" not in spec:
@@ -301,11 +491,23 @@ def _table_rule(table: str, spec: Any) -> TableRule:
     rows_with = spec.get("rows_with") or []
     if isinstance(rows_with, str):
         rows_with = [rows_with]
-    return TableRule(table, tuple(columns), attributes, tuple(str(r) for r in rows_with))
+    hs = None
+    if spec.get("hs") is not None:
+        hs = _hs_rule(table, spec["hs"], base or Path("."))
+        clash = [c.name for c in columns if c.name in HS_OUTPUTS]
+        if clash:
+            raise MappingError(
+                f"tables.{table}.columns.{clash[0]}: written by the hs section (use hs.code for "
+                "a source column of HS codes)"
+            )
+    return TableRule(table, tuple(columns), attributes, tuple(str(r) for r in rows_with), hs)
 
 
 def parse_mapping(doc: Any, path: str = "") -> Mapping:
-    """Check a loaded YAML document and build a :class:`Mapping`."""
+    """Check a loaded YAML document and build a :class:`Mapping`.
+
+    File names inside it (a category table) are relative to the folder of ``path``.
+    """
     if not isinstance(doc, dict) or "sources" not in doc:
         raise MappingError("expected a top-level 'sources' list")
     if doc.get("version", 1) != 1:
@@ -316,7 +518,8 @@ def parse_mapping(doc: Any, path: str = "") -> Mapping:
             raise MappingError(f"sources[{i}]: needs 'file' and 'tables'")
         if not isinstance(s["tables"], dict):
             raise MappingError(f"sources[{i}].tables: expected a mapping of table -> rules")
-        tables = tuple(_table_rule(t, spec) for t, spec in s["tables"].items())
+        base = Path(path).parent if path else Path(".")
+        tables = tuple(_table_rule(t, spec, base) for t, spec in s["tables"].items())
         sources.append(SourceRule(str(s["file"]), tables))
     if not sources:
         raise MappingError("'sources' is empty")
@@ -326,7 +529,17 @@ def parse_mapping(doc: Any, path: str = "") -> Mapping:
             if t.table in seen:
                 raise MappingError(f"table {t.table!r} is derived twice")
             seen.add(t.table)
-    return Mapping(tuple(sources), path)
+    countries = doc.get("countries") or {}
+    if not isinstance(countries, dict):
+        raise MappingError("countries: expected a mapping of name -> alpha-2 code (or null)")
+    for name, code in countries.items():
+        if code is not None and not re.match(r"^[A-Z]{2}$", str(code)):
+            raise MappingError(f"countries.{name}: {code!r} is not an alpha-2 code (or null)")
+    return Mapping(
+        tuple(sources),
+        path,
+        {str(k): None if v is None else str(v) for k, v in countries.items()},
+    )
 
 
 def load_mapping(path: Path) -> Mapping:

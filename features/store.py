@@ -39,6 +39,7 @@ _ARROW_TYPES = {
     "str": pa.string(),
     "enum": pa.string(),
     "hs": pa.string(),
+    "hs_list": pa.string(),
     "country": pa.string(),
     "currency": pa.string(),
     "float": pa.float64(),

@@ -157,7 +157,7 @@ EXPECTED: dict[str, dict] = {
             5,
             {
                 "signal_id: duplicate key in file": 1,
-                "enterprise_id,overseas_party_id,hs_code,origin_country: no subject": 2,
+                "enterprise_id,overseas_party_id,hs_code,origin_country,hs_codes: no subject": 2,
                 "hs_code: hs code must have 2 to 10 digits": 1,
                 "channel: not an allowed value": 1,
                 "severity: not an allowed value": 1,
