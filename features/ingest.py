@@ -873,9 +873,13 @@ def _commit(store_dir: Path, staging: Path, manifest: dict[str, Any]) -> None:
 
 
 def _collect_inputs(
-    source_dir: Path, mapping: Mapping | None, tz: str
+    source_dir: Path, mapping: Mapping | None, tz: str, in_store: frozenset[str] = frozenset()
 ) -> tuple[list[TableInput], list[RawFile]]:
-    """Read every source file (native or through the mapping); raise file-level errors."""
+    """Read every source file (native or through the mapping); raise file-level errors.
+
+    ``in_store``: tables the store already holds, so a later batch need not bring them again
+    (a signal feed alone, once the declarations are loaded).
+    """
     inputs: list[TableInput] = []
     files: list[RawFile] = []
     mapped_tables: set[str] = set()
@@ -904,7 +908,7 @@ def _collect_inputs(
         inputs.append(TableInput(table, raw, raw.table, np.arange(raw.table.num_rows)))
     present = {i.table for i in inputs}
     for table in REQUIRED_TABLES:
-        if table not in present:
+        if table not in present and table not in in_store:
             raise FileLevelError(
                 f"{table}.csv: required table {table!r} not found in {source_dir} "
                 f"(expected {table}.csv, {table}.csv.gz or {table}.parquet)"
@@ -977,8 +981,11 @@ def ingest(
         except MappingError as exc:
             raise FileLevelError(f"{Path(mapping_file).name}: {exc}") from None
 
-    inputs, files = _collect_inputs(source_dir, mapping, timezone)
     store = Store(store_dir)
+    stored_tables = frozenset(
+        t for b in store.manifest["batches"] for f in b["files"] for t in f.get("tables", [])
+    )
+    inputs, files = _collect_inputs(source_dir, mapping, timezone, stored_tables)
     loaded = store.loaded_hashes
     report = IngestReport(
         batch=None,

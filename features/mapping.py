@@ -210,10 +210,8 @@ def _classify(
     def values(col: str | None) -> list[str | None]:
         return _text(rows.column(col)).to_pylist() if col else nothing
 
-    texts = nothing
-    if hs.text_columns:
-        parts = [values(c) for c in hs.text_columns]
-        texts = [" | ".join(p for p in row if p) or None for row in zip(*parts, strict=True)]
+    parts = [values(c) for c in hs.text_columns]
+    texts: list[tuple[str | None, ...]] = list(zip(*parts, strict=True)) if parts else [()] * n
     return hs.classify(texts, values(hs.category_column), values(hs.code_column))
 
 

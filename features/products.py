@@ -34,9 +34,29 @@ class ProductRuleError(ValueError):
     """A keyword rule or category table is malformed."""
 
 
+# letters NFKD does not decompose into a base letter and a mark
+_LETTERS = str.maketrans(
+    {
+        "ł": "l",
+        "Ł": "L",
+        "ø": "o",
+        "Ø": "O",
+        "đ": "d",
+        "Đ": "D",
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ı": "i",
+        "þ": "th",
+    }
+)
+
+
 def fold(text: str) -> str:
     """Accent-free lower-case text (NFKD, combining marks dropped): what rules are matched on."""
-    decomposed = unicodedata.normalize("NFKD", text)
+    decomposed = unicodedata.normalize("NFKD", text.translate(_LETTERS))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
 
 
@@ -51,7 +71,10 @@ def parse_codes(value: Any, where: str) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(";")
     codes = []
     for item in items:
-        code = str(item).strip()
+        if not isinstance(item, str):
+            # YAML reads 0201 as the number 201: the leading zero is already lost
+            raise ProductRuleError(f"{where}: HS code {item!r} must be quoted text ('0201')")
+        code = item.strip()
         if not code:
             continue
         if not _CODES_RE.match(code):
@@ -80,7 +103,7 @@ def keyword_rule(spec: Any, i: int) -> KeywordRule:
         raise ProductRuleError(f"{where}: unknown key(s) {sorted(unknown)}")
     # accents are folded away in the text, so fold them in the pattern too; case through
     # IGNORECASE (lower-casing a pattern would turn \S into \s)
-    raw = unicodedata.normalize("NFKD", str(spec["pattern"]))
+    raw = unicodedata.normalize("NFKD", str(spec["pattern"]).translate(_LETTERS))
     try:
         pattern = re.compile(
             "".join(ch for ch in raw if not unicodedata.combining(ch)), re.IGNORECASE
@@ -118,7 +141,7 @@ class HsClassifier:
     Attributes
     ----------
     code_column, text_columns, category_column
-        Source columns: existing HS codes, the product texts (joined with `` | ``), the category.
+        Source columns: existing HS codes, the product texts (tried in order), the category.
     rules
         Ordered keyword rules.
     categories
@@ -137,9 +160,14 @@ class HsClassifier:
         return cols
 
     def classify_one(
-        self, text: str | None, category: str | None, code: str | None
+        self, texts: tuple[str | None, ...], category: str | None, code: str | None
     ) -> tuple[tuple[str, ...], str | None]:
-        """HS codes of one row and the rule that gave them (``((), None)``: unmapped)."""
+        """HS codes of one row and the rule that gave them (``((), None)``: unmapped).
+
+        ``texts`` are the row's product texts in the order of ``text_columns``: every rule is
+        tried on the first before the second is read (a product name before a subject sentence
+        that also names the hazard and the origin).
+        """
         if code:
             try:
                 codes = parse_codes(code, "code")
@@ -147,7 +175,9 @@ class HsClassifier:
                 codes = ()
             if codes:
                 return codes, f"code:{self.code_column}"
-        if text:
+        for text in texts:
+            if not text:
+                continue
             folded = fold(text)
             for rule in self.rules:
                 if rule.pattern.search(folded):
@@ -160,7 +190,7 @@ class HsClassifier:
 
     def classify(
         self,
-        texts: list[str | None],
+        texts: list[tuple[str | None, ...]],
         categories: list[str | None],
         codes: list[str | None],
     ) -> tuple[list[str | None], list[str | None], list[str | None], dict[str, Any]]:
@@ -169,8 +199,7 @@ class HsClassifier:
         ``hs_code`` is the single code when the set has one, else missing (a set of several
         HS4 codes is not one prefix); ``hs_codes`` is the ``;``-joined set.
         """
-        cache: dict[tuple[str | None, str | None, str | None], tuple[tuple[str, ...], str | None]]
-        cache = {}
+        cache: dict[Any, tuple[tuple[str, ...], str | None]] = {}
         hs_code: list[str | None] = []
         hs_codes: list[str | None] = []
         rule_of: list[str | None] = []
@@ -190,7 +219,8 @@ class HsClassifier:
             kinds[kind] += 1
             if rule:
                 by_rule[rule] += 1
-            label = key[0] or (f"[category] {key[1]}" if key[1] else "[no product text]")
+            text = next((t for t in key[0] if t), None)
+            label = text or (f"[category] {key[1]}" if key[1] else "[no product text]")
             if kind == "unmapped":
                 unmapped_texts[label] += 1
             elif kind == "chapter":
