@@ -1188,12 +1188,10 @@ class _Sim:
             "hazard_type": _take(list(HAZARD_TYPES), sig["haz"]),
             "source": _take(self.sig_sources, sig["src"]),
             "description": _take(desc, sig["ch"]),
-            # the demo's signals carry their HS code; sets and mapping rules come from feeds
-            "hs_codes": pa.nulls(m, pa.string()),
-            "mapping_rule": pa.nulls(m, pa.string()),
         }
         self.tables["risk_signals"] = pa.table(
-            {c: signals[c] for c in TABLES["risk_signals"].names}
+            # hs_codes and mapping_rule are filled by mapped feeds only (demo/rasff.py)
+            {c: signals[c] for c in TABLES["risk_signals"].names if c in signals}
         )
         truth = {
             "declaration_id": decl_id,
