@@ -298,8 +298,8 @@ def _snapshot_and_templates(work: Path, env: dict[str, str], version: str) -> di
     from features.online import OnlineFeatures
     from features.snapshot import Snapshot
     from features.store import Store
+    from riskmodel.registry import load_model
     from serving.schemas import Declaration
-    from training.registry import load_registered_bundle
 
     store = Store(Path(env["GUOMEN_STORE_DIR"]))
     tables = store.tables()
@@ -311,7 +311,7 @@ def _snapshot_and_templates(work: Path, env: dict[str, str], version: str) -> di
     if snap_dir.exists():
         shutil.rmtree(snap_dir)
     snapshot.save(snap_dir)
-    bundle = load_registered_bundle(env["GUOMEN_MLFLOW_TRACKING_URI"], MODEL_NAME, version)
+    bundle = load_model(env["GUOMEN_MLFLOW_TRACKING_URI"], MODEL_NAME, version).bundle
     online = OnlineFeatures(snapshot, bundle.feature_names)
     allowed = set(Declaration.model_fields) - {"attributes", "declared_value_usd"}
     guomen_bodies, mlflow_bodies = [], []
@@ -346,10 +346,11 @@ def _register_baseline(env: dict[str, str], version: str) -> dict[str, Any]:
     import mlflow
     import mlflow.lightgbm
 
-    from training.registry import experiment_id, load_registered_bundle
+    from riskmodel.registry import load_model
+    from training.registry import experiment_id
 
     tracking = env["GUOMEN_MLFLOW_TRACKING_URI"]
-    bundle = load_registered_bundle(tracking, MODEL_NAME, version)
+    bundle = load_model(tracking, MODEL_NAME, version).bundle
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(tracking)
     exp = experiment_id(tracking, env["GUOMEN_MLFLOW_ARTIFACT_ROOT"], "guomen-bench")

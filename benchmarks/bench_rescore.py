@@ -3,7 +3,7 @@
 Side by side in one run, on the same model and rows:
 
 - raw prediction without explanations (``Booster.predict``, 2 threads): the ceiling;
-- exact TreeSHAP as rescoring computes it (``serving.treeshap``), 1 thread and 2 threads over
+- exact TreeSHAP as rescoring computes it (``riskmodel.treeshap``), 1 thread and 2 threads over
   row chunks (the local engine's split);
 - ``shap.TreeExplainer`` (tree-path-dependent, the same values) and LightGBM ``pred_contrib`` on
   a subset;
@@ -125,18 +125,19 @@ def side_by_side(bundle: ModelBundle, X: np.ndarray, shap_subset: int) -> dict[s
     booster = bundle.booster
     scorer = MatrixScorer(bundle, threads=1)
     scorer.score(X[:10])  # numba compile / cache load
-    out: dict[str, Any] = {"load_start": load(), "explainer": scorer.explainer.method}
+    out: dict[str, Any] = {"load_start": load(), "explainer": scorer.explainer_method}
     _, w, c = timed(lambda: booster.predict(X, raw_score=True, num_threads=2))
     out["predict_2threads"] = {"rows": len(X), "rows_per_s": rate(len(X), w), "cpu_s": c}
     sub = X[: min(100_000, len(X))]
-    _, w, c = timed(lambda: scorer.explainer.raw(sub))
+    _, w, c = timed(lambda: scorer.explainer.contributions(sub))
     out["exact_shap_1thread"] = {"rows": len(sub), "rows_per_s": rate(len(sub), w), "cpu_s": c}
     step = 4096
     with ThreadPoolExecutor(2) as pool:
         _, w, c = timed(
             lambda: list(
                 pool.map(
-                    lambda s: scorer.explainer.raw(sub[s : s + step]), range(0, len(sub), step)
+                    lambda s: scorer.explainer.contributions(sub[s : s + step]),
+                    range(0, len(sub), step),
                 )
             )
         )
@@ -151,7 +152,7 @@ def side_by_side(bundle: ModelBundle, X: np.ndarray, shap_subset: int) -> dict[s
         "rows_per_s": rate(len(rows), w),
         "cpu_s": c,
     }
-    ours = scorer.explainer.raw(rows)
+    ours = scorer.explainer.contributions(rows)
     sv = np.asarray(sv[1] if isinstance(sv, list) else sv)
     out["max_abs_diff_ours_vs_shap"] = float(np.max(np.abs(ours[:, :-1] - sv)))
     out["load_end"] = load()

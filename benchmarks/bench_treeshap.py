@@ -1,4 +1,4 @@
-"""Benchmark serving.treeshap against LightGBM pred_contrib and shap.TreeExplainer.
+"""Benchmark riskmodel.treeshap against LightGBM pred_contrib and shap.TreeExplainer.
 
 Run: ``.venv/bin/python benchmarks/bench_treeshap.py`` (about two minutes on 2 cores).
 Writes ``benchmarks/results/treeshap.json`` and ``treeshap.md``. All engines run side by
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serving.treeshap import TreeShap  # noqa: E402
+from riskmodel.treeshap import TreeShap  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 N_FEATURES = 200
@@ -94,7 +94,7 @@ def compile_times(model_path: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         sys.path.insert(0, {str(ROOT)!r})
         import lightgbm as lgb, numpy as np
-        from serving.treeshap import TreeShap
+        from riskmodel.treeshap import TreeShap
         t1 = time.perf_counter()
         ts = TreeShap.from_booster(lgb.Booster(model_file={str(model_path)!r}))
         t2 = time.perf_counter()
@@ -212,7 +212,7 @@ def machine() -> dict[str, Any]:
 def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
-        "# Exact TreeSHAP benchmark (`serving.treeshap`)",
+        "# Exact TreeSHAP benchmark (`riskmodel.treeshap`)",
         "",
         f"{m['date']}, nproc={m['nproc']}, RAM {m['ram_gib']} GiB, lightgbm {m['lightgbm']}, shap {m['shap']}, "
         f"numba {m['numba']}; load average at start {m['loadavg_at_start'][0]:.1f} (shared machine), "
@@ -227,7 +227,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         name = f"{r['trees']}×{r['num_leaves']} leaves"
         o, b = r["one_row"], r["batch_rows_per_s"]
         lines += [
-            f"| {name} | serving.treeshap (1 thread) | {o['treeshap']['median_us']:.0f} | "
+            f"| {name} | riskmodel.treeshap (1 thread) | {o['treeshap']['median_us']:.0f} | "
             f"{o['treeshap']['p99_us']:.0f} | {b['treeshap_1_thread']:.0f} |",
             f"| {name} | LightGBM pred_contrib | {o['lightgbm_pred_contrib']['median_us']:.0f} | "
             f"{o['lightgbm_pred_contrib']['p99_us']:.0f} | {b['lightgbm_pred_contrib_2_threads']:.0f} (2 threads) |",

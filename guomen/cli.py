@@ -356,24 +356,22 @@ def rescore_cmd(
         TimeElapsedColumn,
     )
 
-    from features.bundle import load_bundle
     from features.store import Store
-    from serving.registry import fetch_bundle, resolve
+    from riskmodel.registry import load_model
     from serving.rescore import rescore
     from serving.rescore.warnings import warnings_in_force
 
     if engine not in ("local", "dask"):
         raise typer.BadParameter("--engine must be local or dask")
     settings = get_settings()
-    ref, local = resolve(settings.mlflow_tracking_uri, settings.model_name, settings.model_alias)
-    path = fetch_bundle(
-        ref,
-        local,
-        tracking_uri=settings.mlflow_tracking_uri,
+    loaded = load_model(
+        settings.mlflow_tracking_uri,
+        settings.model_name,
+        settings.model_alias,
         home=settings.home,
         cache_dir=settings.home / settings.models_dir / "registry-cache",
     )
-    bundle = load_bundle(path, ref.manifest_sha256)
+    bundle, ref = loaded.bundle, loaded.ref
     store = Store(settings.store_dir)
     from serving.db import make_engine
 
@@ -670,7 +668,7 @@ def up(
     import os
 
     from features.ingest import ingest as run_ingest
-    from serving.registry import RegistryError, resolve
+    from riskmodel.registry import RegistryError, resolve
 
     settings = get_settings()
     demo_dir = settings.home / "data" / "demo"

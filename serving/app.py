@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from features.rates import load_rates
 from guomen.settings import Settings, get_settings
+from riskmodel import ModelRef
 from serving.auth import KeyStore
 from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
@@ -38,7 +39,7 @@ from serving.routes import (
     score,
 )
 from serving.routes import warnings as warning_routes  # not the standard library's
-from serving.scoring import LiveSnapshot, ModelRef, Scorer
+from serving.scoring import LiveSnapshot, Scorer
 from serving.sync import SnapshotSync, new_worker_id
 
 log = logging.getLogger("guomen.serving")

@@ -11,7 +11,6 @@ matrix, so single and batch answers agree.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import threading
@@ -19,16 +18,16 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.bundle import ModelBundle
 from features.contract import CREDIT_RATINGS, DEFAULT_CREDIT_RATING
 from features.rates import RateTable
 from policy.tiers import SupervisionPolicy
+from riskmodel import ModelBundle, ModelRef
+from riskmodel.explain import Calibrated, calibrate, make_explainer
 from serving.decisions import Decision, InspectionMeasure, decide
 
 log = logging.getLogger("guomen.serving.scoring")
@@ -43,46 +42,6 @@ def _ns(at: datetime) -> int:
 
 class FeatureError(ValueError):
     """The declaration cannot be turned into features (e.g. too far before the snapshot)."""
-
-
-class Explainer(Protocol):
-    """Exact TreeSHAP in LightGBM's ``pred_contrib`` layout (last column: expected margin)."""
-
-    def contributions(self, X: np.ndarray) -> np.ndarray: ...
-
-    def contributions_row(self, x: np.ndarray) -> np.ndarray: ...
-
-
-class LightGBMContributions:
-    """LightGBM's own ``pred_contrib`` (exact, slow); used when ``serving.treeshap`` is absent."""
-
-    name = "lightgbm.pred_contrib"
-
-    def __init__(self, booster: lgb.Booster) -> None:
-        self.booster = booster
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        out = self.booster.predict(
-            np.ascontiguousarray(X, dtype=np.float64), pred_contrib=True, num_threads=1
-        )
-        return np.asarray(out, dtype=np.float64)
-
-    def contributions_row(self, x: np.ndarray) -> np.ndarray:
-        return self.contributions(x[None, :])[0]
-
-
-def make_explainer(booster: lgb.Booster) -> tuple[Explainer, str]:
-    """The fastest exact explainer available, and its name.
-
-    ``serving.treeshap`` is used when the module exists (its import errors are not hidden).
-    """
-    if importlib.util.find_spec("serving.treeshap") is not None:
-        from serving.treeshap import TreeShap
-
-        explainer = TreeShap.from_booster(booster)
-        explainer.warm_up()
-        return explainer, "serving.treeshap"
-    return LightGBMContributions(booster), LightGBMContributions.name
 
 
 class CurrencyError(ValueError):
@@ -153,18 +112,6 @@ class LiveSnapshot:
         return result is not False
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """Which registered model version a scorer serves."""
-
-    name: str
-    version: str
-    alias: str | None
-    manifest_sha256: str
-    run_id: str | None = None
-    source: str = ""
-
-
 @dataclass
 class ScoreResult:
     """One scored declaration."""
@@ -213,24 +160,20 @@ class Scorer:
             online_features = OnlineFeatures(live.snapshot, self.feature_names, rates)
         self.online = online_features
         self.explainer, self.explainer_name = make_explainer(bundle.booster)
-        self.a = float(bundle.calibration.a)
-        self.b = float(bundle.calibration.b)
         self.descriptions = _descriptions(bundle)
         self.loaded_at = datetime.now(UTC)
 
-    # -- the math, shared by one row and many -------------------------------------------
+    # -- the math, shared by one row and many (riskmodel.explain.calibrate) ---------------
     def _finish(
         self,
         declaration: Mapping[str, Any],
         x: np.ndarray,
-        phi: np.ndarray,
+        scores: Calibrated,
+        i: int,
         credit: str | None,
         measures: Sequence[InspectionMeasure],
     ) -> ScoreResult:
-        contributions = self.a * phi[:-1]
-        base = self.a * float(phi[-1]) + self.b
-        logit = base + float(contributions.sum())
-        probability = _sigmoid(logit)
+        probability = float(scores.probability[i])
         tier = self.policy.tier(probability)
         decision = decide(
             declaration,
@@ -243,11 +186,11 @@ class Scorer:
         return ScoreResult(
             declaration_id=str(declaration["declaration_id"]),
             probability=probability,
-            logit=logit,
+            logit=float(scores.logit[i]),
             tier=tier,
             decision=decision,
-            base_value=base,
-            contributions=contributions,
+            base_value=float(scores.base[i]),
+            contributions=scores.contributions[i],
             values=x,
         )
 
@@ -272,7 +215,8 @@ class Scorer:
         """
         X, credits = self._features([declaration])
         phi = self.explainer.contributions_row(X[0])
-        return self._finish(declaration, X[0], phi, credits[0], measures)
+        scores = calibrate(phi[None, :], self.bundle.calibration)
+        return self._finish(declaration, X[0], scores, 0, credits[0], measures)
 
     def score_many(
         self,
@@ -283,9 +227,10 @@ class Scorer:
         if not declarations:
             return []
         X, credits = self._features(declarations)
-        phi = self.explainer.contributions(X)
+        scores = calibrate(self.explainer.contributions(X), self.bundle.calibration)
         return [
-            self._finish(d, X[i], phi[i], credits[i], measures) for i, d in enumerate(declarations)
+            self._finish(d, X[i], scores, i, credits[i], measures)
+            for i, d in enumerate(declarations)
         ]
 
     def reasons(self, result: ScoreResult, k: int) -> list[dict[str, Any]]:
@@ -309,13 +254,6 @@ def finite_or_none(value: float) -> float | None:
     """JSON has no NaN: a missing feature value is reported as null."""
     v = float(value)
     return v if math.isfinite(v) else None
-
-
-def _sigmoid(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 def _descriptions(bundle: ModelBundle) -> list[tuple[str, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,10 +20,11 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, ModelSignature
+from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
-from features.bundle import ModelBundle, load_bundle, manifest_digest
+from riskmodel import manifest_digest
+from riskmodel.registry import BUNDLE_ARTIFACT, BUNDLE_DIR_TAG, MANIFEST_TAG, load_model
 from training.config import GateConfig, TrainConfig
 from training.evaluate import flatten_metrics
 from training.pipeline import TrainingResult, evaluate_bundle, headline
@@ -33,7 +33,6 @@ EXPERIMENT = "guomen-training"
 PROMOTION_EXPERIMENT = "guomen-promotion"
 CHALLENGER, CHAMPION = "challenger", "champion"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
-MANIFEST_TAG = "bundle_manifest_sha256"
 
 
 def _artifact_uri(root: Path | str) -> str:
@@ -151,7 +150,7 @@ def log_and_register(
             }
         )
         mlflow.log_artifacts(str(result.report_dir), "report")
-        mlflow.log_artifacts(str(result.bundle_dir), "bundle")
+        mlflow.log_artifacts(str(result.bundle_dir), BUNDLE_ARTIFACT)
         example = result.example[names].astype(np.float64)
         # Explicit: every feature is a double that may be NaN (missing) but must be present.
         signature = ModelSignature(
@@ -174,7 +173,7 @@ def log_and_register(
     tags = {
         MANIFEST_TAG: digest,
         "fingerprint": result.fingerprint,
-        "bundle_dir": str(result.bundle_dir),
+        BUNDLE_DIR_TAG: str(result.bundle_dir),
         "test_start": result.split["test_start"],
         "test_end": result.split["test_end"],
         "correction": result.fitted.correction,
@@ -194,27 +193,6 @@ def resolve_version(tracking_uri: str, model_name: str, ref: str) -> str | None:
         return str(client.get_model_version_by_alias(model_name, ref).version)
     except MlflowException:
         return None
-
-
-def load_registered_bundle(
-    tracking_uri: str, model_name: str, version: str, dest: Path | None = None
-) -> ModelBundle:
-    """Download a registered version's bundle and load it, verified against the manifest digest
-    pinned on the model version (``BundleVerificationError`` if it differs)."""
-    client = _use(tracking_uri)
-    mv = client.get_model_version(model_name, version)
-    pinned = mv.tags.get(MANIFEST_TAG)
-    if not pinned:
-        raise ValueError(f"{model_name} v{version} has no pinned bundle digest")
-    target = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="guomen-bundle-"))
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{model_name}/{version}", dst_path=str(target)
-    )
-    flavor = Model.load(local).flavors["python_function"]
-    bundle_dir = Path(local) / flavor["artifacts"]["bundle"]["path"]
-    bundle = load_bundle(bundle_dir, pinned)
-    bundle.model_name, bundle.model_version = model_name, str(version)
-    return bundle
 
 
 @dataclass
@@ -318,8 +296,8 @@ def promote(
             if load_features is None:
                 raise ValueError("features and labels (or load_features) are needed to compare")
             features, labels = load_features()
-        new_bundle = load_registered_bundle(tracking_uri, model_name, challenger)
-        old_bundle = load_registered_bundle(tracking_uri, model_name, champion)
+        new_bundle = load_model(tracking_uri, model_name, challenger).bundle
+        old_bundle = load_model(tracking_uri, model_name, champion).bundle
         split = new_bundle.metrics.get("split", {})
         start = pd.Timestamp(split["test_start"])
         end = pd.Timestamp(split["test_end"])
@@ -414,7 +392,7 @@ def evaluate_version(
     ground_truth: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Re-evaluate a registered version (bundle downloaded and verified) on any period."""
-    bundle = load_registered_bundle(tracking_uri, model_name, version)
+    bundle = load_model(tracking_uri, model_name, version).bundle
     metrics = evaluate_bundle(
         bundle,
         features,

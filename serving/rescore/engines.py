@@ -63,7 +63,7 @@ def score_partition(
     write_parquet_atomic(aggregates, layout.aggregates(part))
     marker = layout.mark_done(part, rows=len(frame), enterprises=len(aggregates))
     marker["base"] = scored.base
-    marker["explainer"] = scorer.explainer.method
+    marker["explainer"] = scorer.explainer_method
     return marker
 
 
@@ -90,7 +90,7 @@ def run_local(
             marker = score_partition(scorer, layout, part)
             if on_partition is not None:
                 on_partition(part, marker)
-        return scorer.explainer.method
+        return scorer.explainer_method
     chunks = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rescore-shap")
     partitions = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rescore-part")
     try:
@@ -102,7 +102,7 @@ def run_local(
     finally:
         partitions.shutdown(wait=True, cancel_futures=True)
         chunks.shutdown(wait=True)
-    return scorer.explainer.method
+    return scorer.explainer_method
 
 
 # --------------------------------------------------------------------------- Dask

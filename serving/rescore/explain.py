@@ -1,9 +1,8 @@
 """Scoring of a feature matrix with the champion: calibrated probability, tier and exact SHAP.
 
-The same math as the scoring API (``serving.scoring.Scorer``) on matrices: the raw margin from the
-LightGBM booster, ``p = sigmoid(a * margin + b)``, and exact TreeSHAP contributions scaled by the
-calibration slope ``a`` with base value ``a * expected + b``, so that for every row
-``base + contributions.sum() == logit(p)``.
+The same arithmetic as the scoring API and the committee pages (``riskmodel.explain.calibrate``):
+exact TreeSHAP contributions scaled by the calibration slope ``a``, base value
+``a * expected + b``, and for every row ``logit(p) = base + contributions`` summed left to right.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.bundle import ModelBundle
 from policy.tiers import SupervisionPolicy
+from riskmodel import ModelBundle
+from riskmodel.explain import calibrate, calibrated_base, make_explainer, sigmoid
 
 
 def set_thread_limits(threads: int) -> None:
@@ -26,22 +26,6 @@ def set_thread_limits(threads: int) -> None:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - numba is a dependency
         pass
-
-
-class _Explainer:
-    """Exact TreeSHAP for one booster, chosen as the API chooses it
-    (``serving.scoring.make_explainer``: ``serving.treeshap`` when present, else LightGBM's own
-    ``pred_contrib``), so batch and API explanations come from the same code."""
-
-    def __init__(self, bundle: ModelBundle, threads: int) -> None:
-        from serving.scoring import make_explainer
-
-        self.threads = threads
-        self._impl, self.method = make_explainer(bundle.booster)
-
-    def raw(self, X: np.ndarray) -> np.ndarray:
-        """Raw contributions in LightGBM's layout: one column per feature, last = expected."""
-        return np.asarray(self._impl.contributions(X), dtype=np.float64)
 
 
 @dataclass
@@ -72,7 +56,7 @@ class MatrixScorer:
         self.bundle = bundle
         self.threads = int(threads)
         self.policy = SupervisionPolicy.from_dict(bundle.policy)
-        self.explainer = _Explainer(bundle, self.threads)
+        self.explainer, self.explainer_method = make_explainer(bundle.booster)
 
     @property
     def feature_names(self) -> list[str]:
@@ -86,50 +70,23 @@ class MatrixScorer:
                 f"expected a (rows, {len(self.bundle.feature_names)}) matrix, got {X.shape}"
             )
         cal = self.bundle.calibration
-        n_features = X.shape[1]
-        if explain:
-            # The API's math (serving.scoring.Scorer): the logit is the base plus the calibrated
-            # contributions, so the score and its explanation can never disagree.
-            raw = self.explainer.raw(X) if len(X) else np.zeros((0, n_features + 1))
-            contributions = raw[:, :n_features] * cal.a
-            base = float(cal.a * raw[0, n_features] + cal.b) if len(X) else self._base()
-            logit = base + _row_sums(contributions)
+        if explain and len(X):
+            scores = calibrate(self.explainer.contributions(X), cal)
+            probability, logit = scores.probability, scores.logit
+            contributions, base = scores.contributions, float(scores.base[0])
         else:
-            margin = np.asarray(
-                self.bundle.booster.predict(X, raw_score=True, num_threads=self.threads),
-                dtype=np.float64,
+            n = X.shape[1] if explain else 0
+            margin = (
+                np.zeros(0)
+                if not len(X)
+                else np.asarray(
+                    self.bundle.booster.predict(X, raw_score=True, num_threads=self.threads),
+                    dtype=np.float64,
+                )
             )
-            contributions = np.empty((len(X), 0), dtype=np.float64)
-            base = self._base()
             logit = cal.logit(margin)
-        probability = _sigmoid(logit)
+            probability = sigmoid(logit)
+            contributions = np.empty((len(X), n), dtype=np.float64)
+            base = calibrated_base(self.explainer, X.shape[1], cal)
         tier = self.policy.tiers(probability)
         return ScoredMatrix(probability, logit, tier, contributions, base)
-
-    def _base(self) -> float:
-        """Calibrated SHAP base value, from one explained dummy row (the base is the same for
-        every row)."""
-        row = np.full((1, len(self.bundle.feature_names)), np.nan)
-        cal = self.bundle.calibration
-        return float(cal.a * self.explainer.raw(row)[0, -1] + cal.b)
-
-
-def _row_sums(matrix: np.ndarray) -> np.ndarray:
-    """Row sums added column by column, in a fixed order. ``ndarray.sum`` may take another
-    SIMD path depending on memory alignment, which changes the last bit between processes and
-    would break byte-identical reruns."""
-    out = np.zeros(matrix.shape[0], dtype=np.float64)
-    for j in range(matrix.shape[1]):
-        out += matrix[:, j]
-    return out
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow, the same branches as the API's scalar version."""
-    z = np.asarray(z, dtype=np.float64)
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    e = np.exp(z[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out

@@ -27,7 +27,7 @@ def model_card(key: CommitteeKey, scorer: CurrentScorer) -> dict[str, Any]:
         "loaded_at": scorer.loaded_at,
         "training_fingerprint": bundle.fingerprint,
         "explainer": scorer.explainer_name,
-        "calibration": {"a": scorer.a, "b": scorer.b},
+        "calibration": {"a": scorer.bundle.calibration.a, "b": scorer.bundle.calibration.b},
         "policy": scorer.policy.to_dict(),
         "metrics": bundle.metrics,
         "features": [

@@ -3,7 +3,7 @@
 Once per session: synthetic contract tables (enterprises with different nonconformity rates, one
 severely discredited), offline features (``features.build``), two small LightGBM bundles
 registered in a fresh MLflow SQLite store exactly as the registry conventions say (run artifact
-``bundle/``, version tags ``bundle_manifest_sha256`` and ``bundle_path``), and the online snapshot
+``bundle/``, version tags ``riskmodel.registry.MANIFEST_TAG`` and ``BUNDLE_DIR_TAG``), and the online snapshot
 (``features.snapshot``) saved to disk. Aliases: ``champion`` -> v1; each reload test moves an
 alias of its own.
 """
@@ -32,6 +32,7 @@ from features.bundle import Calibration, ModelBundle, manifest_digest, save_bund
 from features.contract import TRADE_MODES
 from guomen.settings import Settings
 from policy.tiers import derive_policy
+from riskmodel.registry import BUNDLE_DIR_TAG, MANIFEST_TAG
 
 MODEL = "guomen-risk-test"
 DISCREDITED = "E0001"
@@ -187,8 +188,8 @@ def register(uri: str, bundle_dir: Path, digest: str | None = None) -> str:
         f"runs:/{run.info.run_id}/bundle",
         run_id=run.info.run_id,
         tags={
-            "bundle_manifest_sha256": digest or manifest_digest(bundle_dir),
-            "bundle_path": str(bundle_dir),
+            MANIFEST_TAG: digest or manifest_digest(bundle_dir),
+            BUNDLE_DIR_TAG: str(bundle_dir),
         },
     )
     return str(mv.version)

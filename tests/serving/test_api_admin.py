@@ -130,7 +130,7 @@ def test_model_card(api, world):
     assert (card["name"], card["version"], card["alias"]) == (world.model_name, "1", "champion")
     assert set(card["policy"]["thresholds"]) == {"high", "elevated", "normal"}
     assert card["metrics"]["budgets"]["0.15"]["precision"] == 0.5
-    assert card["explainer"] in ("serving.treeshap", "lightgbm.pred_contrib")
+    assert card["explainer"] in ("riskmodel.treeshap", "lightgbm.pred_contrib")
     assert len(card["features"]) > 50 and all(f["description_zh"] for f in card["features"])
 
 

@@ -486,7 +486,7 @@ def test_dask_workers_refuse_a_tampered_bundle(world, tmp_path, dask_client):
 
 def test_parity_local_dask_and_api_math(world, reference, tmp_path, dask_client):
     """One declaration: local engine, Dask engine and the API's Scorer math agree within 1e-9."""
-    from serving.scoring import make_explainer
+    from riskmodel.explain import calibrate, make_explainer
 
     local_root = reference[0].root
     dask_run = _run(world, tmp_path, engine="dask", client=dask_client)
@@ -500,17 +500,14 @@ def test_parity_local_dask_and_api_math(world, reference, tmp_path, dask_client)
     ids = scored_local["declaration_id"].iloc[::97].tolist()
     feats = world["features"].set_index("declaration_id").loc[ids, bundle.feature_names]
     explainer, _ = make_explainer(bundle.booster)
-    a, b = bundle.calibration.a, bundle.calibration.b
     cols = ["shap__" + f for f in bundle.feature_names]
     sl = scored_local.set_index("declaration_id").loc[ids]
     sd = scored_dask.set_index("declaration_id").loc[ids]
     for i, did in enumerate(ids):
         x = feats.iloc[i].to_numpy(np.float64)
-        # The API's Scorer._finish math, one row at a time.
-        phi = explainer.contributions_row(x)
-        api_contrib = a * phi[:-1]
-        api_logit = a * phi[-1] + b + api_contrib.sum()
-        api_p = 1 / (1 + np.exp(-api_logit))
+        # The API's math (riskmodel.explain.calibrate), one row at a time.
+        one = calibrate(explainer.contributions_row(x)[None, :], bundle.calibration)
+        api_contrib, api_p = one.contributions[0], float(one.probability[0])
         for frame in (sl, sd):
             assert abs(frame.loc[did, "probability"] - api_p) < 1e-9
             np.testing.assert_allclose(
@@ -527,7 +524,8 @@ def test_parity_with_the_api_scorer_online(world, reference):
     pytest.importorskip("features.snapshot")
     pytest.importorskip("features.online")
     from features.snapshot import Snapshot
-    from serving.scoring import LiveSnapshot, ModelRef, Scorer
+    from riskmodel import ModelRef
+    from serving.scoring import LiveSnapshot, Scorer
 
     bundle = world["bundle"]
     tables = world["tables"]

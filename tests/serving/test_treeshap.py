@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from serving.treeshap import TreeShap
+from riskmodel.treeshap import TreeShap
 
 TOL = 1e-9
 N_FEATURES = 10

@@ -12,6 +12,7 @@ import pytest
 
 from features.build import build_offline
 from features.bundle import BundleVerificationError, load_bundle
+from riskmodel.registry import load_model
 from training import registry
 from training.pipeline import run_training
 
@@ -148,7 +149,7 @@ def test_mlflow_pyfunc_equals_bundle_and_reload_and_gate(
     p_bundle = trained.bundle.probability(X.to_numpy(dtype=np.float64, na_value=np.nan))
     reloaded = load_bundle(trained.bundle_dir)
     p_reload = reloaded.probability(X.to_numpy(dtype=np.float64, na_value=np.nan))
-    p_registry = registry.load_registered_bundle(uri, "guomen-test", reg.version).probability(
+    p_registry = load_model(uri, "guomen-test", reg.version).bundle.probability(
         X.to_numpy(dtype=np.float64, na_value=np.nan)
     )
     np.testing.assert_array_equal(p_pyfunc, p_bundle)

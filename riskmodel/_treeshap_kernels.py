@@ -1,4 +1,4 @@
-"""Numba kernels for :mod:`serving.treeshap` (exact path-dependent TreeSHAP).
+"""Numba kernels for :mod:`riskmodel.treeshap` (exact path-dependent TreeSHAP).
 
 Method
 ------

@@ -3,7 +3,7 @@
 :class:`TreeShap` gives the same numbers as ``booster.predict(X, pred_contrib=True)``
 (path-dependent TreeSHAP, cover from ``internal_count``/``leaf_count``) to within float
 rounding, but per row it costs ``O(nodes * ceil(depth / 2))`` per tree instead of
-LightGBM's ``O(leaves * depth^2)`` recursion. See :mod:`serving._treeshap_kernels` for the
+LightGBM's ``O(leaves * depth^2)`` recursion. See :mod:`riskmodel._treeshap_kernels` for the
 method (Gauss-Legendre quadrature of the Shapley integral, Linear-TreeSHAP style passes).
 
 Only single-output models (``num_class == 1``, e.g. ``binary``) with ordinary
@@ -23,7 +23,7 @@ from typing import Any
 import lightgbm
 import numpy as np
 
-from serving import _treeshap_kernels as _k
+from riskmodel import _treeshap_kernels as _k
 
 _MISSING = {"None": _k.MISSING_NONE, "Zero": _k.MISSING_ZERO, "NaN": _k.MISSING_NAN}
 
