@@ -19,6 +19,12 @@ a weak importer/seller effect. With ``truth=True`` the true probability and its 
 components are written to ``ground_truth/foreign_truth.parquet`` next to the CSV (no mapping reads
 that folder). The default world's CSV is the same, byte for byte, as before worlds existed.
 
+With ``unknown_values=True`` (``guomen demo-data --layout flat --unknown-values``) a few rows carry
+values an office records but the contract reads as "unknown", like the real exports this imitates:
+a ``Net Mass`` of 0 (``ZERO_MASS_SHARE``) and the user-assigned origin ``ZZ``
+(``UNKNOWN_ORIGIN_SHARE``), together about 0.8 % of rows, as in a public customs dataset of this
+layout. Ingest keeps them (contract 1.1: zero weight is a data-quality issue, ``ZZ`` a valid code).
+
 Deterministic by seed. Vectorised numpy; no loop over rows.
 """
 
@@ -91,6 +97,10 @@ TRANSPORT_WEIGHTS = (0.55, 0.02, 0.03, 0.33, 0.07)
 TAX_TYPES = ("A", "C", "E", "FCN1", "FEU1")
 ORIGIN_INDICATORS = ("Y", "N", "B", "E", "G")
 DATE_START = np.datetime64("2020-01-01")
+# With ``unknown_values``: shares of rows with a zero Net Mass and with origin "ZZ" (drawn from a
+# generator of their own, so every other column is what the seed gives without them).
+ZERO_MASS_SHARE = 0.005
+UNKNOWN_ORIGIN_SHARE = 0.003
 N_DAYS = 731
 
 
@@ -112,7 +122,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def write_foreign_flat(
-    path: Path, n: int, seed: int, world: str = "default", truth: bool = False
+    path: Path,
+    n: int,
+    seed: int,
+    world: str = "default",
+    truth: bool = False,
+    unknown_values: bool = False,
 ) -> None:
     """Write ``n`` inspected declarations in the flat foreign layout to a CSV file.
 
@@ -129,6 +144,9 @@ def write_foreign_flat(
     truth : bool
         Also write ``ground_truth/foreign_truth.parquet`` beside the CSV: ``Declaration ID``,
         ``p_true``, ``logit`` and every ``logit_*`` component (they sum to ``logit``).
+    unknown_values : bool
+        Write about 0.8 % of rows with ``Net Mass`` 0 or ``Country of Origin`` ``ZZ``, as real
+        exports of this layout have them (the labels and every other column are unchanged).
     """
     w = wd.check_world(world).name
     wr = wd.world_rng(seed, w)  # the world's own draws; the default world makes none
@@ -245,6 +263,10 @@ def write_foreign_flat(
         },
         columns=list(COLUMNS),
     )
+    if unknown_values:
+        dirt = np.random.default_rng([seed, 1])
+        frame.loc[dirt.random(n) < ZERO_MASS_SHARE, "Net Mass"] = 0.0
+        frame.loc[dirt.random(n) < UNKNOWN_ORIGIN_SHARE, "Country of Origin"] = "ZZ"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, lineterminator="\n")

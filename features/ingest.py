@@ -1,10 +1,13 @@
-"""``guomen ingest``: read contract tables, validate every rule, quarantine bad rows, append the
-rest to the Parquet store.
+"""``guomen ingest``: read contract tables, validate every rule, quarantine unusable rows, record
+data-quality issues, append the rest to the Parquet store.
 
 The rules come from ``features.contract`` (never re-typed here) and are checked column by column
 with vectorised Arrow/pandas operations: each rule yields one boolean mask over the rows. A row that
-fails any rule is quarantined once, with every reason it failed. Rows read = accepted +
-quarantined for every table, asserted before anything is written.
+fails a rule on a required column (or a table rule: duplicate key, unknown declaration, ...) is
+quarantined once, with every reason it failed. A bad value in an optional column (contract 1.1)
+keeps the row: the value becomes missing and a ``data_quality`` row records it (source file and
+row, column, reason, raw value); declarations carry their issue count in ``dq_issue_count``.
+Rows read = accepted + quarantined for every table, asserted before anything is written.
 
 File-level failures (missing required column, undecodable encoding, empty or unreadable file)
 raise :class:`FileLevelError` before the store is touched. The load is staged in a folder inside
@@ -35,11 +38,39 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.contract import CONTRACT_VERSION, LOAD_ORDER, REQUIRED_TABLES, TABLES, TableSpec
+from features.contract import (
+    CONTRACT_VERSION,
+    COUNTRY_CODES,
+    COUNTRY_PATTERN,
+    CURRENCY_PATTERN,
+    DIGITS_PATTERN,
+    DQ_ISSUE_COUNT,
+    FALSE_TEXT,
+    FLOAT_PATTERN,
+    LOAD_ORDER,
+    R_BOOL,
+    R_COUNTRY_FMT,
+    R_COUNTRY_UNKNOWN,
+    R_CURRENCY_FMT,
+    R_ENUM,
+    R_HS_DIGITS,
+    R_MISSING,
+    R_NUMBER,
+    R_TS,
+    REQUIRED_TABLES,
+    TABLES,
+    TIMESTAMP_PATTERN,
+    TRUE_TEXT,
+    ColumnSpec,
+    TableSpec,
+    expected_missing_reason,
+)
 from features.mapping import Mapping, MappingError, load_mapping
 from features.products import native_coverage
 from features.rates import RateTable, RateTableError, load_rates
 from features.store import (
+    DATA_QUALITY,
+    DATA_QUALITY_SCHEMA,
     MANIFEST,
     QUARANTINE,
     QUARANTINE_SCHEMA,
@@ -51,40 +82,15 @@ from features.store import (
     write_json_atomic,
 )
 
-# ISO 3166-1 alpha-2 (officially assigned) plus XK (Kosovo, widely used in trade data).
-_COUNTRY_TEXT = """
-AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
-BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM
-DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
-GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN
-KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ
-MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM
-PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV
-SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
-VN VU WF WS YE YT ZA ZM ZW XK
-"""
-COUNTRY_CODES = frozenset(_COUNTRY_TEXT.split())  # noqa: SIM905 - a compact table
-
-_TS_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
+_TS_RE = TIMESTAMP_PATTERN
 _TS_OFFSET_RE = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)$"
-_FLOAT_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
-_TRUE = ["true", "1", "yes", "t", "y"]
-_FALSE = ["false", "0", "no", "f", "n"]
 _SOURCE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _BOM = b"\xef\xbb\xbf"
 
-# Reason texts: stable strings, counted in reports and asserted by the corpus tests.
+# Reason texts: stable strings, counted in reports and asserted by the corpus tests (the value
+# rules' reasons come from ``features.contract``, shared with the API).
 R_TRUNCATED = "truncated row"
 R_TOO_MANY = "too many fields"
-R_MISSING = "missing required value"
-R_NUMBER = "not a number"
-R_BOOL = "not a boolean"
-R_ENUM = "not an allowed value"
-R_TS = "not an ISO-8601 timestamp"
-R_HS_DIGITS = "hs code has non-digit characters"
-R_COUNTRY_FMT = "not an ISO 3166-1 alpha-2 code"
-R_COUNTRY_UNKNOWN = "unknown country code"
-R_CURRENCY_FMT = "not an ISO 4217 code"
 R_CURRENCY_UNKNOWN = "unknown currency"
 R_NO_RATE = "no rate in force at declared_at"
 R_DUP_FILE = "duplicate key in file"
@@ -95,7 +101,6 @@ R_DECL_QUARANTINED = "declaration quarantined in this batch"
 R_BEFORE = "inspected before declared"
 R_TWO_RESULTS = "two final results for one declaration"
 R_RESULT_IN_STORE = "declaration already has a final result in store"
-R_NONCONF = "nonconforming without hazard_type/severity"
 
 
 class FileLevelError(Exception):
@@ -115,6 +120,10 @@ class TableReport:
     by_reason: dict[str, int] = field(default_factory=dict)
     source_files: list[str] = field(default_factory=list)
     replaced: int = 0
+    # Accepted rows with at least one data-quality issue, the issues, and issues by reason.
+    with_dq_issues: int = 0
+    dq_issues: int = 0
+    dq_by_reason: dict[str, int] = field(default_factory=dict)
 
     def check(self, table: str) -> None:
         if self.read != self.accepted + self.quarantined:
@@ -122,6 +131,25 @@ class TableReport:
                 f"{table}: rows read {self.read} != accepted {self.accepted} "
                 f"+ quarantined {self.quarantined}"
             )
+        if not 0 <= self.with_dq_issues <= min(self.accepted, self.dq_issues):
+            raise AssertionError(
+                f"{table}: {self.with_dq_issues} rows with data-quality issues of "
+                f"{self.accepted} accepted ({self.dq_issues} issues)"
+            )
+
+    def merge(self, other: TableReport) -> None:
+        """Add the counts of another file's report of the same table."""
+        self.read += other.read
+        self.accepted += other.accepted
+        self.quarantined += other.quarantined
+        self.replaced += other.replaced
+        self.with_dq_issues += other.with_dq_issues
+        self.dq_issues += other.dq_issues
+        self.source_files += other.source_files
+        for k, v in other.by_reason.items():
+            self.by_reason[k] = self.by_reason.get(k, 0) + v
+        for k, v in other.dq_by_reason.items():
+            self.dq_by_reason[k] = self.dq_by_reason.get(k, 0) + v
 
 
 @dataclass
@@ -165,7 +193,10 @@ class IngestReport:
                     "accepted": t.accepted,
                     "quarantined": t.quarantined,
                     "replaced": t.replaced,
+                    "with_dq_issues": t.with_dq_issues,
+                    "dq_issues": t.dq_issues,
                     "by_reason": dict(sorted(t.by_reason.items(), key=lambda kv: -kv[1])),
+                    "dq_by_reason": dict(sorted(t.dq_by_reason.items(), key=lambda kv: -kv[1])),
                     "source_files": t.source_files,
                 }
                 for name, t in self.tables.items()
@@ -185,11 +216,19 @@ class IngestReport:
             if f.get("status") == "loaded":
                 lines.append(f"  {f['file']}: encoding {f['encoding']}")
         if self.tables:
-            lines.append(f"{'table':<16}{'read':>12}{'accepted':>12}{'quarantined':>13}")
+            lines.append(
+                f"{'table':<16}{'read':>12}{'accepted':>12}{'with DQ issues':>16}"
+                f"{'quarantined':>13}"
+            )
         for name, t in self.tables.items():
-            lines.append(f"{name:<16}{t.read:>12,}{t.accepted:>12,}{t.quarantined:>13,}")
+            lines.append(
+                f"{name:<16}{t.read:>12,}{t.accepted:>12,}{t.with_dq_issues:>16,}"
+                f"{t.quarantined:>13,}"
+            )
             for reason, count in sorted(t.by_reason.items(), key=lambda kv: -kv[1]):
-                lines.append(f"{'':<18}{count:>10,}  {reason}")
+                lines.append(f"{'':<18}{count:>10,}  quarantined: {reason}")
+            for reason, count in sorted(t.dq_by_reason.items(), key=lambda kv: -kv[1]):
+                lines.append(f"{'':<18}{count:>10,}  data quality (kept, value missing): {reason}")
             if t.replaced:
                 lines.append(f"{'':<18}{t.replaced:>10,}  replaced an older row (accepted)")
         for name, cov in self.signal_coverage.items():
@@ -460,9 +499,13 @@ def parse_float(col: Array) -> tuple[Array, np.ndarray]:
         f = pc.if_else(pa.array(nan | inf), pa.scalar(None, pa.float64()), f)
         return f, inf
     s = _norm_str(col)
-    ok = pc.match_substring_regex(s, _FLOAT_RE)
+    ok = pc.match_substring_regex(s, FLOAT_PATTERN)
     f = pc.cast(pc.if_else(ok, s, pa.scalar(None, pa.string())), pa.float64())
     bad = _np(pc.is_valid(s)) & ~_np(ok)
+    overflow = _np(pc.is_inf(f))  # "1e400": a number's shape, but no finite value
+    if overflow.any():
+        f = pc.if_else(pa.array(overflow), pa.scalar(None, pa.float64()), f)
+        bad |= overflow
     return f, bad
 
 
@@ -471,8 +514,8 @@ def parse_bool(col: Array, default: bool) -> tuple[Array, np.ndarray]:
     if pa.types.is_boolean(col.type):
         return pc.fill_null(col, default), np.zeros(len(col), dtype=bool)
     s = pc.utf8_lower(_norm_str(col))
-    is_true = pc.is_in(s, value_set=pa.array(_TRUE))
-    is_false = pc.is_in(s, value_set=pa.array(_FALSE))
+    is_true = pc.is_in(s, value_set=pa.array(list(TRUE_TEXT)))
+    is_false = pc.is_in(s, value_set=pa.array(list(FALSE_TEXT)))
     bad = _np(pc.is_valid(s)) & ~_np(is_true) & ~_np(is_false)
     out = pc.if_else(pc.is_null(s), default, is_true)
     return pc.fill_null(out, default), bad
@@ -480,17 +523,29 @@ def parse_bool(col: Array, default: bool) -> tuple[Array, np.ndarray]:
 
 @dataclass
 class Checked:
-    """One table after the column rules: typed columns and the masks of failed rules."""
+    """One table after the column rules: typed columns, failed rules and data-quality issues.
+
+    ``problems`` (a required column's rule, or a table rule) quarantine their rows; ``issues``
+    (an optional column's rule, contract 1.1) keep them, the value already set missing in
+    ``typed``. Each is ``(column, reason, mask over the rows)``.
+    """
 
     spec: TableSpec
     n: int
     typed: dict[str, Array]
     extras: dict[str, Array]
     problems: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    issues: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
+    # The values as received of the columns with issues (for the data_quality rows).
+    raw: dict[str, Array] = field(default_factory=dict)
 
     def add(self, column: str, reason: str, mask: np.ndarray) -> None:
         if mask.any():
             self.problems.append((column, reason, mask))
+
+    def add_issue(self, column: str, reason: str, mask: np.ndarray) -> None:
+        if mask.any():
+            self.issues.append((column, reason, mask))
 
     def bad(self) -> np.ndarray:
         out = np.zeros(self.n, dtype=bool)
@@ -498,8 +553,84 @@ class Checked:
             out |= m
         return out
 
+    def issue_counts(self) -> np.ndarray:
+        """Data-quality issues per row (int64)."""
+        out = np.zeros(self.n, dtype=np.int64)
+        for _, _, m in self.issues:
+            out += m
+        return out
+
     def series(self, name: str) -> pd.Series:
         return pd.Series(self.typed[name].to_pandas()).reset_index(drop=True)
+
+
+def _set_missing(value: Array, col: ColumnSpec, mask: np.ndarray) -> Array:
+    """``value`` with the rows of ``mask`` missing (a bool column: its contract default)."""
+    if not mask.any():
+        return value
+    fill = pa.scalar(bool(col.default)) if col.kind == "bool" else pa.scalar(None, value.type)
+    return pc.if_else(pa.array(mask), fill, value)
+
+
+def _column_rules(col: ColumnSpec, raw: Array, tz: str) -> tuple[Array, np.ndarray, list]:
+    """One column's contract rules: typed value, "present" mask, [(reason, mask)] of failures.
+
+    The same rules as ``features.contract.check_value`` (a test holds them to the same verdict),
+    vectorised. A failed value is null in the typed column (a bool: its default), except a number
+    below its bound, which the caller sets missing.
+    """
+    n = len(raw)
+    failed: list[tuple[str, np.ndarray]] = []
+    kind = col.kind
+    if kind == "timestamp":
+        value, bad = parse_timestamp(raw, tz)
+        failed.append((R_TS, bad))
+        present = (
+            _np(pc.is_valid(_norm_str(raw)))
+            if not pa.types.is_timestamp(raw.type)
+            else _np(pc.is_valid(raw))
+        )
+    elif kind == "float":
+        value, bad = parse_float(raw)
+        failed.append((R_NUMBER, bad))
+        present = _np(pc.is_valid(value)) | bad
+        if col.min_value is not None:
+            below = (
+                pc.less_equal(value, col.min_value)
+                if col.min_exclusive
+                else pc.less(value, col.min_value)
+            )
+            failed.append((col.bound_reason, _np(below)))
+    elif kind == "bool":
+        value, bad = parse_bool(raw, bool(col.default))
+        failed.append((R_BOOL, bad))
+        present = np.ones(n, dtype=bool)  # a null bool takes the contract default
+    else:
+        value = _norm_str(raw)
+        present = _np(pc.is_valid(value))
+        if kind == "enum":
+            ok = pc.is_in(value, value_set=pa.array(list(col.values)))
+            failed.append((R_ENUM, present & ~_np(ok)))
+        elif kind == "hs":
+            digits = _np(pc.match_substring_regex(value, DIGITS_PATTERN))
+            failed.append((R_HS_DIGITS, present & ~digits))
+            length = pc.utf8_length(value)
+            ok_len = pc.and_(
+                pc.greater_equal(length, col.hs_min), pc.less_equal(length, col.hs_max)
+            )
+            failed.append((col.hs_length_reason, present & digits & ~_np(ok_len)))
+        elif kind == "hs_list":
+            ok = _np(pc.match_substring_regex(value, col.hs_list_pattern))
+            failed.append((col.hs_list_reason, present & ~ok))
+        elif kind == "country":
+            fmt = _np(pc.match_substring_regex(value, COUNTRY_PATTERN))
+            failed.append((R_COUNTRY_FMT, present & ~fmt))
+            known = _np(pc.is_in(value, value_set=pa.array(sorted(COUNTRY_CODES))))
+            failed.append((R_COUNTRY_UNKNOWN, present & fmt & ~known))
+        elif kind == "currency":
+            fmt = _np(pc.match_substring_regex(value, CURRENCY_PATTERN))
+            failed.append((R_CURRENCY_FMT, present & ~fmt))
+    return value, present, failed
 
 
 def check_columns(
@@ -508,87 +639,55 @@ def check_columns(
     """Apply every column rule of ``spec`` to ``data``; no per-row Python.
 
     ``data`` holds the source columns (strings from CSV, or typed from Parquet); missing optional
-    columns are treated as all null. Extra columns are kept (numeric ``attributes`` parsed).
+    columns are treated as all null. A failed rule on a required column is a problem (the row is
+    quarantined); on an optional column an issue (the value becomes missing, the row is kept).
+    Extra columns are kept (numeric ``attributes`` parsed, an unparseable value an issue).
     """
     n = data.num_rows
     out = Checked(spec, n, {}, {})
     for col in spec.columns:
         raw = data.column(col.name) if col.name in data.column_names else pa.nulls(n, pa.string())
-        kind = col.kind
-        if kind == "timestamp":
-            value, bad = parse_timestamp(raw, tz)
-            out.add(col.name, R_TS, bad)
-            present = (
-                _np(pc.is_valid(_norm_str(raw)))
-                if not pa.types.is_timestamp(raw.type)
-                else _np(pc.is_valid(raw))
-            )
-        elif kind == "float":
-            value, bad = parse_float(raw)
-            out.add(col.name, R_NUMBER, bad)
-            present = _np(pc.is_valid(value)) | bad
-            if col.min_value is not None:
-                below = (
-                    pc.less_equal(value, col.min_value)
-                    if col.min_exclusive
-                    else pc.less(value, col.min_value)
-                )
-                sign = ">" if col.min_exclusive else ">="
-                out.add(col.name, f"must be {sign} {col.min_value:g}", _np(below))
-        elif kind == "bool":
-            value, bad = parse_bool(raw, bool(col.default))
-            out.add(col.name, R_BOOL, bad)
-            present = np.ones(n, dtype=bool)  # a null bool takes the contract default
-        else:
-            value = _norm_str(raw)
-            present = _np(pc.is_valid(value))
-            if kind == "enum":
-                ok = pc.is_in(value, value_set=pa.array(list(col.values)))
-                out.add(col.name, R_ENUM, present & ~_np(ok))
-            elif kind == "hs":
-                digits = _np(pc.match_substring_regex(value, r"^\d+$"))
-                out.add(col.name, R_HS_DIGITS, present & ~digits)
-                length = pc.utf8_length(value)
-                ok_len = pc.and_(
-                    pc.greater_equal(length, col.hs_min), pc.less_equal(length, col.hs_max)
-                )
-                out.add(
-                    col.name,
-                    f"hs code must have {col.hs_min} to {col.hs_max} digits",
-                    present & digits & ~_np(ok_len),
-                )
-            elif kind == "hs_list":
-                each = rf"\d{{{col.hs_min},{col.hs_max}}}"
-                ok = _np(pc.match_substring_regex(value, rf"^{each}(;{each})*$"))
-                out.add(
-                    col.name,
-                    f"not a ';'-joined list of {col.hs_min} to {col.hs_max} digit hs codes",
-                    present & ~ok,
-                )
-            elif kind == "country":
-                fmt = _np(pc.match_substring_regex(value, r"^[A-Z]{2}$"))
-                out.add(col.name, R_COUNTRY_FMT, present & ~fmt)
-                known = _np(pc.is_in(value, value_set=pa.array(sorted(COUNTRY_CODES))))
-                out.add(col.name, R_COUNTRY_UNKNOWN, present & fmt & ~known)
-            elif kind == "currency":
-                fmt = _np(pc.match_substring_regex(value, r"^[A-Z]{3}$"))
-                out.add(col.name, R_CURRENCY_FMT, present & ~fmt)
+        value, present, failed = _column_rules(col, raw, tz)
         if col.required:
+            for reason, mask in failed:
+                out.add(col.name, reason, mask)
             out.add(col.name, R_MISSING, ~present)
+        else:
+            dropped = np.zeros(n, dtype=bool)
+            for reason, mask in failed:
+                out.add_issue(col.name, reason, mask)
+                dropped |= mask
+            if dropped.any():
+                out.raw[col.name] = raw
+                value = _set_missing(value, col, dropped)
         out.typed[col.name] = value
+    for col in spec.columns:
+        if col.expected_when is None:
+            continue
+        other, wanted = col.expected_when
+        # Missing as received (a value that broke a rule already has its issue).
+        absent = (
+            _np(pc.is_null(_norm_str(data.column(col.name))))
+            if col.name in data.column_names
+            else np.ones(n, dtype=bool)
+        )
+        when = _np(pc.equal(out.typed[other], wanted))
+        out.add_issue(col.name, expected_missing_reason(col), when & absent)
     if spec.one_of_required:
         any_subject = np.zeros(n, dtype=bool)
         for name in spec.one_of_required:
             any_subject |= _np(pc.is_valid(out.typed[name]))
         out.add(",".join(spec.one_of_required), R_NO_SUBJECT, ~any_subject)
-    contract = set(spec.names) | {"declared_value_usd"}
+    derived = set(spec.names) | {"declared_value_usd", DQ_ISSUE_COUNT}
     for name in data.column_names:
-        if name in contract:
+        if name in derived:
             continue
         attr_kind = (attributes or {}).get(name)
         if attr_kind == "numeric":
             value, bad = parse_float(data.column(name))
-            out.add(name, R_NUMBER, bad)
+            out.add_issue(name, R_NUMBER, bad)
+            if bad.any():
+                out.raw[name] = data.column(name)
             out.extras[name] = value
         else:
             col = data.column(name)
@@ -629,6 +728,7 @@ class TableInput:
 class TableOutput:
     accepted: pa.Table
     quarantine: pa.Table
+    data_quality: pa.Table
     report: TableReport
     checked: Checked
 
@@ -670,6 +770,12 @@ def _quarantine_rows(
             if column not in cols[i]:
                 cols[i].append(column)
             reasons[i].append(label)
+    # A quarantined row's bad optional values are named too (not counted: the row is not kept).
+    for column, reason, mask in checked.issues:
+        for i in np.flatnonzero(mask[idx]):
+            if column not in cols[i]:
+                cols[i].append(column)
+            reasons[i].append(f"{column}: {reason} (optional)")
     raw_rows = inp.source.table.take(pa.array(inp.raw_index[idx])).to_pylist() if len(idx) else []
     q = {
         "batch": [batch] * len(idx),
@@ -701,6 +807,51 @@ def _quarantine_rows(
     return table, by_reason
 
 
+def _data_quality_rows(
+    inp: TableInput, checked: Checked, keep: np.ndarray, batch: str
+) -> tuple[pa.Table, dict[str, int]]:
+    """One row per data-quality issue of an accepted row: where, which column, why, raw value.
+
+    Issues of quarantined rows are not listed: the quarantine keeps the whole raw row.
+    """
+    parts = []
+    by_reason: dict[str, int] = {}
+    key = checked.spec.key
+    for column, reason, mask in checked.issues:
+        idx = np.flatnonzero(mask & keep)
+        if not len(idx):
+            continue
+        by_reason[f"{column}: {reason}"] = len(idx)
+        take = pa.array(idx)
+        raw = checked.raw.get(column)
+        raw_text = (
+            pc.cast(raw.take(take), pa.string())
+            if raw is not None
+            else pa.nulls(len(idx), pa.string())
+        )
+        parts.append(
+            pa.table(
+                {
+                    "batch": pa.array([batch] * len(idx), pa.string()),
+                    "source_file": pa.array([inp.source.name] * len(idx), pa.string()),
+                    "source_row": pa.array(inp.source.source_rows[inp.raw_index[idx]], pa.int64()),
+                    "table": pa.array([inp.table] * len(idx), pa.string()),
+                    "key": (
+                        pc.cast(checked.typed[key].take(take), pa.string())
+                        if key
+                        else pa.nulls(len(idx), pa.string())
+                    ),
+                    "column": pa.array([column] * len(idx), pa.string()),
+                    "reason": pa.array([reason] * len(idx), pa.string()),
+                    "raw": raw_text,
+                },
+                schema=DATA_QUALITY_SCHEMA,
+            )
+        )
+    table = pa.concat_tables(parts) if parts else DATA_QUALITY_SCHEMA.empty_table()
+    return table, by_reason
+
+
 def _accepted_table(checked: Checked, keep: np.ndarray, extra: dict[str, Array]) -> pa.Table:
     schema = canonical_schema(checked.spec)
     arrays = []
@@ -721,16 +872,24 @@ def _finish(
 ) -> TableOutput:
     bad = checked.bad()
     quarantine, by_reason = _quarantine_rows(inp, checked, bad, batch)
-    accepted = _accepted_table(checked, ~bad, extra or {})
+    data_quality, dq_by_reason = _data_quality_rows(inp, checked, ~bad, batch)
+    counts = checked.issue_counts()
+    extra = dict(extra or {})
+    if checked.spec.name == "declarations":
+        extra[DQ_ISSUE_COUNT] = pa.array(counts, pa.int64())
+    accepted = _accepted_table(checked, ~bad, extra)
     report = TableReport(
         read=checked.n + len(inp.source.bad_rows),
         accepted=accepted.num_rows,
         quarantined=quarantine.num_rows,
         by_reason=by_reason,
         source_files=[inp.source.name],
+        with_dq_issues=int(((counts > 0) & ~bad).sum()),
+        dq_issues=data_quality.num_rows,
+        dq_by_reason=dq_by_reason,
     )
     report.check(inp.table)
-    return TableOutput(accepted, quarantine, report, checked)
+    return TableOutput(accepted, quarantine, data_quality, report, checked)
 
 
 def _check_declarations(
@@ -794,9 +953,6 @@ def _check_inspections(
     c.add("declaration_id", R_TWO_RESULTS, (ids.duplicated(keep=False) & ids.notna()).to_numpy())
     stored = store.read("inspections", columns=["declaration_id"])
     c.add("declaration_id", R_RESULT_IN_STORE, ids.isin(stored["declaration_id"]).to_numpy())
-    nonconf = _np(pc.equal(c.typed["result"], "nonconforming"))
-    missing = _np(pc.is_null(c.typed["hazard_type"])) | _np(pc.is_null(c.typed["severity"]))
-    c.add("hazard_type,severity", R_NONCONF, nonconf & missing)
     return _finish(inp, c, batch)
 
 
@@ -1037,13 +1193,7 @@ def ingest(
         for table, outs in outputs.items():
             r = TableReport()
             for o in outs:
-                r.read += o.report.read
-                r.accepted += o.report.accepted
-                r.quarantined += o.report.quarantined
-                r.replaced += o.report.replaced
-                r.source_files += o.report.source_files
-                for k, v in o.report.by_reason.items():
-                    r.by_reason[k] = r.by_reason.get(k, 0) + v
+                r.merge(o.report)
             r.check(table)
             report.tables[table] = r
         for inp in inputs:
@@ -1073,6 +1223,14 @@ def ingest(
             if qt.num_rows:
                 (staging / QUARANTINE).mkdir()
                 pq.write_table(qt, staging / QUARANTINE / f"part-{batch}.parquet")
+            dq = [
+                o.data_quality for outs in outputs.values() for o in outs if o.data_quality.num_rows
+            ]
+            if dq:
+                (staging / DATA_QUALITY).mkdir()
+                pq.write_table(
+                    pa.concat_tables(dq), staging / DATA_QUALITY / f"part-{batch}.parquet"
+                )
             report.seconds = time.perf_counter() - t0
             (staging / "reports").mkdir()
             write_json_atomic(staging / "reports" / f"{batch}.json", report.to_dict())

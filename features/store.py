@@ -9,6 +9,7 @@ Layout (see ``docs/architecture.md`` and ``docs/contract.md``)::
       enterprises/part-<batch>.parquet
       credit_ratings/part-<batch>.parquet
       quarantine/part-<batch>.parquet
+      data_quality/part-<batch>.parquet
       reports/<batch>.json
       manifest.json
 
@@ -28,10 +29,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.contract import CONTRACT_VERSION, LOAD_ORDER, TABLES, TableSpec
+from features.contract import CONTRACT_VERSION, DQ_ISSUE_COUNT, LOAD_ORDER, TABLES, TableSpec
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine"
+DATA_QUALITY = "data_quality"
 TS_TYPE = pa.timestamp("ns", tz="UTC")
 
 _ARROW_TYPES = {
@@ -60,11 +62,29 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+# One row per bad optional value of an accepted row (contract 1.1): the row was kept, the value
+# read as missing. ``key`` is the row's key (declaration_id, signal_id, ...; null if none).
+DATA_QUALITY_SCHEMA = pa.schema(
+    [
+        ("batch", pa.string()),
+        ("source_file", pa.string()),
+        ("source_row", pa.int64()),
+        ("table", pa.string()),
+        ("key", pa.string()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+
 def canonical_schema(spec: TableSpec) -> pa.Schema:
-    """Arrow schema of the contract columns of a table (``declared_value_usd`` included)."""
+    """Arrow schema of the contract columns of a table (with the columns ingest derives:
+    ``declared_value_usd`` and ``dq_issue_count`` for declarations)."""
     fields = [pa.field(c.name, _ARROW_TYPES[c.kind]) for c in spec.columns]
     if spec.name == "declarations":
         fields.append(pa.field("declared_value_usd", pa.float64()))
+        fields.append(pa.field(DQ_ISSUE_COUNT, pa.int64()))
     return pa.schema(fields)
 
 
@@ -173,6 +193,12 @@ class Store:
             return schema.empty_table().to_pandas()
         data = pa.concat_tables(parts, promote_options="permissive")
         df = data.to_pandas()
+        if table == "declarations" and (columns is None or DQ_ISSUE_COUNT in columns):
+            # Parts written before contract 1.1 have no count: no issue was recorded for them.
+            if DQ_ISSUE_COUNT in df:
+                df[DQ_ISSUE_COUNT] = df[DQ_ISSUE_COUNT].fillna(0).astype("int64")
+            else:
+                df[DQ_ISSUE_COUNT] = pd.Series(0, index=df.index, dtype="int64")
         if table == "enterprises" and "enterprise_id" in df.columns and df.size:
             df = df.drop_duplicates("enterprise_id", keep="last").reset_index(drop=True)
         return df
@@ -186,6 +212,14 @@ class Store:
         parts = self._read_arrow(QUARANTINE)
         if not parts:
             return QUARANTINE_SCHEMA.empty_table().to_pandas()
+        return pa.concat_tables(parts).to_pandas()
+
+    def data_quality(self) -> pd.DataFrame:
+        """Every data-quality issue of accepted rows: batch, source_file, source_row, table, key,
+        column, reason, raw (the value as received; the store holds it as missing)."""
+        parts = self._read_arrow(DATA_QUALITY)
+        if not parts:
+            return DATA_QUALITY_SCHEMA.empty_table().to_pandas()
         return pa.concat_tables(parts).to_pandas()
 
     def reports(self) -> list[dict[str, Any]]:

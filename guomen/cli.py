@@ -41,6 +41,13 @@ def demo_data(
             "declarations, loaded with docs/examples/foreign_flat_mapping.yaml)"
         ),
     ] = "contract",
+    unknown_values: Annotated[
+        bool,
+        typer.Option(
+            help="flat layout: about 0.8 % of rows with Net Mass 0 or origin ZZ, as real "
+            "exports have them (kept by ingest as data-quality issues)"
+        ),
+    ] = False,
 ) -> None:
     """Generate about three years of realistic demo trade in the data contract, plus a separate
     ground-truth folder (true probabilities, planted outbreaks) that no pipeline reads."""
@@ -58,11 +65,13 @@ def demo_data(
         if signal_intensity != 1.0:
             raise typer.BadParameter("--signal-intensity: the flat layout has no risk signals")
         write_foreign_flat(out / "foreign_flat.csv", n=declarations, seed=seed, world=world,
-                           truth=True)  # fmt: skip
+                           truth=True, unknown_values=unknown_values)  # fmt: skip
         typer.echo(f"{'foreign_flat.csv':>16}: {declarations:>10,} rows")
         return
     if layout != "contract":
         raise typer.BadParameter("--layout must be contract or flat")
+    if unknown_values:
+        raise typer.BadParameter("--unknown-values: only for --layout flat")
     from demo.generate import write_demo_data
 
     summary = write_demo_data(

@@ -14,8 +14,11 @@ from features.ingest import FileLevelError, ingest
 from features.store import Store
 from tests.features.conftest import CORPUS, tree_digest
 
-# Every corpus case: either per-table (read, accepted, quarantined, {reason: rows}) or the
-# substrings the FileLevelError message must contain. tests/corpus/EXPECTED.md says the same.
+# Every corpus case: either per-table (read, accepted, quarantined, {reason: rows}[, {data-quality
+# reason: rows}]) or the substrings the FileLevelError message must contain. A bad optional value
+# (contract 1.1) keeps its row: it is a data-quality issue, not a quarantine reason.
+# tests/corpus/EXPECTED.md says the same.
+EXPECTED_WHEN_NC = "missing, expected when result is nonconforming"
 EXPECTED: dict[str, dict] = {
     "ok_all_tables": {
         "declarations": (3, 3, 0, {}),
@@ -27,39 +30,29 @@ EXPECTED: dict[str, dict] = {
     "wrong_types": {
         "declarations": (
             4,
-            1,
             3,
-            {
-                "quantity: not a number": 1,
-                "legal_inspection: not a boolean": 1,
-                "declared_value: not a number": 1,
-                "net_weight_kg: not a number": 1,
-            },
+            1,
+            {"declared_value: not a number": 1},
+            {"quantity: not a number": 1, "legal_inspection: not a boolean": 1},
         )
     },
     "bad_enums": {
         "declarations": (
             4,
-            1,
-            3,
-            {
-                "direction: not an allowed value": 1,
-                "trade_mode: not an allowed value": 1,
-                "transport_mode: not an allowed value": 1,
-            },
+            2,
+            2,
+            {"direction: not an allowed value": 1, "trade_mode: not an allowed value": 1},
+            {"transport_mode: not an allowed value": 1},
         )
     },
     "bad_dates": {"declarations": (5, 1, 4, {"declared_at: not an ISO-8601 timestamp": 4})},
     "negative_values": {
         "declarations": (
             4,
-            1,
             3,
-            {
-                "quantity: must be >= 0": 1,
-                "net_weight_kg: must be > 0": 1,
-                "declared_value: must be >= 0": 1,
-            },
+            1,
+            {"declared_value: must be >= 0": 1},
+            {"quantity: must be >= 0": 1, "net_weight_kg: must be > 0": 1},
         )
     },
     "duplicates": {"declarations": (4, 2, 2, {"declaration_id: duplicate key in file": 2})},
@@ -99,9 +92,39 @@ EXPECTED: dict[str, dict] = {
         "declarations": (3, 3, 0, {}),
         "inspections": (
             3,
-            1,
-            2,
-            {"hazard_type,severity: nonconforming without hazard_type/severity": 2},
+            3,
+            0,
+            {},
+            {f"severity: {EXPECTED_WHEN_NC}": 1, f"hazard_type: {EXPECTED_WHEN_NC}": 1},
+        ),
+    },
+    "optional_values_kept": {
+        "declarations": (
+            9,
+            9,
+            0,
+            {},
+            {
+                "net_weight_kg: must be > 0": 3,
+                "quantity: must be >= 0": 1,
+                "quantity: not a number": 1,
+                "destination_country: unknown country code": 1,
+                "destination_country: not an ISO 3166-1 alpha-2 code": 1,
+                "transport_mode: not an allowed value": 1,
+                "third_party_certificate: not a boolean": 1,
+            },
+        ),
+        "inspections": (
+            3,
+            3,
+            0,
+            {},
+            {
+                f"hazard_type: {EXPECTED_WHEN_NC}": 1,
+                f"severity: {EXPECTED_WHEN_NC}": 1,
+                "disposal: not an allowed value": 1,
+                "hazard_type: not an allowed value": 1,
+            },
         ),
     },
     "bad_hs": {
@@ -117,13 +140,16 @@ EXPECTED: dict[str, dict] = {
     },
     "bad_country": {
         "declarations": (
-            5,
-            1,
-            4,
+            9,
+            6,
+            3,
             {
                 "origin_country: not an ISO 3166-1 alpha-2 code": 2,
                 "origin_country: unknown country code": 1,
+            },
+            {
                 "destination_country: not an ISO 3166-1 alpha-2 code": 1,
+                "destination_country: unknown country code": 1,
             },
         )
     },
@@ -152,15 +178,18 @@ EXPECTED: dict[str, dict] = {
     "risk_signals_rules": {
         "declarations": (1, 1, 0, {}),
         "risk_signals": (
-            6,
-            1,
-            5,
+            7,
+            3,
+            4,
             {
                 "signal_id: duplicate key in file": 1,
+                # S3's only subject, hs prefix "0", is invalid: read as missing, no subject left.
                 "enterprise_id,overseas_party_id,hs_code,origin_country,hs_codes: no subject": 2,
-                "hs_code: hs code must have 2 to 10 digits": 1,
                 "channel: not an allowed value": 1,
+            },
+            {
                 "severity: not an allowed value": 1,
+                "origin_country: not an ISO 3166-1 alpha-2 code": 1,
             },
         ),
     },
@@ -168,10 +197,10 @@ EXPECTED: dict[str, dict] = {
         "declarations": (1, 1, 0, {}),
         "enterprises": (
             3,
-            1,
             2,
+            1,
+            {"enterprise_id: duplicate key in file": 1},
             {
-                "enterprise_id: duplicate key in file": 1,
                 "registered_at: not an ISO-8601 timestamp": 1,
                 "enterprise_type: not an allowed value": 1,
             },
@@ -209,13 +238,19 @@ def test_corpus(case: str, store_dir: Path) -> None:
     report = ingest(CORPUS / case, store_dir)
     assert set(report.tables) == set(expected)
     quarantine = Store(store_dir).quarantine()
-    for table, (read, accepted, quarantined, reasons) in expected.items():
+    data_quality = Store(store_dir).data_quality()
+    for table, (read, accepted, quarantined, reasons, *rest) in expected.items():
+        dq_reasons = rest[0] if rest else {}
         got = report.tables[table]
         assert got.read == got.accepted + got.quarantined
         assert (got.read, got.accepted, got.quarantined) == (read, accepted, quarantined)
         assert got.by_reason == reasons
+        assert got.dq_by_reason == dq_reasons
         assert len(Store(store_dir).read(table)) == accepted
         assert (quarantine["table"] == table).sum() == quarantined
+        rows = data_quality[data_quality["table"] == table]
+        assert len(rows) == got.dq_issues == sum(dq_reasons.values())
+        assert got.with_dq_issues == rows["source_row"].nunique()
     # The stored report is the printed one.
     stored = Store(store_dir).reports()[-1]
     assert stored["batch"] == report.batch
@@ -306,12 +341,16 @@ def test_encodings_are_recorded_and_decoded(store_dir: Path) -> None:
 def test_quarantine_rows_keep_source_row_reasons_and_raw(store_dir: Path) -> None:
     ingest(CORPUS / "wrong_types", store_dir)
     q = Store(store_dir).quarantine().set_index("source_row")
-    # Header is row 1, so the first data row is row 2; D2 is on row 3.
-    assert json.loads(q.loc[3, "raw"])["quantity"] == "abc"
+    # Header is row 1, so the first data row is row 2; D4 is on row 5.
+    assert q.index.tolist() == [5]
+    assert json.loads(q.loc[5, "raw"])["declared_value"] == "12,5"
     # One quarantine row per source row, carrying every reason of that row.
     assert q.index.is_unique
-    assert q.loc[5, "reason"] == "net_weight_kg: not a number; declared_value: not a number"
-    assert q.loc[5, "column"] == "net_weight_kg; declared_value"
+    # D4: its required value is unusable; its bad optional weight is named, marked optional.
+    assert q.loc[5, "reason"] == (
+        "declared_value: not a number; net_weight_kg: not a number (optional)"
+    )
+    assert q.loc[5, "column"] == "declared_value; net_weight_kg"
     assert set(q["source_file"]) == {"declarations.csv"}
     ingest(CORPUS / "truncated_last_line", store_dir / "t")
     t = Store(store_dir / "t").quarantine()
@@ -422,3 +461,69 @@ def test_corpus_is_not_modified_by_a_load(store_dir: Path, tmp_path: Path) -> No
     before = tree_digest(copy)
     ingest(copy, store_dir)
     assert tree_digest(copy) == before
+
+
+def test_bad_optional_values_keep_their_rows_with_the_issue_recorded(store_dir: Path) -> None:
+    """Contract 1.1: the value becomes missing, the row stays, the issue is a data_quality row."""
+    report = ingest(CORPUS / "optional_values_kept", store_dir)
+    store = Store(store_dir)
+    decl = store.read("declarations").set_index("declaration_id")
+    assert list(decl.index) == [f"O{i}" for i in range(1, 10)]
+    assert np.isnan(decl.loc["O2", "net_weight_kg"]) and np.isnan(decl.loc["O3", "net_weight_kg"])
+    assert np.isnan(decl.loc["O4", "quantity"]) and decl.loc["O1", "net_weight_kg"] == 35.5
+    assert pd.isna(decl.loc["O5", "destination_country"])
+    assert pd.isna(decl.loc["O6", "transport_mode"])
+    assert not decl.loc["O7", "third_party_certificate"]  # unparseable bool: its default
+    # User-assigned codes are values of their own, not errors.
+    assert decl.loc["O9", "origin_country"] == "ZZ"
+    assert decl.loc["O9", "destination_country"] == "XX"
+    assert decl["dq_issue_count"].to_dict() == {
+        "O1": 0, "O2": 1, "O3": 1, "O4": 1, "O5": 1, "O6": 1, "O7": 1, "O8": 3, "O9": 0
+    }  # fmt: skip
+    dq = store.data_quality()
+    assert set(dq.columns) == {
+        "batch", "source_file", "source_row", "table", "key", "column", "reason", "raw"
+    }  # fmt: skip
+    o8 = dq[(dq["table"] == "declarations") & (dq["key"] == "O8")].sort_values("column")
+    assert o8[["source_file", "source_row", "column", "reason", "raw"]].values.tolist() == [
+        ["declarations.csv", 9, "destination_country", "not an ISO 3166-1 alpha-2 code", "Q1"],
+        ["declarations.csv", 9, "net_weight_kg", "must be > 0", "0"],
+        ["declarations.csv", 9, "quantity", "not a number", "n/a"],
+    ]
+    assert (dq["batch"] == report.batch).all()
+    # The inspection is kept (its label is known) with hazard and severity missing.
+    insp = store.read("inspections").set_index("declaration_id")
+    assert insp.loc["O1", "result"] == "nonconforming" and pd.isna(insp.loc["O1", "hazard_type"])
+    o1 = dq[(dq["table"] == "inspections") & (dq["key"] == "O1")]
+    assert sorted(o1["column"]) == ["disposal", "hazard_type", "severity"]
+    assert o1.set_index("column").loc["disposal", "raw"] == "burn"
+    assert o1.set_index("column")["raw"].isna().sum() == 2  # missing as received
+    t = report.tables["declarations"]
+    assert (t.read, t.accepted, t.with_dq_issues, t.quarantined, t.dq_issues) == (9, 9, 7, 0, 9)
+
+
+def test_report_shows_accepted_with_issues_and_quarantined(store_dir: Path) -> None:
+    report = ingest(CORPUS / "negative_values", store_dir)
+    text = report.to_text()
+    assert "with DQ issues" in text.splitlines()[1 + len(report.files)]
+    row = next(line for line in text.splitlines() if line.startswith("declarations"))
+    assert row.split()[1:] == ["4", "3", "2", "1"]  # read, accepted, with DQ issues, quarantined
+    assert "data quality (kept, value missing): net_weight_kg: must be > 0" in text
+    assert "quarantined: declared_value: must be >= 0" in text
+    stored = Store(store_dir).reports()[-1]["tables"]["declarations"]
+    assert (stored["read"], stored["accepted"], stored["with_dq_issues"]) == (4, 3, 2)
+    assert stored["read"] == stored["accepted"] + stored["quarantined"]
+    assert stored["dq_by_reason"] == {"quantity: must be >= 0": 1, "net_weight_kg: must be > 0": 1}
+
+
+def test_offline_features_see_the_data_quality_issues(store_dir: Path) -> None:
+    from features.build import build_offline
+
+    ingest(CORPUS / "optional_values_kept", store_dir)
+    store = Store(store_dir)
+    frame = build_offline(store.tables()).set_index("declaration_id")
+    counts = store.read("declarations").set_index("declaration_id")["dq_issue_count"]
+    assert frame["decl_dq_issue_cnt_now"].to_dict() == counts.astype(float).to_dict()
+    assert frame.loc["O8", "decl_dq_issue_cnt_now"] == 3.0
+    # The zero weight is missing, not ln(1 + 0).
+    assert np.isnan(frame.loc["O2", "decl_log_weight_now"])

@@ -22,7 +22,7 @@ EXAMPLE = ROOT / "docs" / "examples" / "foreign_flat_mapping.yaml"
 @pytest.fixture
 def foreign(tmp_path: Path) -> Path:
     src = tmp_path / "foreign"
-    write_foreign_flat(src / "foreign_flat.csv", n=1500, seed=11)
+    write_foreign_flat(src / "foreign_flat.csv", n=1500, seed=11, unknown_values=True)
     return src
 
 
@@ -46,7 +46,7 @@ def test_generated_fraud_is_learnable(tmp_path: Path) -> None:
     rate = fraud.mean()
     assert 0.03 < rate < 0.3
     # Undervaluation: price per kg relative to the HS6 median is lower among frauds.
-    unit = df["Item Price"] / df["Net Mass"]
+    unit = (df["Item Price"] / df["Net Mass"]).where(df["Net Mass"] > 0)  # 0 kg: unknown
     rel = np.log(unit / unit.groupby(df["HS6 Code"]).transform("median"))
     assert rel[fraud == 1].mean() < rel[fraud == 0].mean() - 0.3
     # A categorical column matters.
@@ -97,6 +97,20 @@ def test_foreign_file_loads_through_the_example_mapping(foreign: Path, tmp_path:
     local = pd.Timestamp(raw.loc[first, "Date"]).tz_localize("Asia/Shanghai")
     assert decl.loc[first, "declared_at"] == local.tz_convert("UTC")
     assert decl.loc[first, "declared_at"].hour == 16
+    # Rows the export records with 0 kg or origin ZZ ("unknown") are kept (contract 1.1): the
+    # weight is a data-quality issue and reads as missing, ZZ is a value of its own.
+    zero = raw.index[raw["Net Mass"].astype(float) == 0]
+    unknown = raw.index[raw["Country of Origin"] == "ZZ"]
+    assert len(zero) and len(unknown)
+    assert decl.loc[zero, "net_weight_kg"].isna().all()
+    assert (decl.loc[zero, "dq_issue_count"] == 1).all()
+    assert (decl.loc[unknown, "origin_country"] == "ZZ").all()
+    assert report.tables["declarations"].dq_by_reason == {"net_weight_kg: must be > 0": len(zero)}
+    assert report.tables["declarations"].with_dq_issues == len(zero)
+    assert len(insp.loc[zero.union(unknown)]) == len(zero.union(unknown))  # their labels too
+    dq = store.data_quality()
+    assert sorted(dq["key"]) == sorted(zero) and set(dq["raw"]) == {"0.0"}
+    assert set(dq["source_row"]) == {raw.index.get_loc(k) + 2 for k in zero}
 
 
 def test_mapped_rows_are_validated_with_foreign_row_numbers(foreign: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.contract import LOAD_ORDER, TABLES
+from features.contract import CONTRACT_VERSION, LOAD_ORDER, TABLES
 from features.ingest import ingest
 from features.store import Store
 from tests.features.conftest import CORPUS
@@ -68,7 +68,7 @@ def test_canonical_dtypes_and_layout(tmp_path: Path) -> None:
     assert (root / "enterprises" / f"part-{b}.parquet").is_file()
     assert (root / "reports" / f"{b}.json").is_file()
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["contract_version"] == 1
+    assert manifest["contract_version"] == CONTRACT_VERSION
     assert [x["batch"] for x in manifest["batches"]] == [b]
     assert len(manifest["batches"][0]["files"]) == 5
     assert not list(root.glob(".staging-*"))
