@@ -19,6 +19,7 @@ DTYPES = {
     "str": "str",
     "enum": "str",
     "hs": "str",
+    "hs_list": "str",
     "country": "str",
     "currency": "str",
     "float": "float64",
