@@ -13,7 +13,6 @@ values scaled by ``a`` (base value ``a * base + b``) add up to ``logit(p)`` exac
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,6 +24,8 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+
+from features.files import sha256_file
 
 BUNDLE_FORMAT = 1
 BOOSTER_FILE = "booster.txt"
@@ -101,14 +102,6 @@ class ModelBundle:
         }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -149,7 +142,7 @@ def save_bundle(bundle: ModelBundle, directory: Path) -> Path:
         )
         manifest = {
             "format": BUNDLE_FORMAT,
-            "files": {name: _sha256(staging / name) for name in (BOOSTER_FILE, META_FILE)},
+            "files": {name: sha256_file(staging / name) for name in (BOOSTER_FILE, META_FILE)},
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         os.replace(staging, directory)
@@ -162,7 +155,7 @@ def save_bundle(bundle: ModelBundle, directory: Path) -> Path:
 
 def manifest_digest(directory: Path) -> str:
     """sha256 of the manifest itself: pinned in the registry so the registry vouches for it."""
-    return _sha256(Path(directory) / MANIFEST_FILE)
+    return sha256_file(Path(directory) / MANIFEST_FILE)
 
 
 def verify_bundle(directory: Path, expected_manifest_digest: str | None = None) -> dict[str, Any]:
@@ -171,7 +164,10 @@ def verify_bundle(directory: Path, expected_manifest_digest: str | None = None) 
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise BundleVerificationError(f"{directory}: no {MANIFEST_FILE}")
-    if expected_manifest_digest is not None and _sha256(manifest_path) != expected_manifest_digest:
+    if (
+        expected_manifest_digest is not None
+        and sha256_file(manifest_path) != expected_manifest_digest
+    ):
         raise BundleVerificationError(f"{directory}: manifest digest differs from the registry's")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -188,7 +184,7 @@ def verify_bundle(directory: Path, expected_manifest_digest: str | None = None) 
         path = directory / name
         if not path.is_file():
             raise BundleVerificationError(f"{directory}: missing {name}")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise BundleVerificationError(f"{directory}: {name} does not match its sha256")
     return dict(manifest)
 

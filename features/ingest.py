@@ -65,6 +65,7 @@ from features.contract import (
     TableSpec,
     expected_missing_reason,
 )
+from features.files import sha256_file, write_json_atomic
 from features.mapping import Mapping, MappingError, load_mapping
 from features.products import native_coverage
 from features.rates import RateTable, RateTableError, load_rates
@@ -79,7 +80,6 @@ from features.store import (
     canonical_schema,
     empty_manifest,
     partition_dir,
-    write_json_atomic,
 )
 
 _TS_RE = TIMESTAMP_PATTERN
@@ -363,7 +363,7 @@ def _read_csv(name: str, raw: bytes) -> RawFile:
 
 
 def _read_parquet(name: str, path: Path) -> RawFile:
-    sha = _sha256_file(path)
+    sha = sha256_file(path)
     if path.stat().st_size == 0:
         raise FileLevelError(f"{name}: empty file (0 bytes)")
     try:
@@ -377,14 +377,6 @@ def _read_parquet(name: str, path: Path) -> RawFile:
     table = table.rename_columns(names)
     rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return RawFile(name, table, "parquet", sha, rows)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_source(path: Path, name: str | None = None) -> RawFile:

@@ -21,7 +21,6 @@ Months are UTC months of the partition timestamp.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +96,6 @@ def partition_dir(spec: TableSpec) -> str | None:
 
 def empty_manifest() -> dict[str, Any]:
     return {"contract_version": CONTRACT_VERSION, "batches": [], "attributes": {}}
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON to a temp file and rename it over ``path`` (atomic on POSIX)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), "utf-8")
-    os.replace(tmp, path)
 
 
 class Store:

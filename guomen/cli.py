@@ -625,24 +625,19 @@ def evaluate_cmd(
 
 
 def _build_snapshot(store: Path, out: Path, as_of: str | None, timezone: str) -> str:
-    import shutil
-    import tempfile
-
     import pandas as pd
 
+    from features.files import replace_directory, staging_directory
     from features.snapshot import Snapshot
     from features.store import Store
 
     st = Store(store)
     when = pd.Timestamp(as_of, tz=timezone) if as_of else pd.Timestamp.now(tz="UTC")
     snap = Snapshot.build(st.tables(), as_of=when, attributes=st.attributes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and swap, so a running API never reads a half-written snapshot.
-    staging = Path(tempfile.mkdtemp(prefix=".snapshot-", dir=out.parent))
+    # Built beside the target and swapped in, so a running API never reads a half-written one.
+    staging = staging_directory(out, "snapshot")
     snap.save(staging)
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    replace_directory(staging, out)
     return str(snap.as_of)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from features.bundle import ModelBundle, load_bundle, manifest_digest
+from features.files import replace_directory
 
 log = logging.getLogger("guomen.riskmodel.registry")
 
@@ -139,9 +140,7 @@ def fetch_bundle(ref: ModelRef, *, tracking_uri: str, home: Path, cache_dir: Pat
             )
         )
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        downloaded.rename(target)
+        replace_directory(downloaded, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -19,11 +19,8 @@ exists and the files it names still have the recorded sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.files import commit_file, sha256_file, temporary_beside, write_json_atomic
 from serving.rescore.partition import partition_name
 
 FEATURES_DIR = "features"
@@ -44,20 +42,6 @@ PROFILES_FILE = "profiles.parquet"
 SUMMARY_FILE = "summary.json"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_rename(tmp: Path, final: Path) -> None:
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` (no index) to ``path`` through a temporary file and a rename.
 
@@ -66,26 +50,10 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temporary_beside(path)
     try:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-        _fsync_rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(payload: dict[str, Any], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, ensure_ascii=False, indent=2, sort_keys=True)
-        _fsync_rename(tmp, path)
+        commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -149,7 +117,7 @@ class RunLayout:
         if self.root.exists():
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
-        write_json_atomic(run, self.run_file)
+        write_json_atomic(self.run_file, run, sort_keys=True)
         return False
 
     def is_done(self, part: int) -> bool:
@@ -173,7 +141,7 @@ class RunLayout:
                 for p in (self.scored(part), self.aggregates(part))
             },
         }
-        write_json_atomic(marker, self.done(part))
+        write_json_atomic(self.done(part), marker, sort_keys=True)
         return marker
 
 

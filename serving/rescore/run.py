@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle, manifest_digest
+from features.files import write_json_atomic
 from policy.tiers import TIER_ORDER, SupervisionPolicy
 from serving.rescore.engines import run_dask, run_local, start_local_cluster
 from serving.rescore.files import (
     RunLayout,
     previous_profiles,
     read_json,
-    write_json_atomic,
     write_parquet_atomic,
 )
 from serving.rescore.partition import partition_column
@@ -179,7 +179,7 @@ def _stage_features(
         for done_parts, _ in enumerate(pool.map(write, range(partitions)), start=1):
             progress("features", done_parts, partitions)
     done = {"rows": int(sum(rows)), "partition_rows": rows}
-    write_json_atomic(done, layout.features_success)
+    write_json_atomic(layout.features_success, done, sort_keys=True)
     return done
 
 
@@ -436,9 +436,10 @@ def rescore(
         db_engine = make_engine(database) if isinstance(database, str) else database
         write_profiles(db_engine, profiles, run_record)
     write_json_atomic(
+        layout.summary,
         {k: v for k, v in run_record.items() if k not in ("engine", "explainer")}
         | {"explainer": explainer},
-        layout.summary,
+        sort_keys=True,
     )
     report("publish", 1, 1)
     return RescoreResult(
