@@ -38,7 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from policy.warnings import Subject, assess, evaluate_effect, load_warning_config, propose
+from policy.warnings import (
+    Subject,
+    assess,
+    evaluate_effect,
+    is_report_driven,
+    load_warning_config,
+    propose,
+    review_notice,
+    signal_keys,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRACE_DAYS = 14
@@ -110,8 +119,33 @@ def true_lift(
     return float(np.nanmean(p[m]) / np.nanmean(p))
 
 
+def early_evidence(
+    o: dict[str, Any], tables: dict[str, pd.DataFrame], ob_of: pd.Series, days: int = 30
+) -> tuple[int, int]:
+    """Reports about an outbreak's HS4 x origin, and nonconforming results of its declarations,
+    known in its first ``days`` days (what a warning could have been raised on)."""
+    end = o["t0"] + pd.Timedelta(days=days)
+    sig = tables.get("risk_signals")
+    reports = 0
+    if sig is not None and len(sig):
+        w = sig[(sig["reported_at"] >= o["t0"]) & (sig["reported_at"] <= end)]
+        reports = int((signal_keys(w, "hs4_origin") == f"{o['hs4']}/{o['origin_country']}").sum())
+    insp = tables["inspections"]
+    i = insp[(insp["inspected_at"] >= o["t0"]) & (insp["inspected_at"] <= end)]
+    i = i[i["result"] == "nonconforming"]
+    inside = ob_of.reindex(i["declaration_id"].astype("str")).to_numpy() == str(o["id"])
+    return reports, int(inside.sum())
+
+
 def run(
-    n_declarations: int, seed: int, step_days: int, max_delay: int, work: Path, reuse: bool = False
+    n_declarations: int,
+    seed: int,
+    step_days: int,
+    max_delay: int,
+    work: Path,
+    reuse: bool = False,
+    world: str | None = None,
+    signal_intensity: float | None = None,
 ) -> dict:
     from demo.generate import write_demo_data
     from features.ingest import ingest
@@ -121,7 +155,12 @@ def run(
     t0 = time.perf_counter()
     fresh = not (reuse and (work / "store").exists())
     if fresh:  # --reuse: a store generated before with the same size and seed
-        write_demo_data(work / "demo", n_declarations, seed)
+        variant: dict[str, Any] = {}
+        if world is not None:
+            variant["world"] = world
+        if signal_intensity is not None:
+            variant["signal_intensity"] = signal_intensity
+        write_demo_data(work / "demo", n_declarations, seed, **variant)
     timings["generate_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if fresh:
@@ -149,6 +188,8 @@ def run(
     closed: dict[tuple[str, str], dict[str, Any]] = {}
     proposals: list[dict[str, Any]] = []
     lifted = 0
+    lapsed = 0
+    confirmed = 0
     escalations: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     per_step: list[float] = []
@@ -165,7 +206,18 @@ def run(
         subjects = [Subject.parse(k, v) for k, v in open_w]
         reassessed = assess(tables, as_of, cfg, subjects=subjects) if subjects else []
         for now in reassessed:
-            w = open_w[(now.subject.kind, now.subject.key_str)]
+            key = (now.subject.kind, now.subject.key_str)
+            w = open_w[key]
+            review = review_notice(w, now, as_of, cfg) if is_report_driven(w) else None
+            if review is not None and review[0] == "lapse":
+                w["lapsed_at"] = str(as_of.date())
+                del open_w[key]
+                closed[key] = {"level": w["level"], "closed_at": as_of}
+                lapsed += 1
+                continue
+            if review is not None:  # results confirm the report-driven notice
+                w["confirmed_at"] = str(as_of.date())
+                confirmed += 1
             if 0 < now.level < w["level"]:
                 escalations.append(
                     {"id": w["id"], "as_of": str(as_of.date()), "from": w["level"], "to": now.level}
@@ -198,6 +250,9 @@ def run(
                 "cause": cause,
                 "true_lift": true_lift(w, tables, p_true, days),
                 "lifted_at": w.get("lifted_at"),
+                "report_driven": bool(w.get("report_driven")),
+                "confirmed_at": w.get("confirmed_at"),
+                "lapsed_at": w.get("lapsed_at"),
             }
         )
     frame = pd.DataFrame(rows)
@@ -214,11 +269,17 @@ def run(
             "inspected_inside": o["inspected_inside"],
             "nonconforming_inside": o["nonconforming_inside"],
         }
+        reports30, bad30 = early_evidence(o, tables, ob_of)
+        entry.update(reports_first_30d=reports30, nonconforming_first_30d=bad30,
+                     eligible_30d=bool(reports30 >= 2 or bad30 >= 2))  # fmt: skip
         if len(mine):
             firstw = mine.sort_values("as_of").iloc[0]
             delay = (pd.Timestamp(firstw["as_of"], tz="UTC") - o["t0"].normalize()).days
             entry.update(
                 detected=bool(delay <= max_delay),
+                detected_30d=bool(delay <= 30),
+                detected_42d=bool(delay <= 42),
+                first_report_driven=bool(firstw["report_driven"]),
                 delay_days=int(delay),
                 first_subject=firstw["subject"],
                 first_level=int(firstw["level"]),
@@ -226,7 +287,8 @@ def run(
                 warnings=int(len(mine)),
             )
         else:
-            entry.update(detected=False, delay_days=None, first_subject=None, first_level=None,
+            entry.update(detected=False, detected_30d=False, detected_42d=False,
+                         first_report_driven=False, delay_days=None, first_subject=None, first_level=None,
                          max_level=None, warnings=0)  # fmt: skip
         detections.append(entry)
     n_w = len(frame)
@@ -241,11 +303,17 @@ def run(
     detected = [d for d in detections if d["detected"]]
     level_match = [d for d in detected if d["first_level"] == d["planted_level"]]
     level_near = [d for d in detected if abs(d["first_level"] - d["planted_level"]) <= 1]
+    eligible = [d for d in detections if d["eligible_30d"]]
+    years = (dates[-1] - dates[0]).days / 365.25
+    no_cause = n_w - with_cause
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "load_average": list(os.getloadavg()),
         "declarations": n_declarations,
         "seed": seed,
+        "world": world or "default",
+        "signal_intensity": 1.0 if signal_intensity is None else signal_intensity,
         "step_days": step_days,
         "max_delay_days": max_delay,
         "assessment_dates": len(dates),
@@ -257,6 +325,19 @@ def run(
         "summary": {
             "outbreaks": len(outbreaks),
             "detected": len(detected),
+            "detected_30d": sum(d["detected_30d"] for d in detections),
+            "detected_42d": sum(d["detected_42d"] for d in detections),
+            "eligible_30d": len(eligible),
+            "eligible_detected_30d": sum(d["detected_30d"] for d in eligible),
+            "eligible_share_detected_30d": (
+                sum(d["detected_30d"] for d in eligible) / len(eligible) if eligible else None
+            ),
+            "replay_years": round(years, 2),
+            "without_planted_cause": no_cause,
+            "without_planted_cause_per_year": no_cause / years if years else None,
+            "report_driven_notices": int(frame["report_driven"].sum()) if n_w else 0,
+            "notices_confirmed": confirmed,
+            "notices_lapsed": lapsed,
             "median_delay_days": float(np.median([d["delay_days"] for d in detected]))
             if detected
             else None,
@@ -313,19 +394,30 @@ def markdown(r: dict[str, Any]) -> str:
         f"(traders without a trusted own history): {s['credit_referrals']}, of which "
         f"{s['credit_real_risk']} with a planted cause or true risk >= 2x",
         f"- lifted after a passing effect evaluation: {s['lifted_by_evaluation']}",
+        f"- world **{r['world']}**, report intensity {r['signal_intensity']}x; detected within "
+        f"30 days {s['detected_30d']}/{s['outbreaks']}, within 42 days "
+        f"{s['detected_42d']}/{s['outbreaks']}; outbreaks whose first 30 days hold >= 2 reports "
+        f"or >= 2 nonconforming results: {s['eligible_30d']}, of which proposed within 30 days "
+        f"{s['eligible_detected_30d']}; warnings without a planted cause "
+        f"{s['without_planted_cause']} in {s['replay_years']} years "
+        f"({(s['without_planted_cause_per_year'] or 0):.1f} a year); report-driven early "
+        f"notices {s['report_driven_notices']} (confirmed by results {s['notices_confirmed']}, "
+        f"lapsed {s['notices_lapsed']}); load average {r['load_average'][0]:.1f}",
         f"- time: replay {r['timings']['replay_s']:.1f} s; one step (evaluate and re-assess the "
         f"open warnings, then `propose`) {r['timings']['propose_step_median_s'] * 1000:.0f} ms "
         f"(median); demo generation {r['timings']['generate_s']:.0f} s, ingest "
         f"{r['timings']['ingest_and_read_s']:.0f} s",
         "",
         "| outbreak | subject | start | planted level | inspected / nonconforming inside | "
+        "reports / nonconforming in first 30 days | "
         "detected | delay (days) | first warning | first level | most severe |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in r["outbreaks"]:
         lines.append(
             f"| {d['id']} | {d['subject']} | {d['start']} | {d['planted_level']} | "
             f"{d['inspected_inside']} / {d['nonconforming_inside']} | "
+            f"{d['reports_first_30d']} / {d['nonconforming_first_30d']} | "
             f"{'yes' if d['detected'] else 'no'} | {d['delay_days'] if d['delay_days'] is not None else '–'} | "
             f"{d['first_subject'] or '–'} | {d['first_level'] or '–'} | {d['max_level'] or '–'} |"
         )
@@ -346,6 +438,51 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+MATRIX_WORLDS = (
+    "default",
+    "hs6_origin",
+    "declarant",
+    "overseas_hs4",
+    "port_chapter",
+    "attribute",
+    "weak_enterprise",
+)
+
+
+def matrix_markdown(runs: list[dict[str, Any]]) -> str:
+    """One row per world x report intensity: the issue's targets side by side."""
+    lines = [
+        "# Warnings across generator worlds and report intensities",
+        "",
+        "Each row: demo data of one world (`guomen demo-data --world W --signal-intensity X`), "
+        "replayed week by week as in `warnings.md` (committee approves every proposal, "
+        "escalates on a more severe reassessment, lifts on a passing effect evaluation; "
+        "report-driven notices are confirmed by results or lapse after their review period). "
+        "Eligible: outbreaks whose first 30 days hold >= 2 reports or >= 2 nonconforming "
+        "results (target: >= 80 % of them proposed within 30 days). Without cause: warnings "
+        "with no planted outbreak behind them (target: <= 12 a year).",
+        "",
+        "| world | declarations | intensity | seed | detected <= 30 d | detected <= 42 d | "
+        "eligible proposed <= 30 d | median delay (d) | max level exact | without cause "
+        "(per year) | notices (confirmed / lapsed) | warnings | replay s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        s = r["summary"]
+        share = s["eligible_share_detected_30d"]
+        lines.append(
+            f"| {r['world']} | {r['declarations']:,} | {r['signal_intensity']}x | {r['seed']} | "
+            f"{s['detected_30d']}/{s['outbreaks']} | {s['detected_42d']}/{s['outbreaks']} | "
+            f"{s['eligible_detected_30d']}/{s['eligible_30d']}"
+            f"{f' ({share:.0%})' if share is not None else ''} | {s['median_delay_days']} | "
+            f"{s['max_level_exact']}/{s['detected']} | {s['without_planted_cause']} "
+            f"({(s['without_planted_cause_per_year'] or 0):.1f}) | "
+            f"{s['report_driven_notices']} ({s['notices_confirmed']} / {s['notices_lapsed']}) | "
+            f"{s['warnings']} | {r['timings']['replay_s']:.0f} | {r['load_average'][0]:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--declarations", type=int, default=1_000_000)
@@ -355,15 +492,50 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for demo data and store")
     ap.add_argument("--reuse", action="store_true", help="reuse the store already in --work")
     ap.add_argument("--tag", default=None, help="results file suffix (default from size/seed)")
+    ap.add_argument("--world", default=None, help="generator world (demo-data --world)")
+    ap.add_argument("--signal-intensity", type=float, default=None, help="report intensity")
+    ap.add_argument(
+        "--matrix",
+        default=None,
+        help="run worlds x intensities, e.g. 'all:0.5,1,2' or 'default,hs6_origin:1'; "
+        "results to warnings_worlds_<size>k.json/.md (rewritten after every run)",
+    )
     args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.matrix:
+        names, _, levels = args.matrix.partition(":")
+        worlds = list(MATRIX_WORLDS) if names == "all" else names.split(",")
+        intensities = [float(x) for x in (levels or "1").split(",")]
+        out = RESULTS / f"warnings_worlds_{args.declarations // 1000}k"
+        runs: list[dict[str, Any]] = []
+        if out.with_suffix(".json").exists():  # resume: keep the runs already measured
+            runs = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["runs"]
+        done = {(r["world"], r["signal_intensity"]) for r in runs}
+        for world in worlds:
+            for x in intensities:
+                if (world, x) in done:
+                    continue
+                with tempfile.TemporaryDirectory() as tmp:
+                    r = run(args.declarations, args.seed, args.step_days, args.max_delay,
+                            Path(tmp), world=None if world == "default" else world,
+                            signal_intensity=None if x == 1.0 else x)  # fmt: skip
+                r["world"], r["signal_intensity"] = world, x
+                runs.append(r)
+                out.with_suffix(".json").write_text(
+                    json.dumps({"runs": runs}, indent=2, ensure_ascii=False, default=str) + "\n",
+                    encoding="utf-8",
+                )
+                out.with_suffix(".md").write_text(matrix_markdown(runs), encoding="utf-8")
+                print(matrix_markdown(runs[-1:]), flush=True)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        result = run(args.declarations, args.seed, args.step_days, args.max_delay, work, args.reuse)
+        result = run(args.declarations, args.seed, args.step_days, args.max_delay, work,
+                     args.reuse, args.world, args.signal_intensity)  # fmt: skip
     tag = args.tag
     if tag is None:  # warnings.md is 1M seed 7; others warnings_200k.md, warnings_200k_seed11.md
         size = "" if args.declarations == 1_000_000 else f"_{args.declarations // 1000}k"
         tag = size + ("" if args.seed == 7 else f"_seed{args.seed}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"warnings{tag}.json").write_text(
         json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
     )

@@ -27,14 +27,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from policy.warnings import (
     LEVELS,
+    OPEN_STATUSES,
     InspectionMeasure,
     InvalidTransition,
+    Subject,
+    assess,
     build_warning,
     inspection_measures,
     load_warning_config,
     measures_for_level,
     next_state,
     propose,
+    review_notice,
 )
 from serving.db import UTCDateTime, metadata, utcnow
 
@@ -202,7 +206,7 @@ class WarningStore:
         ``propose`` applies its cool-down (a closed subject returns only at a worse level)."""
         t = warnings_table.c
         q = sa.select(t.subject_kind, t.subject_key, t.level, t.lifted_at, t.updated_at).where(
-            t.status.in_(("lifted", "rejected"))
+            t.status.in_(("lifted", "rejected", "lapsed"))
         )
         closed: dict[tuple[str, str], dict[str, Any]] = {}
         with self.engine.connect() as conn:
@@ -260,11 +264,57 @@ class WarningStore:
         self._version += 1
         return stored
 
+    def pending_notices(self) -> builtins.list[dict[str, Any]]:
+        """Open report-driven early notices that results have not confirmed yet."""
+        t = transitions_table.c
+        with self.engine.connect() as conn:
+            confirmed = {
+                r[0] for r in conn.execute(sa.select(t.warning_id).where(t.action == "confirm"))
+            }
+        return [
+            w
+            for w in self.list()
+            if w["status"] in OPEN_STATUSES
+            and (w.get("assessment") or {}).get("report_driven")
+            and w["id"] not in confirmed
+        ]
+
+    def review_notices(
+        self, tables: dict[str, Any], as_of: Any, actor: str = "notice-review"
+    ) -> builtins.list[dict[str, Any]]:
+        """Review the pending early notices at ``as_of`` (``policy.warnings.review_notice``):
+        confirm (and, when results show a more severe level, raise) those that results now
+        support, lapse those whose review period has passed. Returns the warnings changed."""
+        pending = self.pending_notices()
+        if not pending:
+            return []
+        subjects = [Subject.parse(w["subject_kind"], w["subject_key"]) for w in pending]
+        fresh = {
+            (a.subject.kind, a.subject.key_str): a
+            for a in assess(tables, as_of, self.config, subjects=subjects)
+        }
+        changed = []
+        for w in pending:
+            decision = review_notice(w, fresh.get((w["subject_kind"], w["subject_key"])),
+                                     as_of, self.config)  # fmt: skip
+            if decision is None:
+                continue
+            action, level = decision
+            reason = (
+                "results confirm the report-driven notice"
+                if action == "confirm"
+                else "review period passed without results confirming the notice"
+            )
+            changed.append(self.apply(w["id"], action, actor, reason, new_level=level))
+        return changed
+
     def propose(
         self, tables: dict[str, Any], as_of: Any, actor: str, scores: Any = None
     ) -> builtins.list[dict[str, Any]]:
-        """Assess every subject at ``as_of`` (``policy.warnings.propose``), skip subjects with
-        an open warning, store the new proposals and return them as stored."""
+        """Review the pending early notices, assess every subject at ``as_of``
+        (``policy.warnings.propose``), skip subjects with an open warning, store the new
+        proposals and return them as stored."""
+        self.review_notices(tables, as_of)
         records = propose(
             tables,
             as_of,
@@ -320,6 +370,7 @@ class WarningStore:
         actor: str,
         reason: str | None = None,
         evaluation: dict[str, Any] | None = None,
+        new_level: int | None = None,
     ) -> dict[str, Any]:
         """Apply one lifecycle action; returns the updated warning.
 
@@ -333,7 +384,8 @@ class WarningStore:
         """
         now = utcnow()
         with self.engine.begin() as conn:
-            self._apply(conn, warning_id, action, actor, reason, evaluation, now)
+            self._apply(conn, warning_id, action, actor, reason, evaluation, now,
+                        new_level=new_level)  # fmt: skip
         self._version += 1
         out = self.get(warning_id)
         assert out is not None
@@ -370,6 +422,7 @@ class WarningStore:
         evaluation: dict[str, Any] | None,
         now: datetime,
         start_at: datetime | None = None,
+        new_level: int | None = None,
     ) -> None:
         row = conn.execute(
             sa.select(
@@ -379,7 +432,8 @@ class WarningStore:
         if row is None:
             raise KeyError(warning_id)
         status, level, kind = row
-        to_status, to_level = next_state(status, int(level), action, reason, evaluation)
+        to_status, to_level = next_state(status, int(level), action, reason, evaluation,
+                                         new_level)  # fmt: skip
         values: dict[str, Any] = {"status": to_status, "level": to_level, "updated_at": now}
         if to_level != level:
             values["measures"] = measures_for_level(to_level, kind, self.config)

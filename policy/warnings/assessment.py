@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import pdtrc
 
 from features.contract import DEFAULT_CREDIT_RATING
 from features.credit import rating_in_force
@@ -22,6 +21,8 @@ from policy.warnings.signal_matching import SERIOUS_SIGNAL_SEVERITIES, signal_ke
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
     benjamini_hochberg,
+    gamma_prior_moments,
+    negative_binomial_tail,
     poisson_cusum,
     window_expectation,
 )
@@ -76,6 +77,12 @@ class Assessment:
     # left zero); 0 when the subject kind is not monitored
     cusum: float = 0.0
     cusum_lift: float = 0.0
+    # the tail probability of the window's report count under the subject's gamma-Poisson
+    # predictive, the independent channels/sources among them, and whether the warning rests
+    # on reports alone (an early notice awaiting results)
+    signal_p: float = 1.0
+    signal_sources: int = 0
+    report_driven: bool = False
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,6 +186,91 @@ def _cusum_stats(
     e = e.mul(smr.reindex(e.index).fillna(1.0), axis=0)
     s, lift = poisson_cusum(k.to_numpy(np.float64), e.to_numpy(np.float64), float(cc["rho"]))
     return pd.DataFrame({"cusum": s, "cusum_lift": lift}, index=k.index)
+
+
+# the per-subject signal columns _signal_evidence gives
+SIGNAL_EVIDENCE = (
+    "signals",
+    "serious_signals",
+    "harm_signals",
+    "signals_expected",
+    "signal_sources",
+    "signal_p",
+    "surge",
+    "early_notice",
+)
+
+
+def _signal_evidence(
+    window: pd.DataFrame,
+    history: pd.DataFrame | None,
+    universe: pd.Index,
+    history_windows: float,
+    kind: str,
+    cfg: dict[str, Any],
+) -> pd.DataFrame:
+    """Per-subject signal evidence in the window, judged against each subject's own history.
+
+    Each subject's expected report count comes from its own reports over ``history_windows``
+    windows before this one, with a gamma prior pooled over every subject of the kind
+    (``universe``: those with results or reports); the tail probability of the window's count
+    under that gamma-Poisson predictive, with Benjamini-Hochberg over the kind's subjects,
+    says which counts are surprising (a *surge*: the likelihood goes up one class). An *early
+    notice* needs two or more reports from independent channels or sources about a subject
+    whose expected count is near zero (docs/warnings.md).
+
+    Parameters
+    ----------
+    window, history
+        Signals in the window and before it, with their subject ``key`` for this kind.
+    """
+    lk, en = cfg["likelihood"], cfg["early_notice"]
+    g = window.groupby("key")
+    serious = window["severity"].isin(SERIOUS_SIGNAL_SEVERITIES).fillna(False)
+    harm = window["channel"].isin(cfg["severity"]["harm_channels"]) & (
+        window["severity"] == "serious"
+    ).fillna(False)
+    source = window["source"].astype("str").fillna("") if "source" in window else ""
+    # two reports are independent when they come by another channel or from another source
+    origin_of = window["channel"].astype("str") + "|" + source
+    out = pd.DataFrame(
+        {
+            "signals": g.size(),
+            "serious_signals": window[serious].groupby("key").size(),
+            "harm_signals": window[harm].groupby("key").size(),
+            "signal_sources": origin_of.groupby(window["key"]).nunique(),
+        }
+    )
+    out[["serious_signals", "harm_signals"]] = out[["serious_signals", "harm_signals"]].fillna(0)
+    everyone = universe.union(out.index)
+    past = history.groupby("key").size() if history is not None else pd.Series(dtype="float64")
+    everyone = everyone.union(past.index)
+    x = past.reindex(everyone).fillna(0.0).to_numpy(np.float64)
+    y = out["signals"].reindex(everyone).fillna(0.0).to_numpy(np.float64)
+    if history_windows >= 1.0:
+        exposure = np.full(len(x), history_windows)
+        shape, rate = gamma_prior_moments(x, exposure)
+        p, mu = negative_binomial_tail(y, x, exposure, np.ones(len(x)), shape, rate)
+    else:  # less than a window of history: nothing to compare with, nothing is a surprise
+        p, mu = np.ones(len(x)), x
+    surprising = pd.Series(benjamini_hochberg(p, float(lk["signal_fdr"])), index=everyone)
+    notice_fdr = pd.Series(benjamini_hochberg(p, float(en["fdr"])), index=everyone)
+    out["signal_p"] = pd.Series(p, index=everyone).reindex(out.index)
+    out["signals_expected"] = pd.Series(mu, index=everyone).reindex(out.index)
+    n_sig = out["signals"]
+    out["surge"] = (
+        surprising.reindex(out.index).to_numpy()
+        & (n_sig >= 2)  # one report is never a surge
+        & (out["serious_signals"] >= lk["signal_surge_serious"])
+    )
+    out["early_notice"] = (
+        (kind in en["kinds"])
+        & notice_fdr.reindex(out.index).to_numpy()
+        & (n_sig >= int(en["min_reports"]))
+        & (out["signal_sources"] >= int(en["min_sources"]))
+        & (out["signals_expected"] <= float(en["max_expected"]))
+    )
+    return out
 
 
 def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.DataFrame:
@@ -294,13 +386,12 @@ def assess(
     if sig is not None and not sig.empty:
         sig_base = sig.loc[(sig["reported_at"] > b_start) & (sig["reported_at"] <= w_start)]
         sig = sig.loc[(sig["reported_at"] > w_start) & (sig["reported_at"] <= t)].copy()
-    # expected signals in a window from the baseline count: a surge is many more than that
-    sig_scale = 0.0
+    # the signal history before the window, in windows (shorter where the data starts later)
+    sig_windows = 0.0
     if sig_base is not None:
-        # the baseline may be shorter than baseline_days where the data starts later
         first_sig = tables["risk_signals"]["reported_at"].min()
         span = min(float(cfg["baseline_days"]), (w_start - first_sig).total_seconds() / 86400)
-        sig_scale = float(cfg["window_days"]) / max(span, float(cfg["window_days"]))
+        sig_windows = max(span, 0.0) / float(cfg["window_days"])
     score_map: pd.Series | None = None
     overall_score = None
     if scores is not None and len(scores):
@@ -329,53 +420,39 @@ def assess(
         stats["n_base"] = bg.size()
         stats["k_base"] = bg["bad"].sum()
         stats["e_base"] = bg["p_exp"].sum()
+        # the kind's pooled prior of a subject's observed/expected ratio (gamma, by moments
+        # over every subject with a baseline): how far one subject's own history is trusted
+        smr_prior = gamma_prior_moments(bg["bad"].sum().to_numpy(), bg["p_exp"].sum().to_numpy())
+        universe = stats.index.union(bg.size().index)
 
         sig_stats = pd.DataFrame()
         if sig is not None and not sig.empty:
             s = sig.assign(key=signal_keys(sig, kind)).dropna(subset=["key"])
             if len(s):
-                serious = s["severity"].isin(SERIOUS_SIGNAL_SEVERITIES).fillna(False)
-                harm = s["channel"].isin(cfg["severity"]["harm_channels"]) & (
-                    s["severity"] == "serious"
-                ).fillna(False)
-                sig_stats = pd.DataFrame(
-                    {
-                        "signals": s.groupby("key").size(),
-                        "serious_signals": s[serious].groupby("key").size(),
-                        "harm_signals": s[harm].groupby("key").size(),
-                    }
-                )
-                chan = s.groupby(["key", "channel"]).size()
+                sb = None
                 if sig_base is not None and len(sig_base):
                     sb = sig_base.assign(key=signal_keys(sig_base, kind)).dropna(subset=["key"])
-                    sig_stats["signals_base"] = sb.groupby("key").size()
-                expected = sig_stats.get("signals_base", 0.0)
-                expected = pd.Series(expected, index=sig_stats.index).fillna(0.0) * sig_scale
-                sig_stats["signals_expected"] = expected
-                # a surge: many more reports than usual (count, ratio and a Poisson tail
-                # probability under the subject's own signal rate, so a subject that is often
-                # reported on needs many more reports), optionally some high or serious
-                mu = expected.clip(lower=0.25)
-                n_sig = sig_stats["signals"].astype("float64")
-                tail = pd.Series(pdtrc(n_sig - 1.0, mu), index=sig_stats.index)  # P(X >= n)
-                sig_stats["surge"] = (
-                    (n_sig >= lk["signal_surge_min"])
-                    & (n_sig >= lk["signal_surge_ratio"] * mu)
-                    & (tail <= float(lk["signal_surge_p"]))
-                    & (sig_stats["serious_signals"].fillna(0) >= lk["signal_surge_serious"])
-                )
+                sig_stats = _signal_evidence(s, sb, universe, sig_windows, kind, cfg)
+                chan = s.groupby(["key", "channel"]).size()
         counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
         stats[counts] = stats[counts].astype("float64").fillna(0.0)
-        window_expectation(stats, global_rate, cfg)
+        window_expectation(stats, global_rate, cfg, smr_prior)
         stats["fdr_ok"] = True
         fdr = float(lk.get("fdr") or 0.0)
         if fdr > 0 and len(stats):
-            # over every subject of this kind with enough results, whichever are reported
+            # over every subject of this kind with enough results, whichever are reported:
+            # the tail probability of the window's nonconforming count under the subject's
+            # gamma-Poisson predictive (its own baseline ratio, the kind's pooled prior, this
+            # window's mix-adjusted expected count); no bad result is no excess (p = 1)
             tested = stats["n"] >= lk["min_inspected"]
-            mean = (stats.loc[tested, "n"] * stats.loc[tested, "expected"]).to_numpy()
-            k_bad = stats.loc[tested, "k"].to_numpy()
-            # P(X >= k) under Poisson(mean); no bad result is no excess at all (p = 1)
-            p_excess = np.where(k_bad > 0, pdtrc(np.maximum(k_bad - 1.0, 0.0), mean), 1.0)
+            st = stats.loc[tested]
+            p_excess, _ = negative_binomial_tail(
+                st["k"].to_numpy(),
+                st["k_base"].to_numpy(),
+                st["e_base"].to_numpy(),
+                st["e"].to_numpy(),
+                *smr_prior,
+            )
             ok = pd.Series(False, index=stats.index)
             ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
             stats["fdr_ok"] = ok
@@ -384,14 +461,15 @@ def assess(
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
             stats = stats.reindex(stats.index.union(pd.Index(keys)))
             stats = stats.loc[keys]
-        elif len(sig_stats) and kind in lk["signals_alone_kinds"]:
-            alone = sig_stats.index[sig_stats["surge"]]
+        elif len(sig_stats):
+            alone = sig_stats.index[sig_stats["early_notice"]]
             stats = stats.reindex(stats.index.union(alone))
-        sig_cols = ["signals", "serious_signals", "harm_signals", "signals_expected"]
         if not len(sig_stats):
-            sig_stats = pd.DataFrame(columns=[*sig_cols, "surge"], dtype="float64")
-        stats = stats.join(sig_stats[[*sig_cols, "surge"]], how="left")
-        stats["surge"] = stats["surge"].astype("boolean").fillna(False).astype(bool)
+            sig_stats = pd.DataFrame(columns=list(SIGNAL_EVIDENCE), dtype="float64")
+        stats = stats.join(sig_stats[list(SIGNAL_EVIDENCE)], how="left")
+        for flag in ("surge", "early_notice"):
+            stats[flag] = stats[flag].astype("boolean").fillna(False).astype(bool)
+        stats["signal_p"] = stats["signal_p"].astype("float64").fillna(1.0)
         num = [
             "n",
             "k",
@@ -408,6 +486,7 @@ def assess(
             "serious_signals",
             "harm_signals",
             "signals_expected",
+            "signal_sources",
         ]
         stats[num] = stats[num].astype("float64").fillna(0.0)
         stats["fdr_ok"] = stats["fdr_ok"].astype("boolean").fillna(False).astype(bool)
@@ -415,7 +494,7 @@ def assess(
         no_results = stats["expected"].isna()
         if no_results.any():
             part = stats.loc[no_results].copy()
-            window_expectation(part, global_rate, cfg)
+            window_expectation(part, global_rate, cfg, smr_prior)
             stats.loc[no_results, list(WINDOW_EXPECTATION)] = part[list(WINDOW_EXPECTATION)]
         smr_base = stats["smr_base"]
         stats["cusum"] = 0.0
@@ -429,8 +508,7 @@ def assess(
             candidates = enough & (stats["lift"] >= lk["lift_thresholds"][0]) & stats["fdr_ok"]
             if kind in cusum_kinds:
                 candidates |= enough & (stats["cusum"] >= float(cc["h"]))
-            if kind in lk["signals_alone_kinds"]:
-                candidates |= stats["surge"]
+            candidates |= stats["early_notice"]
             stats = stats[candidates]
         if stats.empty:
             continue
@@ -520,10 +598,17 @@ def _grade(
     serious = int(row["serious_signals"])
     n_sig, expected = int(row["signals"]), float(row["signals_expected"])
     surge = bool(row["surge"])
+    sources = int(row.get("signal_sources", 0))
     alone = False
-    if like == 0 and surge and subject.kind in lk["signals_alone_kinds"]:
+    if like == 0 and bool(row.get("early_notice", False)):
+        # sparse, independent reports about a subject that is hardly ever reported on: a
+        # report-driven Ⅳ notice to ports, awaiting results (docs/warnings.md)
         like, alone = 1, True
-        notes.append(f"signal surge ({n_sig} vs {expected:.1f} expected): likelihood 1")
+        notes.append(
+            f"early notice: {n_sig} reports from {sources} independent channels/sources vs "
+            f"{expected:.2f} expected (P = {float(row.get('signal_p', 1.0)):.1e}); "
+            "report-driven, awaiting results"
+        )
     elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         why = (
             f"signal surge ({n_sig} vs {expected:.1f} expected)"
@@ -558,7 +643,7 @@ def _grade(
     sev = severity_class(sev_score, cfg)
     # two or more high/serious signals set a floor of class 2 under severity (a surge of
     # reports is not a mere minor matter even before results come in)
-    sig_sev = 2 if (serious >= lk["signal_bump_count"] or surge) else 1
+    sig_sev = 2 if (serious >= lk["signal_bump_count"] or surge or alone) else 1
     if sig_sev > sev:
         notes.append(f"{serious} high/serious signals: severity {sig_sev}")
         sev = sig_sev
@@ -642,6 +727,9 @@ def _grade(
         signals=n_sig,
         signals_expected=expected,
         surge=surge,
+        signal_p=float(row.get("signal_p", 1.0)),
+        signal_sources=sources,
+        report_driven=alone,
         serious_signals=serious,
         signal_channels=channels,
         mean_score=mean_score,

@@ -53,17 +53,25 @@ class CusumConfig(_Section):
     min_base_days: float
 
 
+class EarlyNoticeConfig(_Section):
+    """Report-driven Ⅳ 通报 on sparse, independent reports (docs/warnings.md)."""
+
+    kinds: list[str]
+    min_reports: int
+    min_sources: int
+    max_expected: float
+    fdr: float
+    review_days: int
+
+
 class LikelihoodConfig(_Section):
     prior_strength: float
     credible: float
     min_inspected: int
     lift_thresholds: list[float]
     signal_bump_count: int
-    signal_surge_min: int
-    signal_surge_ratio: float
-    signal_surge_p: float
+    signal_fdr: float
     signal_surge_serious: int
-    signals_alone_kinds: list[str]
     score_bump_ratio: float
     mix_strata: list[str]
     stratum_prior: float
@@ -142,6 +150,7 @@ class WarningConfig(_Section):
     baseline_days: int
     urgency_days: int
     likelihood: LikelihoodConfig
+    early_notice: EarlyNoticeConfig
     corroboration: CorroborationConfig
     credit: CreditConfig
     proposals: ProposalsConfig

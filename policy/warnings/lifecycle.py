@@ -8,13 +8,16 @@ from typing import Any
 
 import pandas as pd
 
-from policy.warnings.assessment import as_utc
+from policy.warnings.assessment import Assessment, as_utc
 from policy.warnings.config import load_warning_config
 from policy.warnings.subjects import Subject
 
-STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "active", "lifted")
+STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "active", "lifted", "lapsed")
 OPEN_STATUSES: tuple[str, ...] = ("proposed", "approved", "active")
+# what the committee does
 ACTIONS: tuple[str, ...] = ("approve", "reject", "activate", "escalate", "de-escalate", "lift")
+# what the review of a report-driven early notice does by itself (review_notice)
+REVIEW_ACTIONS: tuple[str, ...] = ("confirm", "lapse")
 
 
 class InvalidTransition(Exception):
@@ -38,7 +41,7 @@ class EffectEvaluation:
         return asdict(self)
 
 
-def _inspected_under_measure(
+def inspected_under_measure(
     subject: Subject, tables: dict[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
 ) -> tuple[int, int]:
     """Inspected and nonconforming among the subject's declarations in [start, end]."""
@@ -81,11 +84,11 @@ def evaluate_effect(
         threshold = float(lift["threshold_factor"]) * baseline
     subject = Subject.parse(warning["subject_kind"], warning["subject_key"])
     min_n = int(lift["min_inspected"])
-    n, k = _inspected_under_measure(subject, tables, start, end)
+    n, k = inspected_under_measure(subject, tables, start, end)
     activated = warning.get("activated_at")
     if n < min_n and activated and as_utc(activated) < start:
         start = as_utc(activated)
-        n, k = _inspected_under_measure(subject, tables, start, end)
+        n, k = inspected_under_measure(subject, tables, start, end)
     rate = k / n if n else None
     return EffectEvaluation(
         period_start=start.isoformat(),
@@ -105,6 +108,7 @@ def next_state(
     action: str,
     reason: str | None = None,
     evaluation: dict[str, Any] | None = None,
+    new_level: int | None = None,
 ) -> tuple[str, int]:
     """The state after a lifecycle action, or :class:`InvalidTransition`.
 
@@ -112,7 +116,17 @@ def next_state(
     active -escalate-> active at a more severe level (Ⅳ→Ⅲ→Ⅱ→Ⅰ); active -de-escalate-> active
     at a less severe level; active -lift-> lifted, only with a passing effect evaluation or a
     recorded reason. Rejected and lifted are final.
+
+    The review of a report-driven early notice (:func:`review_notice`): any open status
+    -confirm-> the same status at ``new_level`` (results confirm it; never less severe);
+    any open status -lapse-> lapsed (final: the review period passed without results).
     """
+    if action in REVIEW_ACTIONS:
+        if status not in OPEN_STATUSES:
+            raise InvalidTransition(f"cannot {action} a warning that is {status}")
+        if action == "lapse":
+            return "lapsed", level
+        return status, min(level, int(new_level or level))
     if action not in ACTIONS:
         raise InvalidTransition(f"unknown action {action!r}")
     if action in ("approve", "reject"):
@@ -141,3 +155,55 @@ def next_state(
             "or with a recorded reason"
         )
     return "lifted", level
+
+
+def is_report_driven(warning: dict[str, Any]) -> bool:
+    """Whether a warning record is an early notice still resting on reports alone."""
+    if warning.get("confirmed_at"):
+        return False
+    flag = warning.get("report_driven")
+    if flag is None:
+        flag = (warning.get("assessment") or {}).get("report_driven", False)
+    return bool(flag)
+
+
+def review_until(warning: dict[str, Any], config: dict[str, Any]) -> pd.Timestamp:
+    """When a report-driven notice lapses unless results confirm it."""
+    if warning.get("review_until"):
+        return as_utc(warning["review_until"])
+    days = int(config["early_notice"]["review_days"])
+    return as_utc(warning["as_of"]) + pd.Timedelta(days=days)
+
+
+def review_notice(
+    warning: dict[str, Any],
+    reassessment: Assessment | None,
+    as_of: Any,
+    config: dict[str, Any],
+) -> tuple[str, int] | None:
+    """The review of an open report-driven early notice at ``as_of``.
+
+    Parameters
+    ----------
+    warning
+        The notice's record (``level``, ``status``, ``as_of``, ``report_driven`` or its
+        ``assessment``, optionally ``review_until``).
+    reassessment
+        A fresh assessment of its subject at ``as_of`` (``assess(..., subjects=[...])``).
+
+    Returns
+    -------
+    ("confirm", level), ("lapse", level) or None
+        Confirm when results now show an excess (the fresh assessment has a level on results,
+        not on reports alone); the level is the more severe of the notice's and the fresh one.
+        Lapse once the review period has passed without that. None: keep waiting (or not a
+        report-driven open notice).
+    """
+    if warning.get("status", "proposed") not in OPEN_STATUSES or not is_report_driven(warning):
+        return None
+    level = int(warning["level"])
+    if reassessment is not None and reassessment.level > 0 and not reassessment.report_driven:
+        return "confirm", min(level, int(reassessment.level))
+    if as_utc(as_of) >= review_until(warning, config):
+        return "lapse", level
+    return None

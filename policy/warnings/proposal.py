@@ -85,6 +85,17 @@ def build_warning(
     )
     if a.signals:
         matters += f"; {a.signals} risk signals"
+    review_until = None
+    if a.report_driven:
+        review_until = as_utc(a.as_of) + pd.Timedelta(
+            days=int(config["early_notice"]["review_days"])
+        )
+        matters = (
+            f"{a.subject.label}: early notice on {a.signals} reports from {a.signal_sources} "
+            f"independent channels/sources ({a.signals_expected:.2f} expected); "
+            f"report-driven, awaiting results: confirmed or escalated when results show an "
+            f"excess, lapses by itself on {review_until.date().isoformat()} otherwise"
+        )
     if a.category == "credit_supervision":
         matters += "; no trusted own history: referred for credit supervision"
     return {
@@ -113,6 +124,8 @@ def build_warning(
         "assessment": a.to_dict(),
         "as_of": a.as_of,
         "category": a.category,
+        "report_driven": a.report_driven,
+        "review_until": review_until.isoformat() if review_until is not None else None,
         "proposed_by": proposed_by,
     }
 

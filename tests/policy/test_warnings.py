@@ -301,7 +301,6 @@ def test_effect_evaluation_counts_matching_inspections_after_activation(tables):
 
 def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
     """Foreign alerts about a product from an origin, no inspection yet: an early warning."""
-    sig = tables["risk_signals"]
     n = 5
     extra = pd.DataFrame(
         {
@@ -314,20 +313,20 @@ def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
             "origin_country": pd.array(["DE"] * n, dtype="str"),
             "severity": pd.array(["serious", "high", "high", "medium", "low"], dtype="str"),
             "hazard_type": pd.array(["safety"] * n, dtype="str"),
+            "source": pd.array(["RASFF", "FDA", "RASFF", "CFIA", "FDA"], dtype="str"),
         }
     )
-    surge = {**tables, "risk_signals": pd.concat([sig, extra], ignore_index=True)}
+    surge = _with_reports(tables, extra)
     subject = Subject("hs4_origin", ("8516", "DE"))
-    [quiet] = assess(tables, day(206), CFG, subjects=[subject])
+    [quiet] = assess(_with_reports(tables), day(206), CFG, subjects=[subject])
     [loud] = assess(surge, day(206), CFG, subjects=[subject])
     assert quiet.level == 0 and not quiet.surge
     assert loud.surge and loud.signals == n and loud.likelihood >= 1 and loud.level >= 3
     assert loud.signal_channels == {"foreign_alert": n}
-    # three low-severity reports are no surge
-    mild = extra.head(3).assign(severity=pd.array(["low"] * 3, dtype="str"))
-    calm = {**tables, "risk_signals": pd.concat([sig, mild], ignore_index=True)}
-    [c] = assess(calm, day(206), CFG, subjects=[subject])
-    assert not c.surge and c.level == 0
+    # three low-severity reports from one source: surprising, but one voice and no results
+    mild = extra.head(3).assign(severity=pd.array(["low"] * 3, dtype="str"), source="RASFF")
+    [c] = assess(_with_reports(tables, mild), day(206), CFG, subjects=[subject])
+    assert c.surge and not c.report_driven and c.level == 0
 
 
 # ---------------------------------------------------------------------------- precision rules
@@ -378,7 +377,6 @@ def test_proposals_are_ranked_capped_and_wait_for_a_warm_up(tables):
 
 def test_a_surge_needs_many_more_signals_than_the_subject_usually_has(tables):
     """Five alerts in four weeks are a surge for a quiet subject, not for a busy one."""
-    sig = tables["risk_signals"]
 
     def alerts(n: int, start: int, every: float, prefix: str) -> pd.DataFrame:
         return pd.DataFrame(
@@ -392,18 +390,20 @@ def test_a_surge_needs_many_more_signals_than_the_subject_usually_has(tables):
                 "origin_country": pd.array(["DE"] * n, dtype="str"),
                 "severity": pd.array(["medium"] * n, dtype="str"),
                 "hazard_type": pd.array(["safety"] * n, dtype="str"),
+                "source": pd.array(["RASFF", "FDA"] * (n // 2) + ["RASFF"] * (n % 2)),
             }
         )
 
     subject = Subject("hs4_origin", ("8516", "DE"))
     burst = alerts(5, 200, 1, "X")
-    quiet = {**tables, "risk_signals": pd.concat([sig, burst], ignore_index=True)}
+    quiet = _with_reports(tables, burst)
     [a] = assess(quiet, day(206), CFG, subjects=[subject])
     assert a.surge and a.level == 4  # medium alerts alone: an early Ⅳ notice to ports
+    assert a.report_driven
     busy_history = alerts(40, 20, 4, "H")  # about six a month before the window
-    busy = {**tables, "risk_signals": pd.concat([sig, busy_history, burst], ignore_index=True)}
+    busy = _with_reports(tables, busy_history, burst)
     [b] = assess(busy, day(206), CFG, subjects=[subject])
-    assert b.signals_expected > 1.0 and not b.surge
+    assert b.signals_expected > 1.0 and not b.surge and not b.report_driven
 
 
 # ---------------------------------------------------------------------------- inspection mix
@@ -684,3 +684,123 @@ def test_a_thin_subject_is_evaluated_over_everything_inspected_under_the_measure
     wide = evaluate_effect(w, tables, day(399), strict, period_days=20)
     assert wide.period_start == day(300).isoformat() and wide.inspected > short.inspected
     assert wide.passed is False
+
+
+# ---------------------------------------------------------------------------- empirical Bayes
+
+
+def test_empirical_bayes_tail_matches_a_hand_computation():
+    """Gamma prior (shape 0.5, rate 2) and one report in 13 windows: P(Y >= 2) next window."""
+    from math import isclose
+
+    from policy.warnings import gamma_prior_moments, negative_binomial_tail
+
+    r, p = 0.5 + 1, (2.0 + 13.0) / (2.0 + 13.0 + 1.0)  # negative binomial of the predictive
+    p0 = p**r
+    p1 = r * (1 - p) * p**r
+    tail, mean = negative_binomial_tail(
+        np.array([0.0, 1.0, 2.0]), np.array([1.0] * 3), np.array([13.0] * 3), np.ones(3), 0.5, 2.0
+    )
+    assert tail[0] == 1.0 and isclose(tail[1], 1 - p0) and isclose(tail[2], 1 - p0 - p1)
+    assert isclose(mean[0], 1.5 / 15.0)  # (shape + history) / (rate + exposure)
+    # moments: rates 0, 0, 2, 0 over 2 windows each -> mean 0.5, spread 0.75, Poisson part
+    # 0.5 x 1/2 = 0.25, between-subject variance 0.5 -> shape 0.25 / 0.5, rate shape / mean
+    shape, rate = gamma_prior_moments(np.array([0, 0, 4, 0]), np.full(4, 2.0))
+    assert isclose(shape, 0.5) and isclose(rate, 1.0)
+    # subjects no more different than Poisson noise: a tight prior (own history barely counts)
+    assert gamma_prior_moments(np.array([2, 2, 2, 2]), np.full(4, 2.0))[0] >= 1000
+
+
+# ---------------------------------------------------------------------------- early notices
+
+
+def _reports(
+    n: int, start: int, hs: str, origin: str, channels: list[str], sources: list[str], tag: str
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "signal_id": pd.array([f"{tag}{i}" for i in range(n)], dtype="str"),
+            "reported_at": [day(start) + pd.Timedelta(days=3 * i) for i in range(n)],
+            "channel": pd.array([channels[i % len(channels)] for i in range(n)], dtype="str"),
+            "enterprise_id": pd.array([None] * n, dtype="str"),
+            "overseas_party_id": pd.array([None] * n, dtype="str"),
+            "hs_code": pd.array([hs] * n, dtype="str"),
+            "origin_country": pd.array([origin] * n, dtype="str"),
+            "severity": pd.array(["medium"] * n, dtype="str"),
+            "hazard_type": pd.array(["safety"] * n, dtype="str"),
+            "source": pd.array([sources[i % len(sources)] for i in range(n)], dtype="str"),
+        }
+    )
+
+
+def _with_reports(tables: dict[str, pd.DataFrame], *frames: pd.DataFrame) -> dict:
+    # a year of ordinary reports about busy pairs: the history the prior is pooled from
+    history = [
+        _reports(12, 10 + 3 * j, hs, org, ["foreign_alert"], ["RASFF"], f"B{hs}{org}")
+        for j, (hs, org) in enumerate([("9503", "TH"), ("3304", "JP"), ("0303", "DE")])
+    ]
+    sig = pd.concat([tables["risk_signals"], *history, *frames], ignore_index=True)
+    return {**tables, "risk_signals": sig}
+
+
+QUIET = Subject("hs4_origin", ("8516", "DE"))
+
+
+def test_two_independent_reports_about_a_quiet_subject_make_a_report_driven_iv_notice(tables):
+    two = _reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                   ["RASFF", "Weibo"], "N")  # fmt: skip
+    made = propose(_with_reports(tables, two), day(203), CFG)
+    [w] = [x for x in made if x["subject_key"] == QUIET.key_str]
+    assert w["level"] == 4 and w["publication_type"] == "通报"
+    assert w["report_driven"] and "awaiting results" in w["matters"]
+    assert [m["type"] for m in w["measures"]] == ["tightened_inspection"]
+    assert w["measures"][0]["mode"] == "raised"  # targeted sampling raised, nothing compulsory
+    review = pd.Timestamp(w["review_until"]) - pd.Timestamp(w["as_of"])
+    assert review == pd.Timedelta(days=CFG["early_notice"]["review_days"])
+    a = w["assessment"]
+    assert a["signal_sources"] == 2 and a["likelihood"] == 1 and a["signal_p"] < 0.05
+    # the same two reports from one source are one voice: no notice
+    echo = _reports(2, 196, "851610", "DE", ["foreign_alert"], ["RASFF"], "E")
+    [e] = assess(_with_reports(tables, echo), day(203), CFG, subjects=[QUIET])
+    assert e.level == 0 and not e.report_driven and e.signal_sources == 1
+    # a subject reported on every few weeks is no quiet subject: two more reports are usual
+    busy = _reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
+    [b] = assess(_with_reports(tables, busy, two), day(203), CFG, subjects=[QUIET])
+    assert b.signals_expected > CFG["early_notice"]["max_expected"] and not b.report_driven
+
+
+def test_an_unconfirmed_notice_lapses_by_itself_after_its_review_period(tables):
+    from policy.warnings import review_notice
+
+    two = _reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                   ["RASFF", "Weibo"], "N")  # fmt: skip
+    tb = _with_reports(tables, two)
+    [w] = [x for x in propose(tb, day(203), CFG) if x["subject_key"] == QUIET.key_str]
+    days = CFG["early_notice"]["review_days"]
+    [mid] = assess(tb, day(203 + days - 7), CFG, subjects=[QUIET])
+    assert review_notice(w, mid, day(203 + days - 7), CFG) is None  # still waiting
+    [late] = assess(tb, day(203 + days), CFG, subjects=[QUIET])
+    assert late.level == 0
+    assert review_notice(w, late, day(203 + days), CFG) == ("lapse", 4)
+    assert next_state("active", 4, "lapse") == ("lapsed", 4)
+    with pytest.raises(InvalidTransition):
+        next_state("lapsed", 4, "approve")
+
+
+def test_results_confirm_a_notice_and_escalate_it(tables):
+    """A notice on the outbreak's subject before its results; the results then confirm it."""
+    from policy.warnings import review_notice
+
+    early = _reports(2, 336, "030310", "VN", ["foreign_alert", "public_opinion"],
+                     ["RASFF", "news media"], "O")  # fmt: skip
+    quiet = make_tables(signals=False)
+    tb = _with_reports(quiet, early)
+    [w] = [x for x in propose(tb, day(341), CFG) if x["subject_key"] == OUTBREAK.key_str]
+    assert w["report_driven"] and w["level"] == 4
+    [now] = assess(tb, day(362), CFG, subjects=[OUTBREAK])
+    assert now.level < 4 and not now.report_driven and now.inspected > 0
+    decision = review_notice(w, now, day(362), CFG)
+    assert decision == ("confirm", now.level)
+    assert next_state("active", 4, "confirm", new_level=now.level) == ("active", now.level)
+    confirmed = {**w, "confirmed_at": str(day(362).date())}
+    assert review_notice(confirmed, now, day(400), CFG) is None  # confirmed: never lapses
