@@ -37,6 +37,7 @@ from serving.routes import (
     model,
     pages,
     score,
+    warning_record,  # before pages: /committee/warnings/{id} would take it
 )
 from serving.routes import warnings as warning_routes  # not the standard library's
 from serving.scoring import LiveSnapshot, Scorer
@@ -128,6 +129,7 @@ ROUTER_MODULES: tuple[ModuleType, ...] = (
     keys,
     enterprises,
     warning_routes,
+    warning_record,  # before pages: /committee/warnings/{id} would take "record"
     pages,
 )
 
