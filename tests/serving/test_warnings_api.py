@@ -304,3 +304,36 @@ def test_a_rejected_subject_is_not_re_proposed_during_the_cool_down(ctx):
     assert later.status_code == 200, later.text
     again = [x for x in later.json() if x["subject_key"] == "0303/VN" and x["level"] >= w["level"]]
     assert again == []
+
+
+def test_the_record_lists_past_warnings_with_what_followed(ctx):
+    from serving.warning_record import RECORD_FIELDS
+
+    app, client, keys = ctx
+    assert client.get("/committee/warnings/record", follow_redirects=False).status_code == 303
+    made = _propose(client, keys)
+    [w] = [x for x in made if x["subject_key"] == "0303/VN"]
+    wid = w["id"]
+    client.post(f"/v1/warnings/{wid}/approve", json={"start_at": "2024-12-22T00:00:00Z"},
+                headers=h(keys))  # fmt: skip
+    r = client.post(f"/v1/warnings/{wid}/lift", json={"reason": "supplier delisted"},
+                    headers=h(keys))  # fmt: skip
+    assert r.status_code == 200
+    others = [x["id"] for x in made if x["id"] != wid]
+    for other in others:  # rejected proposals are part of the record too
+        client.post(f"/v1/warnings/{other}/reject", json={"reason": "noise"}, headers=h(keys))
+    _login(client, keys["committee"])
+    page = client.get("/committee/warnings/record")
+    assert page.status_code == 200 and 'id="record-table"' in page.text
+    assert "lifted with reason" in page.text and "supplier delisted" in page.text
+    export = client.get("/committee/warnings/record.csv")
+    assert export.status_code == 200 and export.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert tuple(rows[0]) == RECORD_FIELDS and len(rows) == 1 + len(others)
+    [mine] = [x for x in rows if x["id"] == wid]
+    assert mine["outcome"] == "lifted with reason" and mine["lifted_by_evaluation"] == "False"
+    # results of matching declarations while the measure was in force (synthetic outbreak)
+    assert int(mine["inspected_during"]) >= 0 and mine["activated_at"] == "2024-12-22"
+    assert {x["outcome"] for x in rows if x["id"] != wid} <= {"rejected"}
+    # a warning id page still answers beside the record
+    assert client.get(f"/committee/warnings/{wid}").status_code == 200

@@ -1,6 +1,7 @@
 """A real FastAPI app with the warnings API and committee pages, for the warnings tests.
 
-It includes the real routers (``serving.routes.warnings``, ``serving.routes.pages``), a real
+It includes the real routers (``serving.routes.warnings``, ``serving.routes.warning_record``,
+``serving.routes.pages``), a real
 SQLite database with the serving schema and the real ``KeyStore``; the contract tables are the
 small synthetic ones of ``tests/policy/warnings_synth.py`` (no ingested store needed).
 """
@@ -20,7 +21,7 @@ from warnings_synth import make_tables, new_declaration  # noqa: E402
 from guomen.settings import Settings  # noqa: E402
 from serving.auth import KeyStore, create_key  # noqa: E402
 from serving.db import create_schema, make_engine  # noqa: E402
-from serving.routes import pages, warnings  # noqa: E402
+from serving.routes import pages, warning_record, warnings  # noqa: E402
 
 __all__ = ["build_app", "make_tables", "new_declaration"]
 
@@ -38,6 +39,7 @@ def build_app(
     app.state.warning_tables = tables if tables is not None else make_tables()
     warnings.install(app)
     app.include_router(warnings.router)
+    app.include_router(warning_record.router)  # before pages, as in serving.app
     app.include_router(pages.router)
     keys = {role: create_key(engine, role, name=f"test {role}")[0] for role in
             ("committee", "inspector", "admin")}  # fmt: skip
