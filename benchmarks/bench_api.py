@@ -111,6 +111,8 @@ def work_env(work: Path) -> dict[str, str]:
         "GUOMEN_SNAPSHOT_DIR": str(work / "snapshot"),
         "GUOMEN_MODEL_NAME": MODEL_NAME,
         "GUOMEN_MONITORING_SECRET": "bench-monitoring-secret",
+        "GUOMEN_MEASURE_SECRET": "bench-measure-draw-secret",
+        "GUOMEN_SESSION_SECRET": "bench-session-signing-secret",
         # short poll so every worker (not only the one that got /admin/reload) swaps quickly
         "GUOMEN_RELOAD_POLL_SECONDS": "2",
     }

@@ -272,7 +272,14 @@ def serve(
     """Start the scoring API (uvicorn) with the champion model from the registry."""
     import uvicorn
 
+    from guomen.settings import MissingSecret
+
     settings = get_settings()
+    try:
+        settings.require_secrets()
+    except MissingSecret as exc:
+        typer.secho(f"refusing to serve: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     host = host or settings.host
     port = port or settings.port
     workers = workers or settings.workers
@@ -657,6 +664,39 @@ def snapshot_cmd(
     typer.echo(f"snapshot as of {when} -> {target}")
 
 
+def _demo_secrets(path: Path) -> Path:
+    """Generate this install's serving secrets once (mode 600) and put them in the environment.
+
+    A secret already set in the environment wins and is not written; the file is never
+    rewritten, so re-running ``guomen up`` keeps sessions and draws stable.
+    """
+    import os
+    import secrets
+
+    from guomen.settings import SECRET_FIELDS
+
+    names = [f"GUOMEN_{field.upper()}" for field in SECRET_FIELDS]
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name in names:
+                stored[name] = value
+    missing = [n for n in names if n not in stored and not os.environ.get(n)]
+    if missing:
+        stored.update({n: secrets.token_urlsafe(32) for n in missing})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(f"{n}={stored[n]}\n" for n in names if n in stored))
+    if path.exists():
+        os.chmod(path, 0o600)  # also when an older copy was made with a looser mode
+    for name, value in stored.items():
+        os.environ.setdefault(name, value)
+    get_settings.cache_clear()  # the served settings read the secrets just set
+    return path
+
+
 @app.command("up")
 def up(
     declarations: Annotated[
@@ -723,6 +763,9 @@ def up(
     for line in lines:
         typer.echo(f"  {line}")
     typer.echo(f"  (also in {keys_file}, mode 600: `set -a; source {keys_file}`)")
+    secrets_file = _demo_secrets(settings.home / "data" / "secrets.env")
+    typer.echo(f"  secrets of this install: {secrets_file} (mode 600; `guomen serve` needs them: "
+               f"`set -a; source {secrets_file}`)")  # fmt: skip
     if serve_api:
         typer.secho(
             f"serving on http://{settings.host}:{settings.port}  (docs: /docs, committee: /committee)",

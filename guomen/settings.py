@@ -13,6 +13,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SECRET_FIELDS = ("monitoring_secret", "measure_secret", "session_secret")
+MIN_SECRET_LENGTH = 16
+# Values that were ever shipped as defaults: anyone can read them, so they never count as set.
+KNOWN_DEFAULT_SECRETS = frozenset({"change-me-monitoring-secret"})
+
+
+class MissingSecret(ValueError):
+    """A secret needed to serve is missing or unusable; the message names the variables."""
+
 
 class Settings(BaseSettings):
     """Runtime configuration. Every field can be set as ``GUOMEN_<NAME>``."""
@@ -35,9 +44,22 @@ class Settings(BaseSettings):
     mlflow_artifact_root: Path = Field(default=Path("mlruns/artifacts"))
     model_name: str = Field(default="guomen-risk", description="registered model name in MLflow")
     models_dir: Path = Field(default=Path("models"), description="where model bundles are written")
-    monitoring_secret: SecretStr = Field(
-        default=SecretStr("change-me-monitoring-secret"),
-        description="HMAC key selecting the random monitoring share",
+    # Three independent secrets (no default: `guomen serve` refuses to start without them;
+    # `guomen up` generates them once per install in data/secrets.env).
+    monitoring_secret: SecretStr | None = Field(
+        default=None, description="HMAC key selecting the random monitoring share"
+    )
+    measure_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of the warning measures' raised-rate draws"
+    )
+    session_secret: SecretStr | None = Field(
+        default=None, description="signing key of the committee pages' session cookies"
+    )
+    session_idle_minutes: float = Field(
+        default=30.0, gt=0, description="a committee session ends after this long unused"
+    )
+    session_max_hours: float = Field(
+        default=8.0, gt=0, description="a committee session ends this long after sign-in"
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -90,6 +112,39 @@ class Settings(BaseSettings):
         self.database_url = resolve_sqlite_url(home, self.database_url)
         self.mlflow_tracking_uri = resolve_sqlite_url(home, self.mlflow_tracking_uri)
         return self
+
+    def require_secrets(self) -> None:
+        """Raise :class:`MissingSecret` naming every secret that is unset, too short, a known
+        default, or equal to another one. Called before serving."""
+        problems = []
+        seen: dict[str, str] = {}
+        for name in SECRET_FIELDS:
+            var = f"GUOMEN_{name.upper()}"
+            raw = getattr(self, name)
+            value = raw.get_secret_value() if raw is not None else ""
+            if not value:
+                problems.append(f"{var} is not set")
+            elif value in KNOWN_DEFAULT_SECRETS:
+                problems.append(f"{var} is a published default value")
+            elif len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{var} is shorter than {MIN_SECRET_LENGTH} characters")
+            elif value in seen:
+                problems.append(f"{var} equals {seen[value]}: each secret must be separate")
+            else:
+                seen[value] = var
+        if problems:
+            raise MissingSecret(
+                "; ".join(problems) + ". Generate each with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "(`guomen up` writes them to data/secrets.env for the demo)."
+            )
+
+    def secret(self, name: str) -> str:
+        """The value of a secret field (after :meth:`require_secrets`)."""
+        raw = getattr(self, name)
+        if raw is None:
+            raise MissingSecret(f"GUOMEN_{name.upper()} is not set")
+        return str(raw.get_secret_value())
 
     @property
     def data_dir(self) -> Path:

@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Defaults to :func:`guomen.settings.get_settings`.
     """
     settings = settings or get_settings()
+    settings.require_secrets()  # no serving on a missing, default or shared secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -188,11 +189,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.snapshot_sync_seconds,
         )
         app.state.sync = sync
-        secret = settings.monitoring_secret.get_secret_value()
+        secret = settings.secret("monitoring_secret")
+        measure_secret = settings.secret("measure_secret")
 
         def build(bundle: Any, ref: ModelRef) -> Scorer:
             return Scorer(
-                bundle, ref, _load_live_snapshot(app), secret=secret, rates=app.state.rates
+                bundle,
+                ref,
+                _load_live_snapshot(app),
+                secret=secret,
+                measure_secret=measure_secret,
+                rates=app.state.rates,
             )
 
         def on_swap(scorer: Scorer) -> None:

@@ -46,6 +46,21 @@ api_keys = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
 )
 
+# Committee page sessions (``serving.sessions``): a session is a credential derived from a key,
+# so it lives beside the keys and a revocation ends it in the same transaction.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("session_sha256", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("end_reason", sa.String(16), nullable=True),
+)
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -97,12 +112,19 @@ def list_keys(engine: Engine) -> list[ApiKey]:
 
 
 def revoke_key(engine: Engine, key_id: str) -> bool:
-    """Revoke a key by id; False when no active key has that id."""
+    """Revoke a key by id and end its committee sessions; False when no active key has that
+    id."""
+    now = utcnow()
     with engine.begin() as conn:
         result = conn.execute(
             api_keys.update()
             .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
+            .values(revoked_at=now)
+        )
+        conn.execute(
+            web_sessions.update()
+            .where(web_sessions.c.key_id == key_id, web_sessions.c.ended_at.is_(None))
+            .values(ended_at=now, end_reason="revoked")
         )
     return result.rowcount == 1
 

@@ -92,6 +92,7 @@ def decide(
     measures: Sequence[InspectionMeasure],
     secret: bytes | str,
     monitoring_share: float,
+    measure_secret: bytes | str | None = None,
 ) -> Decision:
     """Apply the decision order to one scored declaration.
 
@@ -109,8 +110,12 @@ def decide(
         HMAC key of the monitoring draw (``Settings.monitoring_secret``).
     monitoring_share
         The bundle policy's random monitoring share.
+    measure_secret
+        HMAC key of the raised-rate measure draws (``Settings.measure_secret``): separate, so
+        knowing one draw's key predicts nothing of the other. None: ``secret`` (unit tests).
     """
     declaration_id = str(declaration["declaration_id"])
+    measure_key = measure_secret if measure_secret is not None else secret
     monitoring = selected_for_monitoring(declaration_id, secret, monitoring_share)
     if credit_rating == SEVERELY_DISCREDITED:
         return Decision("mandatory", "severely_discredited_enterprise", monitoring)
@@ -123,7 +128,7 @@ def decide(
         m.warning_id
         for m in matched
         if m.mode == "raised"
-        and monitoring_draw(f"{m.warning_id}\x1f{declaration_id}", secret) < m.rate
+        and monitoring_draw(f"{m.warning_id}\x1f{declaration_id}", measure_key) < m.rate
     )
     if raised:
         return Decision("mandatory", "warning_measure_raised", monitoring, raised)

@@ -145,6 +145,7 @@ class Scorer:
         live: LiveSnapshot,
         *,
         secret: str,
+        measure_secret: str | None = None,
         rates: RateTable | None = None,
         online_features: Any | None = None,
     ) -> None:
@@ -152,6 +153,7 @@ class Scorer:
         self.ref = ref
         self.live = live
         self.secret = secret
+        self.measure_secret = measure_secret
         self.policy = SupervisionPolicy.from_dict(bundle.policy)
         self.feature_names = list(bundle.feature_names)
         if online_features is None:
@@ -182,6 +184,7 @@ class Scorer:
             measures=measures,
             secret=self.secret,
             monitoring_share=self.policy.monitoring_share,
+            measure_secret=self.measure_secret,
         )
         return ScoreResult(
             declaration_id=str(declaration["declaration_id"]),

@@ -1,98 +1,92 @@
-"""Committee page sessions: the signed session cookie, the CSRF tokens and the page-user
-dependency.
+"""Committee page sessions: server-side sessions, their signed cookie, the CSRF tokens and the
+page-user dependency.
 
-Browsers cannot send ``X-API-Key``, so a committee member signs in once with their API key: the
-key is checked against the same key table as ``serving.auth`` and a session cookie is set
-(HttpOnly, SameSite=Strict, signed with HMAC-SHA256, with an expiry; the key itself is never put
-in the cookie). Each request re-checks that the key is still active, so a revoked key ends its
-sessions. Every POST form carries a per-session CSRF token (derived from the session nonce and
-checked in constant time); the login form uses a double-submit cookie.
+Browsers cannot send ``X-API-Key``, so a committee member signs in once with their API key (the
+key is checked against the same key table as ``serving.auth``; it is never put in the cookie).
+Sign-in records a session in the ``web_sessions`` table and sets a cookie holding a random
+session token signed with ``Settings.session_secret`` by itsdangerous (HttpOnly,
+SameSite=Strict, Secure over https). Only the token's sha256 is stored, so a copy of the
+database opens no session. A session ends when
 
-The pages (``serving.routes.pages``) only call :func:`start_session`, :func:`end_session`,
-:func:`new_login_csrf`,
-:func:`set_login_csrf`, :func:`check_login_csrf`, :func:`check_csrf`, :func:`safe_next` and
-the :data:`User` dependency, so the mechanism can change here without touching them.
+* its member signs out (the row is marked ended: the same cookie replayed later is refused),
+* its key is revoked (``serving.auth.revoke_key`` ends the key's sessions),
+* it was not used for ``Settings.session_idle_minutes``, or
+* ``Settings.session_max_hours`` have passed since sign-in.
+
+Every POST form carries the session's CSRF token (random, stored with the session, compared in
+constant time); the login form uses a double-submit cookie. The pages
+(``serving.routes.pages``) only call :func:`start_session`, :func:`end_session`,
+:func:`new_login_csrf`, :func:`set_login_csrf`, :func:`check_login_csrf`, :func:`check_csrf`,
+:func:`safe_next` and the :data:`User` dependency.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
+import logging
 import secrets
-import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Annotated
 from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
 
-from serving.auth import api_keys
-from serving.routes.warnings import get_store
+from serving.auth import api_keys, web_sessions
+from serving.db import utcnow
+
+log = logging.getLogger("guomen.serving.sessions")
 
 SESSION_COOKIE = "gm_session"
 LOGIN_CSRF_COOKIE = "gm_login_csrf"
-SESSION_SECONDS = 8 * 3600
 PAGE_ROLES = frozenset({"committee", "admin"})
 COOKIE_PATH = "/committee"
+COOKIE_SALT = "guomen.committee.session.v2"
+# ``last_seen_at`` is rewritten at most this often: idle time is exact to a minute without a
+# database write on every page view.
+TOUCH_SECONDS = 60
 
 
-def session_secret(request: Request) -> bytes:
-    """The cookie-signing key: ``Settings.session_secret`` when it exists, else derived one-way
-    from the monitoring secret (domain-separated, so neither reveals the other)."""
-    cached = getattr(request.app.state, "_page_session_secret", None)
-    if cached:
-        return cached
-    settings = getattr(request.app.state, "settings", None)
-    if settings is None:
-        from guomen.settings import get_settings
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How sessions are signed and how long they live (from ``Settings``)."""
 
-        settings = get_settings()
-    raw = getattr(settings, "session_secret", None) or settings.monitoring_secret
-    value = raw.get_secret_value() if hasattr(raw, "get_secret_value") else str(raw)
-    key = hmac.new(value.encode(), b"guomen committee session v1", hashlib.sha256).digest()
-    request.app.state._page_session_secret = key
-    return key
+    serializer: URLSafeTimedSerializer
+    idle: timedelta
+    lifetime: timedelta
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+def session_policy(request: Request) -> SessionPolicy:
+    """The app's session policy, built once from ``app.state.settings``."""
+    state = request.app.state
+    policy = getattr(state, "session_policy", None)
+    if policy is None:
+        settings = state.settings
+        serializer = URLSafeTimedSerializer(
+            settings.secret("session_secret"),
+            salt=COOKIE_SALT,
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+        policy = SessionPolicy(
+            serializer,
+            timedelta(minutes=settings.session_idle_minutes),
+            timedelta(hours=settings.session_max_hours),
+        )
+        state.session_policy = policy
+    return policy
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
 
 
-def sign_session(secret: bytes, key_id: str, role: str, ttl: int = SESSION_SECONDS) -> str:
-    payload = {"kid": key_id, "role": role, "exp": int(time.time()) + ttl,
-               "nonce": secrets.token_urlsafe(16)}  # fmt: skip
-    body = _b64(json.dumps(payload, separators=(",", ":")).encode())
-    sig = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    return f"{body}.{sig}"
-
-
-def read_session(secret: bytes, cookie: str | None) -> dict[str, Any] | None:
-    """The session payload when the signature is valid and it has not expired."""
-    if not cookie or cookie.count(".") != 1 or len(cookie) > 1000:
-        return None
-    body, sig = cookie.split(".")
-    want = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(want, sig):
-        return None
-    try:
-        payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(payload, dict) or int(payload.get("exp", 0)) < time.time():
-        return None
-    return payload
-
-
-def csrf_token(secret: bytes, session: dict[str, Any]) -> str:
-    return hmac.new(secret, f"csrf|{session['nonce']}".encode(), hashlib.sha256).hexdigest()
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -100,28 +94,23 @@ class PageUser:
     key_id: str
     role: str
     csrf: str
+    session_sha256: str
 
     @property
     def actor(self) -> str:
         return f"{self.key_id} (web)"
 
 
-def key_active(request: Request, key_id: str) -> bool:
-    """Whether ``key_id`` is an unrevoked key of a page role."""
-    engine = get_store(request).engine
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(api_keys.c.role).where(
-                api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
-            )
-        ).first()
-    return row is not None and row.role in PAGE_ROLES
-
-
 def safe_next(target: str | None) -> str:
     """``target`` when it is a path inside the committee pages, else the warnings list: the
     login's ``next`` parameter is never an open redirect."""
-    if not target or not target.startswith("/committee/") or target.startswith("//"):
+    if (
+        not target
+        or not target.startswith("/committee/")
+        or "//" in target
+        or "\\" in target
+        or any(ord(c) < 0x20 for c in target)
+    ):
         return "/committee/warnings"
     return target
 
@@ -133,15 +122,54 @@ def _login_required(request: Request) -> HTTPException:
     return HTTPException(303, "sign in first", headers={"Location": location})
 
 
+def read_session(request: Request) -> PageUser | None:
+    """The live session of the request's cookie, or None (absent, forged, tampered, ended,
+    idle, too old, or its key revoked or no longer of a page role)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 1000:
+        return None
+    policy = session_policy(request)
+    try:
+        token = policy.serializer.loads(cookie, max_age=int(policy.lifetime.total_seconds()))
+    except BadSignature:  # also SignatureExpired
+        return None
+    if not isinstance(token, str):
+        return None
+    digest = _digest(token)
+    now = utcnow()
+    s, k = web_sessions.c, api_keys.c
+    query = (
+        sa.select(s.key_id, s.role, s.csrf, s.created_at, s.last_seen_at)
+        .join(api_keys, k.key_id == s.key_id)
+        .where(s.session_sha256 == digest, s.ended_at.is_(None), k.revoked_at.is_(None))
+    )
+    engine = _engine(request)
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None or row.role not in PAGE_ROLES:
+        return None
+    if now - row.created_at > policy.lifetime or now - row.last_seen_at > policy.idle:
+        _end(engine, digest, "expired")
+        return None
+    if (now - row.last_seen_at).total_seconds() > min(
+        TOUCH_SECONDS, policy.idle.total_seconds() / 10
+    ):
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    web_sessions.update().where(s.session_sha256 == digest).values(last_seen_at=now)
+                )
+        except sa.exc.OperationalError as exc:  # read-only storage: the session stays valid
+            log.warning("could not record session activity: %s", type(exc).__name__)
+    return PageUser(row.key_id, row.role, row.csrf, digest)
+
+
 def page_user(request: Request) -> PageUser:
-    """Dependency of every committee page: a valid session of an active committee key."""
-    secret = session_secret(request)
-    session = read_session(secret, request.cookies.get(SESSION_COOKIE))
-    if session is None or session.get("role") not in PAGE_ROLES:
+    """Dependency of every committee page: a live session of an active committee key."""
+    user = read_session(request)
+    if user is None:
         raise _login_required(request)
-    if not key_active(request, str(session["kid"])):
-        raise _login_required(request)
-    return PageUser(str(session["kid"]), str(session["role"]), csrf_token(secret, session))
+    return user
 
 
 User = Annotated[PageUser, Depends(page_user)]
@@ -149,7 +177,7 @@ User = Annotated[PageUser, Depends(page_user)]
 
 def check_csrf(user: PageUser, token: str) -> None:
     """403 unless ``token`` is the CSRF token of the user's session."""
-    if not token or not hmac.compare_digest(user.csrf, token):
+    if not token or not hmac.compare_digest(user.csrf.encode(), token.encode()):
         raise HTTPException(403, "CSRF token missing or wrong; reload the page")
 
 
@@ -167,16 +195,31 @@ def set_login_csrf(response: Response, token: str) -> None:
 def check_login_csrf(request: Request, token: str) -> None:
     """403 unless the login form's token matches its cookie."""
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, token):
+    if not cookie or not hmac.compare_digest(cookie.encode(), token.encode()):
         raise HTTPException(403, "CSRF check failed; reload the login page")
 
 
 def start_session(request: Request, response: Response, key_id: str, role: str) -> None:
-    """Open a session for an authenticated key: set the session cookie on ``response``."""
+    """Record a new session for an authenticated key and set its cookie on ``response``.
+
+    A fresh token on every sign-in (no session fixation); sessions past their lifetime are
+    deleted here, so the table stays small without a cleaning job.
+    """
+    policy = session_policy(request)
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with _engine(request).begin() as conn:
+        conn.execute(web_sessions.delete().where(web_sessions.c.created_at < now - policy.lifetime))
+        conn.execute(
+            web_sessions.insert().values(
+                session_sha256=_digest(token), key_id=key_id, role=role,
+                csrf=secrets.token_urlsafe(32), created_at=now, last_seen_at=now,
+            )
+        )  # fmt: skip
     response.set_cookie(
         SESSION_COOKIE,
-        sign_session(session_secret(request), key_id, role),
-        max_age=SESSION_SECONDS,
+        policy.serializer.dumps(token),
+        max_age=int(policy.lifetime.total_seconds()),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -185,6 +228,17 @@ def start_session(request: Request, response: Response, key_id: str, role: str) 
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
 
 
+def _end(engine: Engine, digest: str, reason: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            web_sessions.update()
+            .where(web_sessions.c.session_sha256 == digest, web_sessions.c.ended_at.is_(None))
+            .values(ended_at=utcnow(), end_reason=reason)
+        )
+
+
 def end_session(request: Request, response: Response, user: PageUser) -> None:
-    """Sign out: drop the session cookie."""
+    """Sign out: end the session server-side (a replayed cookie is refused) and drop the
+    cookie."""
+    _end(_engine(request), user.session_sha256, "logout")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
-from serving_world import AS_OF, DAYS, T0, declaration
+from serving_world import AS_OF, DAYS, T0, TEST_SECRETS, declaration
 
 from features.bundle import Calibration, ModelBundle, manifest_digest, save_bundle
 from features.contract import TRADE_MODES
@@ -235,7 +235,7 @@ class World:
             "model_alias": "champion",
             "snapshot_dir": self.snapshot_dir,
             "models_dir": self.root / "models",
-            "monitoring_secret": "test-monitoring-secret",
+            **TEST_SECRETS,
             "reload_poll_seconds": 3600.0,
             "key_cache_seconds": 0.0,
         }

@@ -10,6 +10,12 @@ import pandas as pd
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 DAYS = 300
 AS_OF = T0 + pd.Timedelta(days=DAYS)
+# The serving secrets every test app is built with (``create_app`` refuses to start without).
+TEST_SECRETS = {
+    "monitoring_secret": "test-monitoring-secret",
+    "measure_secret": "test-measure-draw-secret",
+    "session_secret": "test-session-signing-secret",
+}
 
 
 def declaration(i: int | str, enterprise: str = "E0005", hours: float = 1.0, **kw: Any) -> dict:

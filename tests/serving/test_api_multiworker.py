@@ -55,7 +55,8 @@ def _env(settings: Settings) -> dict[str, str]:
         "snapshot_sync_seconds",
     ):
         env[f"GUOMEN_{name.upper()}"] = str(getattr(settings, name))
-    env["GUOMEN_MONITORING_SECRET"] = settings.monitoring_secret.get_secret_value()
+    for name in ("monitoring_secret", "measure_secret", "session_secret"):
+        env[f"GUOMEN_{name.upper()}"] = settings.secret(name)
     return env
 
 

@@ -7,6 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
+from serving_world import TEST_SECRETS
 
 from guomen.settings import Settings
 from serving.app import create_app
@@ -23,7 +24,7 @@ def live_api(world, tmp_path_factory):
 
 
 # The spec does not depend on the loaded model: build it from an app that is never started.
-schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
+schema = schemathesis.openapi.from_dict(create_app(Settings(**TEST_SECRETS)).openapi())
 
 
 @schema.parametrize()

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
 
+from serving_world import TEST_SECRETS  # noqa: E402
 from warnings_synth import make_tables, new_declaration  # noqa: E402
 
 from guomen.settings import Settings  # noqa: E402
@@ -33,7 +34,7 @@ def build_app(
     engine = make_engine(f"sqlite:///{db_path}")
     create_schema(engine)
     app = FastAPI()
-    app.state.settings = Settings(database_url=f"sqlite:///{db_path}")
+    app.state.settings = Settings(database_url=f"sqlite:///{db_path}", **TEST_SECRETS)
     app.state.engine = engine
     app.state.keys = KeyStore(engine, cache_seconds=0.0)
     app.state.warning_tables = tables if tables is not None else make_tables()

@@ -1,0 +1,34 @@
+"""Helpers of the security suite (a module of its own: ``conftest`` is not importable by name
+when several test folders have one)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+from serving_world import TEST_SECRETS
+
+from guomen.settings import Settings
+
+
+def with_settings(app: Any, **overrides: Any) -> None:
+    """Replace the app's settings before its first session (session policy is built lazily)."""
+    db = app.state.settings.database_url
+    app.state.settings = Settings(database_url=db, **{**TEST_SECRETS, **overrides})
+    if hasattr(app.state, "session_policy"):
+        del app.state.session_policy
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html[:500]
+    return match.group(1)
+
+
+def login(client: TestClient, key: str, next_: str = "/committee/warnings") -> Any:
+    """Sign in through the login form (double-submit token included); the 303 response."""
+    token = csrf_of(client.get("/committee/login").text)
+    return client.post("/committee/login", data={"api_key": key, "csrf": token, "next": next_},
+                       follow_redirects=False)  # fmt: skip
