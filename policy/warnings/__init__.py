@@ -62,7 +62,7 @@ from policy.warnings.lifecycle import (
 )
 from policy.warnings.measures import InspectionMeasure, inspection_measures, measures_for_level
 from policy.warnings.proposal import build_warning, propose, warning_id_for
-from policy.warnings.signal_matching import signal_keys
+from policy.warnings.signal_matching import signal_matches
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
     benjamini_hochberg,
@@ -122,7 +122,7 @@ __all__ = [
     "review_notice",
     "review_until",
     "severity_class",
-    "signal_keys",
+    "signal_matches",
     "subject_keys",
     "validate_config",
     "warning_id_for",

@@ -17,7 +17,7 @@ import pandas as pd
 from features.contract import DEFAULT_CREDIT_RATING
 from features.credit import rating_in_force
 from policy.warnings.config import load_warning_config
-from policy.warnings.signal_matching import SERIOUS_SIGNAL_SEVERITIES, signal_keys
+from policy.warnings.signal_matching import SERIOUS_SIGNAL_SEVERITIES, signal_matches
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
     benjamini_hochberg,
@@ -26,7 +26,7 @@ from policy.warnings.statistics import (
     poisson_cusum,
     window_expectation,
 )
-from policy.warnings.subjects import SUBJECT_KINDS, Subject, subject_keys
+from policy.warnings.subjects import DEFAULT_KINDS, SUBJECT_KINDS, Subject, subject_keys
 
 
 @dataclass
@@ -56,7 +56,9 @@ class Assessment:
     recent_rate: float
     earlier_rate: float
     rising: bool
-    signals: int
+    # signals naming the subject, each counted with its weight (a signal naming n products
+    # counts 1/n for each), so the count is fractional when sets are involved
+    signals: float
     signals_expected: float
     surge: bool
     serious_signals: int
@@ -84,6 +86,9 @@ class Assessment:
     signal_sources: int = 0
     report_driven: bool = False
     notes: list[str] = field(default_factory=list)
+    # how the subject's signals were mapped to it (mapping_rule of a feed, "hs_code" when the
+    # signal came with its code) -> their weight
+    signal_rules: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -222,7 +227,9 @@ def _signal_evidence(
     Parameters
     ----------
     window, history
-        Signals in the window and before it, with their subject ``key`` for this kind.
+        Signals in the window and before it, with their subject ``key`` and ``weight`` for
+        this kind (:func:`.signal_matching.signal_matches`): counts are sums of weights, so a
+        report naming n products counts 1/n for each.
     """
     lk, en = cfg["likelihood"], cfg["early_notice"]
     g = window.groupby("key")
@@ -235,15 +242,19 @@ def _signal_evidence(
     origin_of = window["channel"].astype("str") + "|" + source
     out = pd.DataFrame(
         {
-            "signals": g.size(),
-            "serious_signals": window[serious].groupby("key").size(),
-            "harm_signals": window[harm].groupby("key").size(),
+            "signals": g["weight"].sum(),
+            "serious_signals": window[serious].groupby("key")["weight"].sum(),
+            "harm_signals": window[harm].groupby("key")["weight"].sum(),
             "signal_sources": origin_of.groupby(window["key"]).nunique(),
         }
     )
     out[["serious_signals", "harm_signals"]] = out[["serious_signals", "harm_signals"]].fillna(0)
     everyone = universe.union(out.index)
-    past = history.groupby("key").size() if history is not None else pd.Series(dtype="float64")
+    past = (
+        history.groupby("key")["weight"].sum()
+        if history is not None
+        else pd.Series(dtype="float64")
+    )
     everyone = everyone.union(past.index)
     x = past.reindex(everyone).fillna(0.0).to_numpy(np.float64)
     y = out["signals"].reindex(everyone).fillna(0.0).to_numpy(np.float64)
@@ -301,7 +312,7 @@ def assess(
     as_of: Any,
     config: dict[str, Any] | None = None,
     scores: pd.DataFrame | None = None,
-    kinds: tuple[str, ...] = SUBJECT_KINDS,
+    kinds: tuple[str, ...] = DEFAULT_KINDS,
     subjects: list[Subject] | None = None,
 ) -> list[Assessment]:
     """Assess every subject with enough evidence at ``as_of``.
@@ -427,13 +438,16 @@ def assess(
 
         sig_stats = pd.DataFrame()
         if sig is not None and not sig.empty:
-            s = sig.assign(key=signal_keys(sig, kind)).dropna(subset=["key"])
+            s = signal_matches(sig, kind)
             if len(s):
                 sb = None
                 if sig_base is not None and len(sig_base):
-                    sb = sig_base.assign(key=signal_keys(sig_base, kind)).dropna(subset=["key"])
+                    sb = signal_matches(sig_base, kind)
                 sig_stats = _signal_evidence(s, sb, universe, sig_windows, kind, cfg)
-                chan = s.groupby(["key", "channel"]).size()
+                chan = s.groupby(["key", "channel"])["weight"].sum()
+                rule = s["mapping_rule"] if "mapping_rule" in s else pd.Series(pd.NA, index=s.index)
+                by_rule_w = s.assign(rule=rule.fillna("hs_code")).groupby(["key", "rule"])
+                rules = by_rule_w["weight"].sum()
         counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
         stats[counts] = stats[counts].astype("float64").fillna(0.0)
         window_expectation(stats, global_rate, cfg, smr_prior)
@@ -533,13 +547,20 @@ def assess(
             stats["mean_score"] = mean_sc
         for key, row in stats.iterrows():
             chans: dict[str, int] = {}
+            by_rule: dict[str, float] = {}
             if len(sig_stats) and row["signals"] > 0:
                 try:
                     sub = chan.xs(str(key), level="key")
-                    chans = {str(c): int(v) for c, v in sub.items()}
+                    chans = {str(c): int(round(v)) for c, v in sub.items()}
+                    by_rule = {
+                        str(r): round(float(v), 3)
+                        for r, v in rules.xs(str(key), level="key").items()
+                    }
                 except KeyError:
                     chans = {}
-            results.append(_grade(Subject.parse(kind, str(key)), row, cfg, overall_score, chans))
+            a = _grade(Subject.parse(kind, str(key)), row, cfg, overall_score, chans)
+            a.signal_rules = by_rule
+            results.append(a)
         if "key" in recent:
             recent = recent.drop(columns="key")
 
@@ -596,7 +617,7 @@ def _grade(
         like = max(1, min(likelihood_class(cusum_lift, cfg), evidence_cap))
         notes.append(f"CUSUM {cusum:.1f} >= {float(cc['h']):.1f} (lift {cusum_lift:.2f})")
     serious = int(row["serious_signals"])
-    n_sig, expected = int(row["signals"]), float(row["signals_expected"])
+    n_sig, expected = float(row["signals"]), float(row["signals_expected"])
     surge = bool(row["surge"])
     sources = int(row.get("signal_sources", 0))
     alone = False
@@ -605,13 +626,13 @@ def _grade(
         # report-driven Ⅳ notice to ports, awaiting results (docs/warnings.md)
         like, alone = 1, True
         notes.append(
-            f"early notice: {n_sig} reports from {sources} independent channels/sources vs "
+            f"early notice: {n_sig:g} reports from {sources} independent channels/sources vs "
             f"{expected:.2f} expected (P = {float(row.get('signal_p', 1.0)):.1e}); "
             "report-driven, awaiting results"
         )
     elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         why = (
-            f"signal surge ({n_sig} vs {expected:.1f} expected)"
+            f"signal surge ({n_sig:g} vs {expected:.1f} expected)"
             if surge
             else (f"{serious} high/serious signals")
         )

@@ -84,14 +84,14 @@ def build_warning(
         f"{a.critical} critical, {a.major} major"
     )
     if a.signals:
-        matters += f"; {a.signals} risk signals"
+        matters += f"; {a.signals:g} risk signals"
     review_until = None
     if a.report_driven:
         review_until = as_utc(a.as_of) + pd.Timedelta(
             days=int(config["early_notice"]["review_days"])
         )
         matters = (
-            f"{a.subject.label}: early notice on {a.signals} reports from {a.signal_sources} "
+            f"{a.subject.label}: early notice on {a.signals:g} reports from {a.signal_sources} "
             f"independent channels/sources ({a.signals_expected:.2f} expected); "
             f"report-driven, awaiting results: confirmed or escalated when results show an "
             f"excess, lapses by itself on {review_until.date().isoformat()} otherwise"

@@ -1,7 +1,7 @@
 """What a warning is about: subject kinds, the columns that name them, and :class:`Subject`.
 
 :data:`SUBJECT_COLUMNS` is the one table of subject kinds and the contract columns whose values
-form a subject's key (``hs4`` is the first four digits of ``hs_code``). Matching a declaration,
+form a subject's key (``hs4`` is the first four digits of ``hs_code``, ``hs2`` its chapter). Matching a declaration,
 keying a frame of declarations or inspections, and (in :mod:`.signal_matching`) keying risk
 signals all read it.
 """
@@ -21,21 +21,29 @@ SUBJECT_COLUMNS: dict[str, tuple[str, ...]] = {
     "hs4": ("hs4",),
     "origin": ("origin_country",),
     "hs4_origin": ("hs4", "origin_country"),
+    # an HS chapter: what an alert that names a product family only (a chapter) can be about
+    "hs_chapter": ("hs2",),
 }
 SUBJECT_KINDS: tuple[str, ...] = tuple(SUBJECT_COLUMNS)
+# kinds assessed unless others are asked for: chapters are assessed on request (a subject's
+# page, ``assess(kinds=...)``), so proposals stay at the grain the rules were tuned for
+DEFAULT_KINDS: tuple[str, ...] = tuple(k for k in SUBJECT_KINDS if k != "hs_chapter")
+# product key columns: how many leading digits of hs_code they are
+HS_PREFIX_DIGITS: dict[str, int] = {"hs4": 4, "hs2": 2}
 SUBJECT_LABELS_ZH = {
     "enterprise": "企业",
     "overseas_party": "境外企业",
     "hs4": "商品(HS4)",
     "origin": "原产国",
     "hs4_origin": "商品×原产国",
+    "hs_chapter": "商品(HS章)",
 }
 
 
 def key_column(frame: pd.DataFrame, name: str) -> pd.Series:
     """One key column of :data:`SUBJECT_COLUMNS` as strings (``hs4``: ``hs_code[:4]``)."""
-    if name == "hs4":
-        return frame["hs_code"].astype("str").str.slice(0, 4)
+    if name in HS_PREFIX_DIGITS:
+        return frame["hs_code"].astype("str").str.slice(0, HS_PREFIX_DIGITS[name])
     return frame[name].astype("str")
 
 
@@ -78,9 +86,10 @@ class Subject:
         """True when a declaration (contract fields) falls under this subject."""
 
         def value(name: str) -> str:
-            v = declaration.get("hs_code" if name == "hs4" else name)
+            digits = HS_PREFIX_DIGITS.get(name)
+            v = declaration.get("hs_code" if digits else name)
             text = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-            return text[:4] if name == "hs4" else text
+            return text[:digits] if digits else text
 
         cols = SUBJECT_COLUMNS[self.kind]
         return all(value(c) == k for c, k in zip(cols, self.key, strict=True))
@@ -89,6 +98,7 @@ class Subject:
         """Vectorised :meth:`matches` over a declarations frame."""
         out = np.ones(len(declarations), dtype=bool)
         for c, k in zip(SUBJECT_COLUMNS[self.kind], self.key, strict=True):
-            col = declarations["hs_code"].str.slice(0, 4) if c == "hs4" else declarations[c]
+            digits = HS_PREFIX_DIGITS.get(c)
+            col = declarations["hs_code"].str.slice(0, digits) if digits else declarations[c]
             out &= (col == k).fillna(False).to_numpy(bool)
         return out

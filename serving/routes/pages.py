@@ -27,6 +27,7 @@ from policy.warnings import (
     InvalidTransition,
     Subject,
     evaluate_effect,
+    signal_matches,
 )
 from serving.auth import KeyStore
 from serving.routes.warnings import get_store, get_tables, run_action, run_propose
@@ -250,19 +251,9 @@ def subject_history(
     signals = pd.DataFrame()
     if sig is not None and len(sig):
         s = sig[(sig["reported_at"] > start) & (sig["reported_at"] <= end)]
-        hs = s["hs_code"].astype("str")
-        k = subject.key
-        if subject.kind == "enterprise":
-            m = s["enterprise_id"] == k[0]
-        elif subject.kind == "overseas_party":
-            m = s["overseas_party_id"] == k[0]
-        elif subject.kind == "origin":
-            m = s["origin_country"] == k[0]
-        elif subject.kind == "hs4":
-            m = hs.str.slice(0, 4) == k[0]
-        else:
-            m = (hs.str.slice(0, 4) == k[0]) & (s["origin_country"] == k[1])
-        signals = s[m.fillna(False).to_numpy(bool)].sort_values("reported_at", ascending=False)
+        # the assessment's own rule: HS4 sets and chapters included, with each signal's weight
+        m = signal_matches(s, subject.kind)
+        signals = m[m["key"] == subject.key_str].sort_values("reported_at", ascending=False)
     return weekly, d.sort_values("declared_at"), signals
 
 
