@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from demo.generate import write_demo_data
-from demo.rasff import COLUMNS, PRODUCTS, rasff_rows, write_rasff_feed
+from demo.rasff import COLUMNS, PRODUCTS, Burst, rasff_rows, write_rasff_feed
 from features.countries import CountryNames
 from features.store import Store
 from guomen.cli import app
@@ -170,3 +170,59 @@ def test_loading_the_same_export_again_changes_nothing(loaded: tuple[Path, dict,
         app, ["ingest", str(feed), "--store", str(store), "--mapping", str(MAPPING)]
     )
     assert out.exit_code == 0 and "already loaded" in out.output
+
+
+def test_a_burst_about_one_product_and_origin_is_proposed_within_a_week(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Injected RASFF notifications about a quiet product x origin: ``guomen warnings propose``
+    one weekly cycle after the burst began proposes a report-driven warning on it, and not
+    without the burst."""
+    from guomen.settings import get_settings
+    from policy.warnings import Subject, assess, load_warning_config
+
+    decl = pd.read_parquet(world / "demo" / "declarations.parquet")
+    imports = decl[(decl["direction"] == "import") & decl["hs_code"].str[:4].isin(list(PRODUCTS))]
+    volume = imports.groupby([imports["hs_code"].str[:4], "origin_country"]).size()
+    hs4, origin = volume[volume >= 20].sort_values().index[0]  # traded, but rarely notified
+    end = pd.Timestamp(decl["declared_at"].max()).tz_convert("UTC")
+    start = (end - pd.Timedelta(days=30)).floor("D")
+    as_of = (start + pd.Timedelta(days=7)).isoformat()
+    burst = Burst(hs4, origin, start.to_pydatetime(), count=5, days=5)
+
+    def proposals(name: str, bursts: tuple[Burst, ...]) -> tuple[str, Path]:
+        feed = tmp_path / name / "feed"
+        write_rasff_feed(feed / "rasff_notifications.csv", world / "demo", seed=9, bursts=bursts)
+        store = tmp_path / name / "store"
+        runner = CliRunner()
+        assert (
+            runner.invoke(app, ["ingest", str(world / "demo"), "--store", str(store)]).exit_code
+            == 0
+        )
+        r = runner.invoke(
+            app, ["ingest", str(feed), "--store", str(store), "--mapping", str(MAPPING)]
+        )
+        assert r.exit_code == 0, r.output
+        monkeypatch.setenv("GUOMEN_DATABASE_URL", f"sqlite:///{tmp_path / name / 'w.db'}")
+        get_settings.cache_clear()
+        try:
+            r = runner.invoke(app, ["warnings", "propose", "--as-of", as_of, "--store", str(store)])
+        finally:
+            get_settings.cache_clear()
+        assert r.exit_code == 0, r.output
+        return r.output, store
+
+    quiet, _ = proposals("quiet", ())
+    loud, store = proposals("loud", (burst,))
+    key = f"{hs4}/{origin}"
+    assert key not in quiet
+    assert key in loud, loud
+    # the assessment says how the notifications were mapped to the subject
+    [a] = assess(
+        Store(store).tables(),
+        as_of,
+        load_warning_config(),
+        subjects=[Subject("hs4_origin", (hs4, origin))],
+    )
+    assert a.surge and a.signals >= 5
+    assert any(r.startswith("rule:") for r in a.signal_rules), a.signal_rules
