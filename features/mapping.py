@@ -4,7 +4,7 @@ The mapping is data, not code: every output column is built from a small, fixed 
 operations applied in a fixed order (see ``docs/mapping.md``)::
 
     from -> map/default | match/default -> country -> zfill -> upper -> scale -> date_format
-         -> add_days -> when
+         -> add_days -> prefix -> when
     const (instead of from); first_of: [specs] (the first non-missing of several)
 
 Signal feeds add an ``hs:`` section to ``risk_signals`` (product text and category to HS codes,
@@ -55,6 +55,7 @@ COLUMN_OPS = frozenset(
         "match",
         "country",
         "first_of",
+        "prefix",
     }
 )
 TABLE_KEYS = frozenset({"columns", "attributes", "rows_with", "hs"})
@@ -90,6 +91,7 @@ class ColumnRule:
     match: tuple[tuple[re.Pattern[str], str | None], ...] | None = None
     country: bool = False
     first_of: tuple[ColumnRule, ...] = ()
+    prefix: str | None = None
 
     def source_columns(self) -> list[str]:
         cols = ([self.source] if self.source else []) + list(self.when)
@@ -279,6 +281,8 @@ def _build(
         # Keep a failed value visible (and failing the ISO rule) rather than turning it into null.
         failed = pc.binary_join_element_wise("unparseable date: ", col, "")
         col = pc.if_else(pc.is_valid(ts), formatted, failed)
+    if rule.prefix is not None:
+        col = pc.binary_join_element_wise(pa.scalar(rule.prefix), col, "")  # null stays null
     return _when(rule, rows, col)
 
 
@@ -407,6 +411,7 @@ def _column_rule(table: str, name: str, spec: Any, where: str = "") -> ColumnRul
             },
             match=match,
             country=country == "names",
+            prefix=None if spec.get("prefix") is None else _scalar_text(spec["prefix"]),
         )
     except (TypeError, ValueError) as exc:
         raise MappingError(f"{where}: {exc}") from None

@@ -224,5 +224,6 @@ def test_a_burst_about_one_product_and_origin_is_proposed_within_a_week(
         load_warning_config(),
         subjects=[Subject("hs4_origin", (hs4, origin))],
     )
-    assert a.surge and a.signals >= 5
+    assert a.report_driven and a.level == 4 and a.signals == 5
+    assert a.signal_sources >= 2  # notifying member states are independent reporters
     assert any(r.startswith("rule:") for r in a.signal_rules), a.signal_rules

@@ -170,6 +170,12 @@ def test_match_first_of_and_defaults() -> None:
     assert data["hazard_type"] == ["safety", "health", "health", "other", None]
 
 
+def test_prefix_names_the_source_authority() -> None:
+    doc = _signals({"signal_id": "ref", "source": {"from": "by", "prefix": "RASFF / "}})
+    data, _ = _apply(doc, {"ref": ["1", "2"], "by": ["Germany", None]})
+    assert data["source"] == ["RASFF / Germany", None]
+
+
 @pytest.mark.parametrize(
     ("hs", "message"),
     [
