@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from features.rates import load_rates
 from guomen.settings import Settings, get_settings
@@ -255,9 +255,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         else:
             app.include_router(module.router)
 
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> Response:
         # Last resort only: every expected failure is mapped to a 4xx (or 503) by the routes.
         log.error("unhandled %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        if request.url.path.startswith("/committee"):
+            return pages.error_page(request, 500, "internal error; the error is in the log")
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_exception_handler(Exception, internal_error)

@@ -8,14 +8,14 @@ sessions, cookies and CSRF tokens live in ``serving.sessions``.
 
 from __future__ import annotations
 
-import io
-import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -29,7 +29,11 @@ from policy.warnings import (
     evaluate_effect,
     signal_matches,
 )
+from serving import dashboard
+from serving.audit import score_audit
 from serving.auth import KeyStore
+from serving.charts import Series, line_chart, waterfall_svg
+from serving.explanations import PointInTimeFeatures, answered, explain
 from serving.routes.warnings import get_store, get_tables, run_action, run_propose
 from serving.sessions import (
     PAGE_ROLES,
@@ -102,82 +106,159 @@ def static_file(name: str) -> Response:
     return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("")
-@router.get("/")
-def index(user: User) -> Response:
-    return RedirectResponse("/committee/warnings", status_code=303)
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+def landing(request: Request, user: User) -> Response:
+    """The committee's office: decisions waiting, warnings in force, today's scoring, the model
+    and its health in production."""
+    store = get_store(request)
+    warnings = store.list()
+    proposed = [w for w in warnings if w["status"] == "proposed"]
+    in_force: dict[int, list[dict[str, Any]]] = {lv: [] for lv in LEVELS}
+    for w in warnings:
+        if w["status"] == "active":
+            in_force.setdefault(w["level"], []).append(w)
+    settings = _settings(request)
+    days = dashboard.scored_days(store.engine, settings.timezone, datetime.now(UTC))
+    scorer = _scorer(request)
+    model: dict[str, Any] | None = None
+    health: list[dashboard.MonthHealth] = []
+    health_svg = psi_svg = ""
+    if scorer is not None:
+        metrics = scorer.bundle.metrics or {}
+        model = {
+            "ref": scorer.ref,
+            "created_at": scorer.bundle.created_at,
+            "split": metrics.get("split", {}),
+            "rows": _headline_rows(metrics, float(scorer.policy.budget)),
+        }
+        tables = get_tables(request)
+        pit = feature_rows(request, scorer)
+        health = dashboard.monthly_health(
+            pit.declared_at_ns, pit.probabilities(scorer), pit.ids, tables.get("inspections"),
+            metrics.get("split", {}),
+        )  # fmt: skip
+        months = [h.month for h in health]
+        health_svg = line_chart(
+            "随机监测样本：预测与实际不合格率 Random monitoring sample: predicted vs observed",
+            months,
+            [
+                Series("预测 predicted (mean p)", [h.predicted for h in health]),
+                Series("实际 observed rate", [h.observed for h in health]),
+            ],  # fmt: skip
+            x_title="月份 month (declared)",
+            y_title="不合格率 nonconforming rate",
+            y_percent=True,
+        )
+        psi_svg = line_chart(
+            "评分漂移 Score drift vs training period (PSI)",
+            months,
+            [
+                Series("PSI", [h.psi for h in health]),
+                Series(
+                    f"阈值 act threshold {dashboard.PSI_ACT}", [dashboard.PSI_ACT] * len(health)
+                ),
+            ],  # fmt: skip
+            x_title="月份 month (declared)",
+            y_title="PSI (无量纲 unitless)",
+        )
+    return _render(request, "landing.html", {
+        "user": user, "proposed": proposed, "in_force": in_force, "days": days, "model": model,
+        "health": health, "health_svg": health_svg, "psi_svg": psi_svg,
+        "psi_act": dashboard.PSI_ACT, "psi_watch": dashboard.PSI_WATCH,
+        "has_record": any(getattr(r, "path", "") == "/committee/warnings/record"
+                          for r in request.app.router.routes),
+    })  # fmt: skip
 
 
-# ------------------------------------------------------------------------------ charts
+def _headline_rows(metrics: dict[str, Any], budget: float) -> list[dict[str, Any]]:
+    """Model and baselines at the policy budget, on both test subsets."""
+    key = f"{budget:g}"
+    rows = []
+    sources = [("model 模型", metrics.get("test", {}))]
+    sources += sorted((metrics.get("baselines") or {}).items())
+    for name, m in sources:
+        entry = (m.get("budgets") or {}).get(key, {})
+        rows.append({
+            "name": name,
+            "auc": (m.get("random_sample") or {}).get("auc"),
+            "random_sample": entry.get("random_sample", {}),
+            "all_inspected": entry.get("all_inspected", {}),
+        })  # fmt: skip
+    return rows
 
 
-def _svg(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.find("<svg") :]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text (CJK shown by the browser's fonts)
-    return plt
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, user: User, q: str = "") -> Response:
+    """Declarations, enterprises and warning subjects matching ``q`` (an id, an HS4 code, an
+    origin country or an overseas party)."""
+    q = q.strip()[:64]
+    results: dict[str, Any] = {"declarations": [], "enterprises": [], "subjects": []}
+    if q:
+        tables = get_tables(request)
+        decl = tables["declarations"]
+        needle = q.upper()
+        ids = decl["declaration_id"].astype("str")
+        hit = decl[ids.str.upper() == needle]
+        results["declarations"] = hit["declaration_id"].astype("str").head(20).tolist()
+        with get_store(request).engine.connect() as conn:
+            audited = conn.execute(
+                sa.select(score_audit.c.declaration_id).where(
+                    score_audit.c.declaration_id == q
+                ).limit(5)
+            ).scalars().all()  # fmt: skip
+        for d in audited:
+            if d not in results["declarations"]:
+                results["declarations"].append(d)
+        ents = decl["enterprise_id"].astype("str")
+        results["enterprises"] = sorted(set(ents[ents.str.upper() == needle]))[:20]
+        subjects = []
+        hs4 = decl["hs_code"].astype("str").str.slice(0, 4)
+        if (hs4 == q).any():
+            subjects.append(("hs4", q, int((hs4 == q).sum())))
+        origin = decl["origin_country"].astype("str").str.upper()
+        if (origin == needle).any():
+            subjects.append(("origin", needle, int((origin == needle).sum())))
+        party = decl["overseas_party_id"].astype("str")
+        if (party.str.upper() == needle).any():
+            subjects.append(("overseas_party", q, int((party.str.upper() == needle).sum())))
+        results["subjects"] = subjects
+        warnings = get_store(request).list()
+        results["warnings"] = [
+            w for w in warnings
+            if str(w["subject_key"]).upper() == needle or w["warning_id"].upper() == needle
+            or needle in str(w["subject_key"]).upper().split("/")
+        ][:50]  # fmt: skip
+    return _render(request, "search.html", {"user": user, "q": q, "results": results})
 
 
 def trend_svg(weekly: pd.DataFrame, activated_at: str | None, as_of: str) -> str:
     """Weekly inspections (bars) and nonconformity rate (line) of a subject."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 2.8))
-    if weekly.empty:
-        ax.text(0.5, 0.5, "no inspections in the period", ha="center", va="center")
-        ax.set_axis_off()
-        return _svg(fig)
-    idx = pd.DatetimeIndex(weekly.index)
-    x = idx.tz_localize(None) if idx.tz is not None else idx
-    ax.bar(x, weekly["inspected"], width=5, color="#cfd8e3", label="inspected")
-    ax.set_ylabel("inspected / week")
-    ax2 = ax.twinx()
-    ax2.plot(x, weekly["rate"], color="#c0392b", marker="o", ms=3, label="nonconforming rate")
-    ax2.set_ylabel("nonconforming rate")
-    ax2.set_ylim(0, max(0.05, float(np.nanmax(weekly["rate"].to_numpy()) if len(weekly) else 0))
-                 * 1.15)  # fmt: skip
-    ts = pd.Timestamp(as_of).tz_convert(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
-    ax.axvline(ts, color="#555", ls="--", lw=1)
+    labels = [f"{pd.Timestamp(t):%m-%d}" for t in weekly.index]
+    title = "每周查验与不合格率 Weekly inspections and nonconforming rate"
     if activated_at:
-        start = pd.Timestamp(activated_at).tz_convert(None)
-        if start <= max(x.max(), ts) + pd.Timedelta(days=14):  # keep the axis on the data
-            ax.axvline(start, color="#2e7d32", lw=1.5, label="in force")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="upper left")
-    fig.autofmt_xdate()
-    return _svg(fig)
-
-
-def waterfall_svg(base: float, items: list[tuple[str, float]], logit: float) -> str:
-    """Waterfall of calibrated log-odds: base value, the largest contributions, the rest."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 0.42 * (len(items) + 2) + 0.8))
-    labels = ["base value"] + [n for n, _ in items] + ["= logit(p)"]
-    y = np.arange(len(labels))[::-1]
-    ax.barh(y[0], base, color="#7f8c8d")
-    running = base
-    for i, (_, v) in enumerate(items, start=1):
-        ax.barh(y[i], v, left=running, color="#c0392b" if v > 0 else "#2471a3")
-        ax.text(running + v, y[i], f" {v:+.3f}", va="center", fontsize=7)
-        running += v
-    ax.barh(y[-1], logit, color="#34495e")
-    ax.set_yticks(y, labels, fontsize=8)
-    ax.axvline(0, color="#999", lw=0.8)
-    ax.set_xlabel("calibrated log-odds")
-    return _svg(fig)
+        title += f" · in force 生效 {str(activated_at)[:10]}"
+    return line_chart(
+        title,
+        labels,
+        [
+            Series(
+                "查验 inspected",
+                weekly.get("inspected", pd.Series(dtype=float)).tolist(),
+                kind="bar",
+            ),
+            Series(
+                "不合格率 nonconforming rate",
+                weekly.get("rate", pd.Series(dtype=float)).tolist(),
+                axis="right",
+            ),
+        ],  # fmt: skip
+        x_title="周 week (ending, UTC)",
+        y_title="查验数 inspections / week",
+        y2_title="不合格率 rate",
+        y2_percent=True,
+        note=None if len(weekly) else "期间无查验 no inspections in the period",
+    )
 
 
 # ------------------------------------------------------------------------------ data helpers
@@ -201,21 +282,52 @@ def _row_dict(row: pd.Series) -> dict[str, Any]:
     return out
 
 
+def point_in_time(request: Request) -> PointInTimeFeatures:
+    """The app's cache of point-in-time feature rows (next to the store)."""
+    state = request.app.state
+    cache = getattr(state, "point_in_time", None)
+    if cache is None:
+        root = Path(_settings(request).store_dir)
+        cache = state.point_in_time = PointInTimeFeatures(root.parent / "explain-cache")
+    return cache
+
+
+def feature_rows(request: Request, scorer: Any) -> Any:
+    """Point-in-time feature rows of the store in the serving model's column order."""
+    from features.store import Store
+
+    root = Path(_settings(request).store_dir)
+    attributes = Store(root).attributes if (root / "manifest.json").is_file() else None
+    return point_in_time(request).rows(root, get_tables(request), attributes, scorer.feature_names)
+
+
 def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[str, Any] | None:
     """Mean SHAP contribution per feature over the subject's declarations (calibrated log-odds),
-    scored with the loaded model against the current snapshot."""
+    each explained as of its own time from its point-in-time features by the serving model;
+    cached per store version, model version and set of declarations."""
     scorer = _scorer(request)
     if scorer is None or rows.empty:
         return None
-    results = scorer.score_many([_row_dict(r) for _, r in rows.iterrows()])
-    contrib = np.vstack([r.contributions for r in results])
+    pit = feature_rows(request, scorer)
+    ids = rows["declaration_id"].astype("str").tolist()
+    key = (pit.version, scorer.ref.version, scorer.ref.manifest_sha256, tuple(ids))
+    cache: dict[Any, Any] | None = getattr(request.app.state, "shap_reasons_cache", None)
+    if cache is None:
+        cache = request.app.state.shap_reasons_cache = {}
+    if key in cache:
+        return cache[key]
+    found, X = pit.lookup(ids)
+    if not found:
+        return None
+    scores = explain(scorer, X)
+    contrib = scores.contributions
     mean = contrib.mean(axis=0)
     mean_abs = np.abs(contrib).mean(axis=0)
     order = np.argsort(-mean_abs, kind="stable")[:top]
-    probs = np.array([r.probability for r in results])
-    return {
-        "n": len(results),
-        "mean_probability": float(probs.mean()),
+    out = {
+        "n": len(found),
+        "mean_probability": float(scores.probability.mean()),
+        "model": f"{scorer.ref.name} v{scorer.ref.version}",
         "reasons": [
             {
                 "feature": scorer.feature_names[i],
@@ -226,6 +338,19 @@ def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[st
             for i in order
         ],
     }
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = out
+    return out
+
+
+def _settings(request: Request) -> Any:
+    settings = getattr(request.app.state, "settings", None)
+    if settings is None:
+        from guomen.settings import get_settings
+
+        settings = get_settings()
+    return settings
 
 
 def subject_history(
@@ -322,7 +447,7 @@ def warning_detail(request: Request, warning_id: str, user: User) -> Response:
     if w["status"] == "active":
         evaluation = evaluate_effect(w, tables, end, store.config).to_dict()
     recent = decls[decls["declared_at"] > pd.Timestamp(w["as_of"]) - pd.Timedelta(days=28)]
-    reasons = shap_reasons(request, recent.tail(200))
+    reasons = shap_reasons(request, recent.tail(100))
     return _render(request, "warning_detail.html", {
         "user": user, "w": w, "a": w["assessment"], "transitions": store.transitions(warning_id),
         "trend": trend_svg(weekly, w.get("activated_at"), w["as_of"]),
@@ -362,86 +487,126 @@ def warning_action(
     return RedirectResponse(f"/committee/warnings/{warning_id}?msg={action}", status_code=303)
 
 
-def _report_dir(scorer: Any) -> Path | None:
-    path = getattr(scorer.bundle, "path", None) if scorer is not None else None
-    if path is None:
-        return None
-    report = Path(str(path).rstrip("/") + ".report")
-    return report if report.is_dir() else None
+SUBSETS = (("random_sample", "随机监测样本 random monitoring sample"),
+           ("all_inspected", "全部已查验 all inspected"))  # fmt: skip
 
 
 @router.get("/model", response_class=HTMLResponse)
 def model_card(request: Request, user: User) -> Response:
     scorer = _scorer(request)
-    ctx: dict[str, Any] = {"user": user, "scorer": scorer, "budgets": [], "baselines": {},
-                           "plots": [], "summary": {}}  # fmt: skip
+    ctx: dict[str, Any] = {"user": user, "scorer": scorer, "tables": [], "charts": [],
+                           "tiers": [], "summary": {}}  # fmt: skip
     if scorer is not None:
         metrics = scorer.bundle.metrics or {}
-        report = _report_dir(scorer)
-        baselines: dict[str, Any] = {}
-        if report is not None and (report / "metrics.json").is_file():
-            baselines = json.loads((report / "metrics.json").read_text()).get("baselines", {})
-        rows = []
-        for b, entry in sorted((metrics.get("budgets") or {}).items(), key=lambda x: float(x[0])):
-            row = {"budget": b, "model": entry}
-            row["baselines"] = {
-                name: (m.get("budgets") or {}).get(b, {}) for name, m in baselines.items()
-            }
-            rows.append(row)
+        test = metrics.get("test", {})
+        sources = [("model 模型", test)] + sorted((metrics.get("baselines") or {}).items())
+        budgets = sorted((test.get("budgets") or {}), key=float)
+        tables, charts = [], []
+        for subset, label in SUBSETS:
+            rows = []
+            for b in budgets:
+                for name, m in sources:
+                    entry = ((m.get("budgets") or {}).get(b) or {}).get(subset) or {}
+                    rows.append({"budget": float(b), "name": name, **entry})
+            tables.append({"subset": subset, "label": label, "rows": rows})
+            x = [f"{float(b):.0%}" for b in budgets]
+            for metric, mlabel in (("precision", "精确率 precision"),
+                                   ("critical_recall", "严重问题召回率 critical recall")):  # fmt: skip
+                series = [
+                    Series(
+                        name,
+                        [
+                            ((m.get("budgets") or {}).get(b) or {})
+                            .get(subset, {})
+                            .get(metric, float("nan"))
+                            for b in budgets
+                        ],
+                    )  # fmt: skip
+                    for name, m in sources
+                ]
+                empty = all(not math.isfinite(float(v)) for se in series for v in se.values)
+                charts.append(line_chart(
+                    f"{mlabel} · {label}", x, series, x_title="查验预算 inspection budget "
+                    "(share of declarations 占报关单比例)", y_title=f"{mlabel}", y_percent=True,
+                    note="该样本中无严重问题 no critical finding in this sample" if empty else None,
+                ))  # fmt: skip
+        policy = scorer.bundle.policy or {}
+        shares = policy.get("tier_shares") or {}
+        thresholds = policy.get("thresholds") or {}
+        tier_rows = []
+        for tier in sorted(thresholds, key=lambda t: -float(thresholds[t])):
+            tier_rows.append({"tier": tier, "threshold": float(thresholds[tier]),
+                              "share": shares.get(tier)})  # fmt: skip
+        for tier in shares:
+            if tier not in thresholds:
+                tier_rows.append({"tier": tier, "threshold": None, "share": shares[tier]})
         ctx.update(
-            budgets=rows,
-            baselines=sorted(baselines),
-            summary={k: metrics.get(k) for k in ("random_sample", "all_inspected") if k in metrics},
-            plots=[n for n in PLOT_NAMES if report is not None and (report / n).is_file()],
+            tables=tables,
+            charts=charts,
+            tiers=tier_rows,
+            summary={k: test.get(k) for k, _ in SUBSETS if k in test},
             ref=getattr(scorer, "ref", None),
-            policy=scorer.bundle.policy,
+            policy=policy,
+            split=metrics.get("split", {}),
+            counts=metrics.get("counts", {}),
             created_at=scorer.bundle.created_at,
+            explainer=scorer.explainer_name,
         )
     return _render(request, "model_card.html", ctx)
 
 
-@router.get("/model/plots/{name}")
-def model_plot(request: Request, name: str, user: User) -> Response:
-    report = _report_dir(_scorer(request))
-    if name not in PLOT_NAMES or report is None or not (report / name).is_file():
-        raise HTTPException(404)
-    return FileResponse(report / name, media_type="image/png")
-
-
 @router.get("/declarations/{declaration_id}", response_class=HTMLResponse)
 def declaration_page(request: Request, declaration_id: str, user: User) -> Response:
+    """A declaration as the API answered it (its audit rows) and, when it is in the store,
+    re-explained as of its own time from its point-in-time features by the serving model."""
+    store = get_store(request)
+    audit = answered(store.engine, declaration_id)
     tables = get_tables(request)
     decl = tables["declarations"]
     match = decl[decl["declaration_id"] == declaration_id]
-    if match.empty:
+    if match.empty and not audit:
         raise HTTPException(404, f"no declaration {declaration_id}")
-    row = _row_dict(match.iloc[0])
+    row = _row_dict(match.iloc[0]) if len(match) else dict(audit[0]["declaration"] or {})
+    row.setdefault("declaration_id", declaration_id)
     insp = tables.get("inspections")
     result = None
     if insp is not None and len(insp):
         r = insp[insp["declaration_id"] == declaration_id]
         result = _row_dict(r.iloc[0]) if len(r) else None
-    measures = [m for m in get_store(request).active_measures() if m.matches(row)]
     scorer = _scorer(request)
     explanation = None
-    if scorer is not None:
-        res = scorer.score(row, measures)
-        order = res.top(12)
-        items = [(scorer.feature_names[i], float(res.contributions[i])) for i in order]
-        rest = float(res.contributions.sum() - sum(v for _, v in items))
-        if abs(rest) > 1e-12:
-            items.append((f"{len(res.contributions) - len(items)} other features", rest))
-        explanation = {
-            "probability": res.probability,
-            "tier": res.tier,
-            "decision": res.decision,
-            "base": res.base_value,
-            "logit": res.logit,
-            "reasons": scorer.reasons(res, 12),
-            "svg": waterfall_svg(res.base_value, items, res.logit),
-        }
+    if scorer is not None and len(match):
+        pit = feature_rows(request, scorer)
+        found, X = pit.lookup([declaration_id])
+        if found:
+            scores = explain(scorer, X)
+            contributions = scores.contributions[0]
+            order = np.argsort(-np.abs(contributions), kind="stable")[:12]
+            items = [(scorer.feature_names[i], float(contributions[i])) for i in order]
+            rest = float(contributions.sum() - sum(v for _, v in items))
+            if abs(rest) > 1e-12:
+                items.append((f"{len(contributions) - len(items)} other features", rest))
+            probability = float(scores.probability[0])
+            explanation = {
+                "probability": probability,
+                "tier": scorer.policy.tier(probability),
+                "base": float(scores.base[0]),
+                "logit": float(scores.logit[0]),
+                "model": f"{scorer.ref.name} v{scorer.ref.version}",
+                "reasons": [
+                    {
+                        "feature": scorer.feature_names[i],
+                        "description_zh": scorer.descriptions[i][0],
+                        "value": float(X[0, i]) if np.isfinite(X[0, i]) else None,
+                        "contribution": float(contributions[i]),
+                    }
+                    for i in order
+                ],
+                "svg": waterfall_svg(float(scores.base[0]), items, float(scores.logit[0])),
+            }
     return _render(request, "declaration.html", {"user": user, "d": row, "result": result,
-                   "explanation": explanation, "measures": measures})  # fmt: skip
+                   "explanation": explanation, "audit": audit,
+                   "in_store": bool(len(match)), "model_loaded": scorer is not None})  # fmt: skip
 
 
 @router.get("/enterprises/{enterprise_id}", response_class=HTMLResponse)
@@ -485,3 +650,59 @@ def enterprise_page(request: Request, enterprise_id: str, user: User) -> Respons
         "trend": trend_svg(weekly, None, end.isoformat()), "signals": signals.head(10),
         "recent": recent.tail(10).iloc[::-1],
     })  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ error pages
+
+ERROR_TITLES = {400: "请求有误 Bad request", 401: "未登录 Not signed in", 403: "无权限 Forbidden",
+                404: "未找到 Not found", 405: "方法不允许 Method not allowed",
+                409: "状态冲突 Conflict", 422: "输入无效 Invalid input",
+                500: "内部错误 Internal error", 503: "暂不可用 Unavailable"}  # fmt: skip
+
+
+def _user_or_none(request: Request) -> Any:
+    from serving.sessions import page_user
+
+    try:
+        return page_user(request)
+    except Exception:  # noqa: BLE001 - no valid session: the page shows no navigation
+        return None
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """An error under ``/committee`` as an HTML page in the site's layout."""
+    return _render(request, "error.html", {
+        "user": _user_or_none(request), "status": status, "message": message,
+        "title": ERROR_TITLES.get(status, f"HTTP {status}"), "back": "/committee",
+    }, status=status)  # fmt: skip
+
+
+def install_pages(app: Any) -> None:
+    """Include the committee router, with HTML error pages for every 4xx and 5xx under
+    ``/committee`` (other paths keep FastAPI's JSON errors)."""
+    from fastapi.exception_handlers import (
+        http_exception_handler,
+        request_validation_exception_handler,
+    )
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app.include_router(router)
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/committee") or exc.status_code < 400:
+            return await http_exception_handler(request, exc)
+        detail = exc.detail if isinstance(exc.detail, str) else ERROR_TITLES.get(exc.status_code)
+        return error_page(request, exc.status_code, str(detail or ""))
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if not request.url.path.startswith("/committee"):
+            return await request_validation_exception_handler(request, exc)
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return error_page(request, 422, fields or "invalid input")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

@@ -11,6 +11,7 @@ alias of its own.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -160,13 +161,26 @@ def train_bundle(features: pd.DataFrame, labels: pd.DataFrame, rounds: int, seed
     cal = Calibration(a=a, b=b)
     p_all = cal.probability(booster.predict(features[names].to_numpy(np.float64), raw_score=True))
     policy = derive_policy(p_all, budget=0.15, monitoring_share=0.05)
+    # metrics in the bundle's real shape (training.pipeline): the model and a baseline, by budget
+    from training.baselines import random_scores
+    from training.evaluate import evaluate_scores, evaluation_frame
+
+    frame = evaluation_frame(features, labels)
+    test = evaluate_scores(p_all, frame, probabilities=True)
+    rnd = evaluate_scores(random_scores(len(frame), seed), frame, probabilities=False)
+    metrics = {
+        "test": test,
+        "baselines": {"random": {"budgets": rnd["budgets"], "random_sample": rnd["random_sample"]}},
+        "split": {"train_start": str(features["declared_at"].min()),
+                  "test_start": str(features["declared_at"].quantile(0.8))},
+    }  # fmt: skip
     return ModelBundle(
         booster=booster,
         calibration=cal,
         feature_names=names,
         feature_specs=[s.to_dict() for s in specs],
         policy=policy.to_dict(),
-        metrics={"budgets": {"0.15": {"precision": 0.5}}, "auc": 0.7},
+        metrics=json.loads(json.dumps(metrics, default=float)),
         fingerprint=f"test-{seed}",
         created_at=datetime.now(UTC).isoformat(),
     )

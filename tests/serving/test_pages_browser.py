@@ -160,7 +160,7 @@ def test_committee_walkthrough(server, browser):
 
     # lifting without a passing evaluation and without a reason is refused
     submit(d, d.find_element(By.ID, "lift"))
-    assert "Refused (409)" in d.page_source
+    assert d.find_element(By.ID, "error-title").text.startswith("409")
     shot(d, "05_lift_refused")
     d.get(f"{base}/committee/warnings/{wid}")
     d.find_element(By.ID, "lift-reason").send_keys("supplier delisted at origin")
@@ -271,20 +271,23 @@ def test_end_to_end_approve_in_the_browser_then_the_api_scores_mandatory(world, 
         assert wid not in other["warnings"]
 
         d.get(f"{base}/committee/model")
-        assert d.find_element(By.ID, "budget-table")
-        imgs = d.find_elements(By.CSS_SELECTOR, ".plots img")
-        assert len(imgs) == 2
-        assert all(d.execute_script("return arguments[0].naturalWidth", i) > 100 for i in imgs)
+        rows = d.find_elements(By.CSS_SELECTOR, "#budget-table-random_sample tr")
+        assert len(rows) > 5  # header + model and every baseline at every budget
+        assert d.find_elements(By.CSS_SELECTOR, "#tier-table tr")[1:]
+        charts = d.find_elements(By.CSS_SELECTOR, "#charts svg")
+        assert len(charts) == 4  # precision and critical recall, on both subsets
         shot(d, "e2e_03_model_card")
         decl_id = world.tables["declarations"]["declaration_id"].iloc[-5]
         d.get(f"{base}/committee/declarations/{decl_id}")
         assert d.find_element(By.ID, "waterfall").find_element(By.TAG_NAME, "svg")
-        assert d.find_element(By.ID, "decision").text in (
-            "mandatory",
-            "inspect",
-            "random_monitoring",
-            "release",
-        )
+        assert "re-explanation" in d.find_element(By.ID, "re-explanation").text.lower()
+        assert d.find_element(By.ID, "tier").text in ("high", "elevated", "normal", "low")
+        # the declaration scored through the API is shown as it was answered
+        d.get(f"{base}/committee/declarations/{after['declaration_id']}")
+        assert d.find_element(By.CSS_SELECTOR, ".answered-decision").text == "mandatory"
+        assert wid in d.page_source
+        d.get(f"{base}/committee/declarations/no-such-declaration")
+        assert d.find_element(By.ID, "error-title").text.startswith("404")
         shot(d, "e2e_04_declaration_waterfall")
         d.get(f"{base}/committee/enterprises/{world.risky}")
         assert wid in d.page_source
