@@ -366,6 +366,8 @@ def rasff_rows(
                         str(ob.get("hazard_type", "health")),
                     )
                 )
+    # like the demo's own signals, nothing after the world's last day (injected bursts excepted)
+    events = [e for e in events if e[0] <= t1]
     for b in bursts:
         if b.hs4 not in PRODUCTS:
             raise ValueError(
