@@ -5,6 +5,11 @@ Target (issue 2): ingest of 1M declarations and their tables in at most 60 s on 
 Run::
 
     .venv/bin/python benchmarks/bench_ingest.py [--declarations 1000000] [--data DIR]
+        [--baseline OTHER_CHECKOUT --repeat 3]
+
+``--baseline`` times another checkout of the project (e.g. ``git worktree add /tmp/base main``)
+on the same data in the same run, runs alternating, and reports the median time ratio; its
+results go to ``ingest_vs_baseline.json`` / ``.md`` instead of the main result files.
 
 Writes ``benchmarks/results/ingest.json`` and ``benchmarks/results/ingest.md``. The demo input
 is generated once into ``--data`` (kept between runs; generation time is not part of the figure).
@@ -34,6 +39,7 @@ TARGET_S = 60.0
 CHILD = """
 import json, sys, time, resource
 from pathlib import Path
+sys.path.insert(0, sys.argv[3])
 from features.ingest import ingest
 t0 = time.perf_counter()
 r = ingest(Path(sys.argv[1]), Path(sys.argv[2]))
@@ -64,12 +70,12 @@ def _generate(data: Path, n: int, fmt: str) -> Path:
     return out
 
 
-def _run_ingest(src: Path) -> dict:
+def _run_ingest(src: Path, code: Path = ROOT) -> dict:
     store = Path(tempfile.mkdtemp(prefix="bench_store_"))
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD, str(src), str(store / "s")],
-            cwd=ROOT,
+            [sys.executable, "-c", CHILD, str(src), str(store / "s"), str(code)],
+            cwd=code,
             capture_output=True,
             text=True,
             check=True,
@@ -87,8 +93,13 @@ def main() -> None:
     ap.add_argument("--declarations", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "guomen_bench")
     ap.add_argument("--formats", default="parquet,csv")
+    ap.add_argument("--baseline", type=Path, default=None, help="another checkout to compare")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per checkout with --baseline")
     args = ap.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
+    if args.baseline is not None:
+        _compare(args)
+        return
     runs = {}
     for fmt in args.formats.split(","):
         src = _generate(args.data, args.declarations, fmt)
@@ -141,6 +152,57 @@ def main() -> None:
     if ratio is not None:
         lines += ["", f"CSV / Parquet time ratio (same run, same data): {ratio}"]
     (RESULTS / "ingest.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """This checkout against ``--baseline`` on the same inputs, alternating runs."""
+    import statistics
+
+    rows = {}
+    for fmt in args.formats.split(","):
+        src = _generate(args.data, args.declarations, fmt)
+        times: dict[str, list[float]] = {"current": [], "baseline": []}
+        counts = {}
+        for _ in range(args.repeat):
+            for name, code in (("baseline", args.baseline), ("current", ROOT)):
+                res = _run_ingest(src, code)
+                times[name].append(res["seconds"])
+                counts[name] = {t: v["read"] for t, v in res["tables"].items()}
+                print(f"{fmt} {name}: {res['seconds']:.2f} s", flush=True)
+        assert counts["current"] == counts["baseline"], counts
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows[fmt] = {"seconds": times, "median": med,
+                     "ratio_current_over_baseline": round(med["current"] / med["baseline"], 3)}  # fmt: skip
+    payload = {
+        "benchmark": "ingest_vs_baseline",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "declarations": args.declarations,
+        "baseline": str(args.baseline),
+        "repeat": args.repeat,
+        "load_average": os.getloadavg(),
+        "machine": {"nproc": os.cpu_count(), "ram_gb": _ram_gb()},
+        "runs": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ingest_vs_baseline.json").write_text(json.dumps(payload, indent=2))
+    lines = [
+        f"# Ingest: this checkout vs baseline ({payload['date']})",
+        "",
+        f"{args.declarations:,} demo declarations (seed 7) and their tables, fresh store, "
+        f"{args.repeat} alternating runs each; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in payload['load_average'])} on "
+        f"{payload['machine']['nproc']} cores. Baseline: `{args.baseline}`.",
+        "",
+        "| input | baseline median s | current median s | current / baseline |",
+        "|---|---:|---:|---:|",
+    ]
+    for fmt, r in rows.items():
+        lines.append(
+            f"| {fmt} | {r['median']['baseline']:.2f} | {r['median']['current']:.2f} | "
+            f"{r['ratio_current_over_baseline']} |"
+        )
+    (RESULTS / "ingest_vs_baseline.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

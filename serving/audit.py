@@ -50,6 +50,9 @@ score_audit = sa.Table(
     # ``input_sha256`` hashes, and the writing process (null in rows from before them).
     sa.Column("declaration_json", sa.Text, nullable=True),
     sa.Column("worker_id", sa.String(32), nullable=True),
+    # Optional values read as missing (contract 1.1): [{field, reason, raw}], [] when none;
+    # null in rows from before contract 1.1.
+    sa.Column("data_quality", sa.JSON, nullable=True),
     sa.UniqueConstraint("request_id", "item", name="uq_score_audit_request_item"),
 )
 
@@ -68,13 +71,14 @@ inspection_results = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=False),
     sa.Column("key_id", sa.String(32), nullable=False),
     sa.Column("worker_id", sa.String(32), nullable=True),
+    sa.Column("data_quality", sa.JSON, nullable=True),  # as in score_audit
 )
 
 #: Columns added after the first release; :func:`serving.db.create_schema` adds them to an
 #: existing database (all nullable, so old rows stay valid).
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "score_audit": ("declaration_json", "worker_id"),
-    "inspection_results": ("worker_id",),
+    "score_audit": ("declaration_json", "worker_id", "data_quality"),
+    "inspection_results": ("worker_id", "data_quality"),
 }
 
 
@@ -232,6 +236,10 @@ def export_inspections_csv(engine: Engine, path: Path, since: datetime | None = 
         for row in iter_inspections(engine, since):
             out = {c: row.get(c) for c in columns}
             out["inspected_at"] = row["inspected_at"].isoformat()
+            # Values the API read as missing go out as sent: ingest records the same issues.
+            for issue in row.get("data_quality") or ():
+                if issue.get("raw") is not None and issue["field"] in out:
+                    out[issue["field"]] = issue["raw"]
             writer.writerow({k: ("" if v is None else v) for k, v in out.items()})
             n += 1
     return n

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
+from features.contract import DQ_ISSUE_COUNT
 from features.rates import RateTable
 from serving.audit import inspection_results, score_audit
 from serving.periodic import PeriodicTask
@@ -75,6 +76,8 @@ def declaration_row(declaration: Declaration, rates: RateTable | None) -> dict[s
     """
     row = declaration.model_dump(exclude={"attributes"})
     row.update(declaration.attributes)
+    # The feature decl_dq_issue_cnt_now: issues found by the contract's rules, as ingest counts.
+    row[DQ_ISSUE_COUNT] = len(declaration.data_quality)
     if row["declared_value_usd"] is None:
         if rates is None:
             raise CurrencyError("no rate table loaded")

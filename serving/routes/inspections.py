@@ -39,6 +39,7 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
     request_id = uuid.uuid4().hex
     received_at = utcnow()
     row = inspection.model_dump()
+    data_quality = [x.model_dump(mode="json") for x in inspection.data_quality]
     try:
         record_inspection(
             request.app.state.engine,
@@ -49,6 +50,7 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
                 "key_id": key.key_id,
                 # the other workers apply rows not written by themselves (serving.sync)
                 "worker_id": request.app.state.worker_id,
+                "data_quality": data_quality,
             },
         )
     except DuplicateInspection as exc:
@@ -74,4 +76,5 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
         "stored": True,
         "snapshot_updated": updated,
         "received_at": received_at,
+        "data_quality": data_quality,
     }

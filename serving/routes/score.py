@@ -137,8 +137,10 @@ def _score(
     worker_id = request.app.state.worker_id
     for i, (d, r) in enumerate(zip(declarations, results, strict=True)):
         reasons = scorer.reasons(r, top_k)
-        # Stored with its hash: the other workers replay it into their snapshots.
-        text = canonical_json(d.model_dump(mode="json"))
+        # Stored with its hash: the other workers replay it into their snapshots. Bad optional
+        # values are stored as sent, so a replay or an export to ingest finds the same issues.
+        text = canonical_json(d.as_received())
+        data_quality = [x.model_dump(mode="json") for x in d.data_quality]
         warnings = list(r.decision.warnings)
         # Every field of the ``ScoreResult`` schema, defaults included: the endpoints return
         # this dict serialised as is (no second validation pass).
@@ -162,6 +164,7 @@ def _score(
             "explanation": "exact_treeshap",
             "model": model,
             "snapshot_as_of": as_of,
+            "data_quality": data_quality,
         }
         out.append(body)
         audit.append(
@@ -183,6 +186,7 @@ def _score(
                 "decision_reason": r.decision.reason,
                 "monitoring_selected": r.decision.monitoring_selected,
                 "warnings": warnings,
+                "data_quality": data_quality,
                 "top_reasons": [
                     {
                         "feature": x["feature"],

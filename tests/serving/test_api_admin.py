@@ -112,7 +112,8 @@ def test_inspection_moves_the_enterprises_next_score(api, decl, tmp_path):
     assert rows[0]["declaration_id"] == "Qi0" and rows[0]["severity"] == "critical"
 
 
-def test_inspection_needs_severity_when_nonconforming(api):
+def test_inspection_without_severity_is_stored_with_a_data_quality_issue(api):
+    # Contract 1.1: the result (the label) is kept; the missing severity is reported.
     client, keys, _ = api
     r = client.post(
         "/v1/inspections",
@@ -120,8 +121,8 @@ def test_inspection_needs_severity_when_nonconforming(api):
               "selection": "random", "result": "nonconforming", "hazard_type": "health"},
         headers=_h(keys, "inspector"),
     )  # fmt: skip
-    assert r.status_code == 422
-    assert [e["loc"] for e in r.json()["detail"]] == [["body", "severity"]]
+    assert r.status_code == 201, r.text
+    assert [e["field"] for e in r.json()["data_quality"]] == ["severity"]
 
 
 def test_model_card(api, world):

@@ -262,8 +262,8 @@ def test_old_database_gets_the_new_columns(tmp_path):
     cols = {t: {c["name"] for c in sa.inspect(engine).get_columns(t)}
             for t in ("score_audit", "inspection_results")}  # fmt: skip
     engine.dispose()
-    assert {"declaration_json", "worker_id"} <= cols["score_audit"]
-    assert "worker_id" in cols["inspection_results"]
+    assert {"declaration_json", "worker_id", "data_quality"} <= cols["score_audit"]
+    assert {"worker_id", "data_quality"} <= cols["inspection_results"]
 
 
 def test_cursor_remembers_skipped_ids_until_they_appear():
