@@ -307,6 +307,101 @@ def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.
     return joined
 
 
+def _kind_evidence(
+    recent: pd.DataFrame,
+    base: pd.DataFrame,
+    sig: pd.DataFrame | None,
+    sig_base: pd.DataFrame | None,
+    sig_windows: float,
+    kind: str,
+    global_rate: float,
+    u_start: pd.Timestamp,
+    cfg: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series, tuple[float, float]]:
+    """Every subject of a kind with results in the window: counts, baseline, expectation and
+    the FDR gate; the kind's signal evidence; signal weights by channel and by mapping rule;
+    the kind's prior."""
+    lk = cfg["likelihood"]
+    r = recent.assign(key=subject_keys(recent, kind)).dropna(subset=["key"])
+    base_keys = subject_keys(base, kind)
+    g = r.groupby("key")
+    stats = pd.DataFrame({"n": g.size(), "k": g["bad"].sum(), "e": g["p_exp"].sum()})
+    bad = r[r["bad"]]
+    for sev in ("critical", "major", "minor"):
+        stats[sev] = bad[bad["severity"] == sev].groupby("key").size()
+    late = r[r["inspected_at"] > u_start]
+    stats["n_late"] = late.groupby("key").size()
+    stats["k_late"] = late.groupby("key")["bad"].sum()
+    stats["hazard"] = _dominant_hazard(r)
+    bg = base.assign(key=base_keys).dropna(subset=["key"]).groupby("key")
+    stats["n_base"] = bg.size()
+    stats["k_base"] = bg["bad"].sum()
+    stats["e_base"] = bg["p_exp"].sum()
+    # the kind's pooled prior of a subject's observed/expected ratio (gamma, by moments
+    # over every subject with a baseline): how far one subject's own history is trusted
+    smr_prior = gamma_prior_moments(bg["bad"].sum().to_numpy(), bg["p_exp"].sum().to_numpy())
+    universe = stats.index.union(bg.size().index)
+
+    sig_stats = pd.DataFrame()
+    chan = pd.Series(dtype="float64")
+    rules = pd.Series(dtype="float64")
+    if sig is not None and not sig.empty:
+        s = signal_matches(sig, kind)
+        if len(s):
+            sb = None
+            if sig_base is not None and len(sig_base):
+                sb = signal_matches(sig_base, kind)
+            sig_stats = _signal_evidence(s, sb, universe, sig_windows, kind, cfg)
+            chan = s.groupby(["key", "channel"])["weight"].sum()
+            rule = s["mapping_rule"] if "mapping_rule" in s else pd.Series(pd.NA, index=s.index)
+            rules = s.assign(rule=rule.fillna("hs_code")).groupby(["key", "rule"])["weight"].sum()
+    counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
+    stats[counts] = stats[counts].astype("float64").fillna(0.0)
+    window_expectation(stats, global_rate, cfg, smr_prior)
+    stats["fdr_ok"] = True
+    fdr = float(lk.get("fdr") or 0.0)
+    if fdr > 0 and len(stats):
+        # over every subject of this kind with enough results, whichever are reported:
+        # the tail probability of the window's nonconforming count under the subject's
+        # gamma-Poisson predictive (its own baseline ratio, the kind's pooled prior, this
+        # window's mix-adjusted expected count); no bad result is no excess (p = 1)
+        tested = stats["n"] >= lk["min_inspected"]
+        st = stats.loc[tested]
+        p_excess, _ = negative_binomial_tail(
+            st["k"].to_numpy(),
+            st["k_base"].to_numpy(),
+            st["e_base"].to_numpy(),
+            st["e"].to_numpy(),
+            *smr_prior,
+        )
+        ok = pd.Series(False, index=stats.index)
+        ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
+        stats["fdr_ok"] = ok
+        stats["fdr_tested"] = int(tested.sum())
+    return stats, sig_stats, chan, rules, smr_prior
+
+
+# per-kind evidence of the latest assessment time: an assessment of chosen subjects right after
+# a full one on the same frames at the same time (a replay's re-assessment of open warnings)
+# reuses it. The frames are held, so their identity cannot be taken by new objects.
+_EVIDENCE_CACHE: dict[str, Any] = {"frames": (), "key": None, "kinds": {}}
+
+
+def _cached_kind_evidence(
+    frames: tuple[Any, ...], key: tuple[Any, ...], kind: str, compute: Any
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series, tuple[float, float]]:
+    c = _EVIDENCE_CACHE
+    same = len(c["frames"]) == len(frames) and all(
+        a is b for a, b in zip(c["frames"], frames, strict=True)
+    )
+    if not same or c["key"] != key:
+        c.update(frames=frames, key=key, kinds={})
+    if kind not in c["kinds"]:
+        c["kinds"][kind] = compute()
+    stats, sig_stats, chan, rules, prior = c["kinds"][kind]
+    return stats.copy(), sig_stats.copy(), chan, rules, prior
+
+
 def assess(
     tables: dict[str, pd.DataFrame],
     as_of: Any,
@@ -412,65 +507,19 @@ def assess(
 
     wanted = {s.kind for s in subjects} if subjects else set(kinds)
     results: list[Assessment] = []
+    frames = tuple(tables.get(n) for n in ("declarations", "inspections", "risk_signals"))
+    cfg_id = repr(cfg)  # a configuration changed in place is another configuration
     for kind in SUBJECT_KINDS:
         if kind not in wanted:
             continue
-        recent["key"] = subject_keys(recent, kind)
-        base_keys = subject_keys(base, kind)
-        r = recent.dropna(subset=["key"])
-        g = r.groupby("key")
-        stats = pd.DataFrame({"n": g.size(), "k": g["bad"].sum(), "e": g["p_exp"].sum()})
-        bad = r[r["bad"]]
-        for sev in ("critical", "major", "minor"):
-            stats[sev] = bad[bad["severity"] == sev].groupby("key").size()
-        late = r[r["inspected_at"] > u_start]
-        stats["n_late"] = late.groupby("key").size()
-        stats["k_late"] = late.groupby("key")["bad"].sum()
-        stats["hazard"] = _dominant_hazard(r)
-        bg = base.assign(key=base_keys).dropna(subset=["key"]).groupby("key")
-        stats["n_base"] = bg.size()
-        stats["k_base"] = bg["bad"].sum()
-        stats["e_base"] = bg["p_exp"].sum()
-        # the kind's pooled prior of a subject's observed/expected ratio (gamma, by moments
-        # over every subject with a baseline): how far one subject's own history is trusted
-        smr_prior = gamma_prior_moments(bg["bad"].sum().to_numpy(), bg["p_exp"].sum().to_numpy())
-        universe = stats.index.union(bg.size().index)
-
-        sig_stats = pd.DataFrame()
-        if sig is not None and not sig.empty:
-            s = signal_matches(sig, kind)
-            if len(s):
-                sb = None
-                if sig_base is not None and len(sig_base):
-                    sb = signal_matches(sig_base, kind)
-                sig_stats = _signal_evidence(s, sb, universe, sig_windows, kind, cfg)
-                chan = s.groupby(["key", "channel"])["weight"].sum()
-                rule = s["mapping_rule"] if "mapping_rule" in s else pd.Series(pd.NA, index=s.index)
-                by_rule_w = s.assign(rule=rule.fillna("hs_code")).groupby(["key", "rule"])
-                rules = by_rule_w["weight"].sum()
-        counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
-        stats[counts] = stats[counts].astype("float64").fillna(0.0)
-        window_expectation(stats, global_rate, cfg, smr_prior)
-        stats["fdr_ok"] = True
-        fdr = float(lk.get("fdr") or 0.0)
-        if fdr > 0 and len(stats):
-            # over every subject of this kind with enough results, whichever are reported:
-            # the tail probability of the window's nonconforming count under the subject's
-            # gamma-Poisson predictive (its own baseline ratio, the kind's pooled prior, this
-            # window's mix-adjusted expected count); no bad result is no excess (p = 1)
-            tested = stats["n"] >= lk["min_inspected"]
-            st = stats.loc[tested]
-            p_excess, _ = negative_binomial_tail(
-                st["k"].to_numpy(),
-                st["k_base"].to_numpy(),
-                st["e_base"].to_numpy(),
-                st["e"].to_numpy(),
-                *smr_prior,
-            )
-            ok = pd.Series(False, index=stats.index)
-            ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
-            stats["fdr_ok"] = ok
-            stats["fdr_tested"] = int(tested.sum())
+        stats, sig_stats, chan, rules, smr_prior = _cached_kind_evidence(
+            frames,
+            (t, cfg_id),
+            kind,
+            lambda kind=kind: _kind_evidence(
+                recent, base, sig, sig_base, sig_windows, kind, global_rate, u_start, cfg
+            ),
+        )
         if subjects:
             keys = [sub.key_str for sub in subjects if sub.kind == kind]
             stats = stats.reindex(stats.index.union(pd.Index(keys)))
@@ -561,8 +610,6 @@ def assess(
             a = _grade(Subject.parse(kind, str(key)), row, cfg, overall_score, chans)
             a.signal_rules = by_rule
             results.append(a)
-        if "key" in recent:
-            recent = recent.drop(columns="key")
 
     for a in results:
         a.as_of = t.isoformat()

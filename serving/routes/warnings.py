@@ -214,7 +214,7 @@ def list_warnings(
     request: Request,
     key: CommitteeKey,
     status: Annotated[
-        Literal["proposed", "approved", "rejected", "active", "lifted"] | None, Query()
+        Literal["proposed", "approved", "rejected", "active", "lifted", "lapsed"] | None, Query()
     ] = None,
     level: Annotated[int | None, Query(ge=1, le=4)] = None,
 ) -> list[dict[str, Any]]:
@@ -227,7 +227,7 @@ def export_warnings(
     key: CommitteeKey,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
     status: Annotated[
-        Literal["proposed", "approved", "rejected", "active", "lifted"] | None, Query()
+        Literal["proposed", "approved", "rejected", "active", "lifted", "lapsed"] | None, Query()
     ] = None,
 ) -> Response:
     rows = export_rows(get_store(request).list(status=status))

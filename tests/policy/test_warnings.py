@@ -7,7 +7,15 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from warnings_synth import OUTBREAK_HS4, OUTBREAK_ORIGIN, START, make_tables, new_declaration
+from warnings_synth import (
+    OUTBREAK_HS4,
+    OUTBREAK_ORIGIN,
+    START,
+    make_tables,
+    new_declaration,
+    reports,
+    with_reports,
+)
 
 from policy.warnings import (
     DEFAULT_CONFIG,
@@ -316,16 +324,16 @@ def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
             "source": pd.array(["RASFF", "FDA", "RASFF", "CFIA", "FDA"], dtype="str"),
         }
     )
-    surge = _with_reports(tables, extra)
+    surge = with_reports(tables, extra)
     subject = Subject("hs4_origin", ("8516", "DE"))
-    [quiet] = assess(_with_reports(tables), day(206), CFG, subjects=[subject])
+    [quiet] = assess(with_reports(tables), day(206), CFG, subjects=[subject])
     [loud] = assess(surge, day(206), CFG, subjects=[subject])
     assert quiet.level == 0 and not quiet.surge
     assert loud.surge and loud.signals == n and loud.likelihood >= 1 and loud.level >= 3
     assert loud.signal_channels == {"foreign_alert": n}
     # three low-severity reports from one source: surprising, but one voice and no results
     mild = extra.head(3).assign(severity=pd.array(["low"] * 3, dtype="str"), source="RASFF")
-    [c] = assess(_with_reports(tables, mild), day(206), CFG, subjects=[subject])
+    [c] = assess(with_reports(tables, mild), day(206), CFG, subjects=[subject])
     assert c.surge and not c.report_driven and c.level == 0
 
 
@@ -396,12 +404,12 @@ def test_a_surge_needs_many_more_signals_than_the_subject_usually_has(tables):
 
     subject = Subject("hs4_origin", ("8516", "DE"))
     burst = alerts(5, 200, 1, "X")
-    quiet = _with_reports(tables, burst)
+    quiet = with_reports(tables, burst)
     [a] = assess(quiet, day(206), CFG, subjects=[subject])
     assert a.surge and a.level == 4  # medium alerts alone: an early Ⅳ notice to ports
     assert a.report_driven
     busy_history = alerts(40, 20, 4, "H")  # about six a month before the window
-    busy = _with_reports(tables, busy_history, burst)
+    busy = with_reports(tables, busy_history, burst)
     [b] = assess(busy, day(206), CFG, subjects=[subject])
     assert b.signals_expected > 1.0 and not b.surge and not b.report_driven
 
@@ -714,42 +722,13 @@ def test_empirical_bayes_tail_matches_a_hand_computation():
 # ---------------------------------------------------------------------------- early notices
 
 
-def _reports(
-    n: int, start: int, hs: str, origin: str, channels: list[str], sources: list[str], tag: str
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "signal_id": pd.array([f"{tag}{i}" for i in range(n)], dtype="str"),
-            "reported_at": [day(start) + pd.Timedelta(days=3 * i) for i in range(n)],
-            "channel": pd.array([channels[i % len(channels)] for i in range(n)], dtype="str"),
-            "enterprise_id": pd.array([None] * n, dtype="str"),
-            "overseas_party_id": pd.array([None] * n, dtype="str"),
-            "hs_code": pd.array([hs] * n, dtype="str"),
-            "origin_country": pd.array([origin] * n, dtype="str"),
-            "severity": pd.array(["medium"] * n, dtype="str"),
-            "hazard_type": pd.array(["safety"] * n, dtype="str"),
-            "source": pd.array([sources[i % len(sources)] for i in range(n)], dtype="str"),
-        }
-    )
-
-
-def _with_reports(tables: dict[str, pd.DataFrame], *frames: pd.DataFrame) -> dict:
-    # a year of ordinary reports about busy pairs: the history the prior is pooled from
-    history = [
-        _reports(12, 10 + 3 * j, hs, org, ["foreign_alert"], ["RASFF"], f"B{hs}{org}")
-        for j, (hs, org) in enumerate([("9503", "TH"), ("3304", "JP"), ("0303", "DE")])
-    ]
-    sig = pd.concat([tables["risk_signals"], *history, *frames], ignore_index=True)
-    return {**tables, "risk_signals": sig}
-
-
 QUIET = Subject("hs4_origin", ("8516", "DE"))
 
 
 def test_two_independent_reports_about_a_quiet_subject_make_a_report_driven_iv_notice(tables):
-    two = _reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
                    ["RASFF", "Weibo"], "N")  # fmt: skip
-    made = propose(_with_reports(tables, two), day(203), CFG)
+    made = propose(with_reports(tables, two), day(203), CFG)
     [w] = [x for x in made if x["subject_key"] == QUIET.key_str]
     assert w["level"] == 4 and w["publication_type"] == "通报"
     assert w["report_driven"] and "awaiting results" in w["matters"]
@@ -760,21 +739,21 @@ def test_two_independent_reports_about_a_quiet_subject_make_a_report_driven_iv_n
     a = w["assessment"]
     assert a["signal_sources"] == 2 and a["likelihood"] == 1 and a["signal_p"] < 0.05
     # the same two reports from one source are one voice: no notice
-    echo = _reports(2, 196, "851610", "DE", ["foreign_alert"], ["RASFF"], "E")
-    [e] = assess(_with_reports(tables, echo), day(203), CFG, subjects=[QUIET])
+    echo = reports(2, 196, "851610", "DE", ["foreign_alert"], ["RASFF"], "E")
+    [e] = assess(with_reports(tables, echo), day(203), CFG, subjects=[QUIET])
     assert e.level == 0 and not e.report_driven and e.signal_sources == 1
     # a subject reported on every few weeks is no quiet subject: two more reports are usual
-    busy = _reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
-    [b] = assess(_with_reports(tables, busy, two), day(203), CFG, subjects=[QUIET])
+    busy = reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
+    [b] = assess(with_reports(tables, busy, two), day(203), CFG, subjects=[QUIET])
     assert b.signals_expected > CFG["early_notice"]["max_expected"] and not b.report_driven
 
 
 def test_an_unconfirmed_notice_lapses_by_itself_after_its_review_period(tables):
     from policy.warnings import review_notice
 
-    two = _reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
                    ["RASFF", "Weibo"], "N")  # fmt: skip
-    tb = _with_reports(tables, two)
+    tb = with_reports(tables, two)
     [w] = [x for x in propose(tb, day(203), CFG) if x["subject_key"] == QUIET.key_str]
     days = CFG["early_notice"]["review_days"]
     [mid] = assess(tb, day(203 + days - 7), CFG, subjects=[QUIET])
@@ -791,10 +770,10 @@ def test_results_confirm_a_notice_and_escalate_it(tables):
     """A notice on the outbreak's subject before its results; the results then confirm it."""
     from policy.warnings import review_notice
 
-    early = _reports(2, 336, "030310", "VN", ["foreign_alert", "public_opinion"],
+    early = reports(2, 336, "030310", "VN", ["foreign_alert", "public_opinion"],
                      ["RASFF", "news media"], "O")  # fmt: skip
     quiet = make_tables(signals=False)
-    tb = _with_reports(quiet, early)
+    tb = with_reports(quiet, early)
     [w] = [x for x in propose(tb, day(341), CFG) if x["subject_key"] == OUTBREAK.key_str]
     assert w["report_driven"] and w["level"] == 4
     [now] = assess(tb, day(362), CFG, subjects=[OUTBREAK])

@@ -129,3 +129,35 @@ def new_declaration(i: int, **fields: object) -> dict[str, object]:
     }
     row.update(fields)
     return row
+
+
+def reports(
+    n: int, start: int, hs: str, origin: str, channels: list[str], sources: list[str], tag: str
+) -> pd.DataFrame:
+    """``n`` reports about ``hs`` x ``origin``, three days apart from day ``start``, cycling
+    through the channels and sources given."""
+    return pd.DataFrame(
+        {
+            "signal_id": pd.array([f"{tag}{i}" for i in range(n)], dtype="str"),
+            "reported_at": [START + pd.Timedelta(days=start + 3 * i) for i in range(n)],
+            "channel": pd.array([channels[i % len(channels)] for i in range(n)], dtype="str"),
+            "enterprise_id": pd.array([None] * n, dtype="str"),
+            "overseas_party_id": pd.array([None] * n, dtype="str"),
+            "hs_code": pd.array([hs] * n, dtype="str"),
+            "origin_country": pd.array([origin] * n, dtype="str"),
+            "severity": pd.array(["medium"] * n, dtype="str"),
+            "hazard_type": pd.array(["safety"] * n, dtype="str"),
+            "source": pd.array([sources[i % len(sources)] for i in range(n)], dtype="str"),
+        }
+    )
+
+
+def with_reports(tables: dict[str, pd.DataFrame], *frames: pd.DataFrame) -> dict:
+    """The tables with ``frames`` of reports added beside a history of ordinary reports."""
+    # a year of ordinary reports about busy pairs: the history the prior is pooled from
+    history = [
+        reports(12, 10 + 3 * j, hs, org, ["foreign_alert"], ["RASFF"], f"B{hs}{org}")
+        for j, (hs, org) in enumerate([("9503", "TH"), ("3304", "JP"), ("0303", "DE")])
+    ]
+    sig = pd.concat([tables["risk_signals"], *history, *frames], ignore_index=True)
+    return {**tables, "risk_signals": sig}

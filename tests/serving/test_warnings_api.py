@@ -337,3 +337,31 @@ def test_the_record_lists_past_warnings_with_what_followed(ctx):
     assert {x["outcome"] for x in rows if x["id"] != wid} <= {"rejected"}
     # a warning id page still answers beside the record
     assert client.get(f"/committee/warnings/{wid}").status_code == 200
+
+
+def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(tmp_path):
+    from warnings_app import make_tables, reports, with_reports
+
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                  ["RASFF", "Weibo"], "N")  # fmt: skip
+    app, keys = build_app(tmp_path / "n.db", with_reports(make_tables(), two))
+    with TestClient(app) as client:
+        r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
+        [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+        assert w["level"] == 4 and w["assessment"]["report_driven"]
+        assert "awaiting results" in w["matters"]
+        # the committee cannot lapse it by hand; the review does, once the period is over
+        lapse = client.post(f"/v1/warnings/{w['id']}/lapse", json={"reason": "x"},
+                            headers=h(keys))  # fmt: skip
+        assert lapse.status_code == 422  # not an action of the committee
+        client.post("/v1/warnings/propose", json={"as_of": "2024-08-19"}, headers=h(keys))
+        assert client.get(f"/v1/warnings/{w['id']}", headers=h(keys)).json()["status"] == "proposed"
+        client.post("/v1/warnings/propose", json={"as_of": "2024-09-03"}, headers=h(keys))
+        got = client.get(f"/v1/warnings/{w['id']}", headers=h(keys)).json()
+        assert got["status"] == "lapsed"
+        last = got["transitions"][-1]
+        assert last["action"] == "lapse" and last["actor"] == "notice-review"
+        listed = client.get("/v1/warnings", params={"status": "lapsed"}, headers=h(keys)).json()
+        assert [x["id"] for x in listed] == [w["id"]]
+        _login(client, keys["committee"])
+        assert "lapsed" in client.get("/committee/warnings/record").text
