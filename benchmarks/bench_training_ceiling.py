@@ -26,6 +26,9 @@ enterprise's identity can be memorised from its own true risk):
 - ``feature_ceiling_plus_exact_components``: the same features plus every non-enterprise
   component exactly, so only the enterprise effect has to come from the features.
 
+The Bayes predictor lives in ``benchmarks/ceilings.py``, which generalises it to every generator
+world (``bench_worlds.py``).
+
 Reads the store's declarations and inspections and the demo ground truth (which no pipeline
 reads). Writes ``benchmarks/results/training_ceiling.json`` and ``.md``.
 
@@ -45,54 +48,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from features.windows import TimeRanks
+from ceilings import _sigmoid, bayes_enterprise_probability, ratio_at  # benchmarks/ceilings.py
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GRID = np.linspace(-3.0, 5.0, 81)  # enterprise effect (log-odds) grid for the posterior
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def bayes_enterprise_probability(
-    offset: np.ndarray,
-    enterprise: np.ndarray,
-    declared_ns: np.ndarray,
-    inspected: np.ndarray,
-    nonconforming: np.ndarray,
-    inspected_ns: np.ndarray,
-    prior_mean: float,
-    prior_sd: float,
-    noise_sd: float,
-    rows: np.ndarray,
-) -> np.ndarray:
-    """E[p | the enterprise's results known before each declaration] for ``rows``.
-
-    ``offset`` is the true log-odds without the enterprise effect and the noise; the posterior
-    of the enterprise effect is computed on ``GRID`` from a normal prior and the Bernoulli
-    likelihood of each earlier result (noise integrated with the probit scale factor).
-    """
-    kappa = 1.0 / np.sqrt(1.0 + np.pi * noise_sd**2 / 8.0)
-    log_prior = -0.5 * ((GRID - prior_mean) / prior_sd) ** 2
-    r = np.flatnonzero(inspected)
-    r = r[np.lexsort((inspected_ns[r], enterprise[r]))]
-    pr = _sigmoid((offset[r, None] + GRID[None, :]) * kappa)
-    loglik = np.where(nonconforming[r, None] > 0, np.log(pr), np.log1p(-pr))
-    cum = np.vstack([np.zeros((1, len(GRID))), np.cumsum(loglik, axis=0)])
-    # results of the same enterprise known strictly before the declaration: one search on the
-    # combined (enterprise, time rank) key, as the feature build does
-    ranks = TimeRanks([inspected_ns[r], declared_ns[rows]])
-    e_key = enterprise[r] * ranks.modulus + ranks.rank(inspected_ns[r])
-    q_e = enterprise[rows] * ranks.modulus
-    lo = np.searchsorted(e_key, q_e, side="left")
-    hi = np.searchsorted(e_key, q_e + ranks.rank(declared_ns[rows]), side="left")
-    lp = log_prior[None, :] + cum[hi] - cum[lo]
-    lp -= lp.max(axis=1, keepdims=True)
-    w = np.exp(lp)
-    w /= w.sum(axis=1, keepdims=True)
-    return np.asarray((w * _sigmoid((offset[rows, None] + GRID[None, :]) * kappa)).sum(axis=1))
 
 
 def feature_ceiling(
@@ -126,16 +84,6 @@ def feature_ceiling(
         booster = lgb.train(params, lgb.Dataset(M[train], target[train]), num_boost_round=400)
         out[name] = np.asarray(booster.predict(M))
     return out
-
-
-def ratio_at(score: np.ndarray, p: np.ndarray, c: np.ndarray, budget: float) -> dict[str, float]:
-    """Expected (critical) nonconformities in the top ``budget`` by ``score``, over the oracle's."""
-    n = int(round(budget * len(p)))
-    top = np.argsort(-score, kind="stable")[:n]
-    return {
-        "ratio": float(p[top].sum() / p[np.argsort(-p, kind="stable")[:n]].sum()),
-        "critical_ratio": float(c[top].sum() / c[np.argsort(-c, kind="stable")[:n]].sum()),
-    }
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ The fraud mechanism is learnable, so a model trained on the mapped tables has si
 Other worlds (``world=``, ``demo/worlds.py``) move the risk to another grain: HS6 x origin with
 sibling subheadings, the declarant, seller x HS4, office x HS chapter, the ``Import Use`` column, or
 a weak importer/seller effect. With ``truth=True`` the true probability and its log-odds
-components are written to ``ground_truth/foreign_truth.parquet`` next to the CSV (no mapping reads
-that folder). The default world's CSV is the same, byte for byte, as before worlds existed.
+components (and ``critical_p_true``) are written to ``ground_truth/foreign_truth.parquet`` next
+to the CSV (no mapping reads that folder). The default world's CSV is the same, byte for byte, as before worlds existed.
 
 With ``unknown_values=True`` (``guomen demo-data --layout flat --unknown-values``) a few rows carry
 values an office records but the contract reads as "unknown", like the real exports this imitates:
@@ -142,8 +142,9 @@ def write_foreign_flat(
     world : str
         Where the risk is planted (``demo/worlds.py``); ``"default"`` is today's file.
     truth : bool
-        Also write ``ground_truth/foreign_truth.parquet`` beside the CSV: ``Declaration ID``,
-        ``p_true``, ``logit`` and every ``logit_*`` component (they sum to ``logit``).
+        Also write ``ground_truth/foreign_truth.parquet`` beside the CSV: ``declaration_id``
+        (the ``Declaration ID``), ``p_true``, ``critical_p_true`` (probability of a critical fraud,
+        ``Critical Fraud`` = 2), ``logit`` and every ``logit_*`` component (they sum to ``logit``).
     unknown_values : bool
         Write about 0.8 % of rows with ``Net Mass`` 0 or ``Country of Origin`` ``ZZ``, as real
         exports of this layout have them (the labels and every other column are unchanged).
@@ -273,8 +274,12 @@ def write_foreign_flat(
     if truth:
         gt = path.parent / "ground_truth"
         gt.mkdir(exist_ok=True)
-        table = {"Declaration ID": frame["Declaration ID"], "p_true": _sigmoid(logit),
-                 "logit": logit}  # fmt: skip
+        table = {
+            "declaration_id": frame["Declaration ID"],
+            "p_true": _sigmoid(logit),
+            "critical_p_true": _sigmoid(logit) * p_crit,  # Critical Fraud = 2 given fraud
+            "logit": logit,
+        }
         table.update({f"logit_{k}": v for k, v in comp.items()})
         pd.DataFrame(table).to_parquet(gt / "foreign_truth.parquet", index=False)
 
