@@ -202,6 +202,10 @@ class CountryNames:
                 return index[form]
         return None
 
+    def refused(self, name: str) -> bool:
+        """True when the office's ``countries:`` table keeps this name without a code."""
+        return any(self._overrides.get(f, "") is None for f in name_forms(name))
+
     def resolve_many(self, names: Iterable[str | None]) -> tuple[list[str | None], dict[str, int]]:
         """Alpha-2 per name, and the unmatched non-empty names with their counts."""
         cache: dict[str, str | None] = {}

@@ -255,10 +255,17 @@ def _build(
     if rule.match is not None:
         col = _match(rule, col)
     if rule.country:
-        codes, unmatched = countries.resolve_many(col.to_pylist())
-        col = pa.array(codes, pa.string())
+        names = col.to_pylist()
+        codes, unmatched = countries.resolve_many(names)
+        # reported, not guessed: an unmatched name passes through, so the contract check makes
+        # it missing and records it as a data-quality issue with its text (a name the office
+        # refuses in countries: is simply missing); the coverage lists both
+        keep = {n for n in unmatched if not countries.refused(n)}
+        col = pa.array(
+            [n if c is None and n in keep else c for n, c in zip(names, codes, strict=True)],
+            pa.string(),
+        )
         if unmatched:
-            # reported, not guessed: the value is missing and the name is listed
             seen = notes["unmatched_countries"].setdefault(rule.name, {})
             for name, count in unmatched.items():
                 seen[name] = seen.get(name, 0) + count

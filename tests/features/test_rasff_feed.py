@@ -141,13 +141,18 @@ def test_rows_naming_no_subject_are_quarantined_with_reason(tmp_path: Path) -> N
         # neither: quarantined as naming no subject
         "2026.0003,04-11-2026,food,alert notification,Italy,unknown origin,mystery item,,,,,"
         "undecided,no distribution",
+        # an origin no country has: kept with its product, the name recorded as a data-quality
+        # issue (the office refused "unknown origin" in the mapping: that one is simply missing)
+        "2026.0004,05-11-2026,food,alert notification,Spain,Atlantis,aflatoxins in almonds,"
+        "Mandeln,,aflatoxins,mycotoxins,serious,no distribution",
     ]
     (feed / "rasff_notifications.csv").write_text("\n".join([header, *lines]) + "\n", "utf-8")
     report = ingest(feed, tmp_path / "s", mapping_file=MAPPING)
     t = report.tables["risk_signals"]
-    assert (t.read, t.accepted, t.quarantined) == (3, 2, 1)
+    assert (t.read, t.accepted, t.quarantined) == (4, 3, 1)
     cov = report.signal_coverage["rasff_notifications.csv"]
-    assert (cov["hs4"], cov["unmapped"]) == (1, 2)
+    assert (cov["hs4"], cov["unmapped"]) == (2, 2)
+    assert cov["unmatched_countries"] == {"origin_country": {"unknown origin": 1, "Atlantis": 1}}
     assert {d["text"] for d in cov["top_unmapped_products"]} == {"mystery item"}
     sig = Store(tmp_path / "s").read("risk_signals").set_index("signal_id")
     assert sig.loc["2026.0001", "hs_code"] == "0802"
@@ -157,6 +162,13 @@ def test_rows_naming_no_subject_are_quarantined_with_reason(tmp_path: Path) -> N
     assert sig.loc["2026.0002", "origin_country"] == "VN"
     assert pd.isna(sig.loc["2026.0002", "hs_codes"])
     assert sig.loc["2026.0002", "hazard_type"] == "other"  # text unknown: the default
+    assert pd.isna(sig.loc["2026.0004", "origin_country"])
+    assert sig.loc["2026.0004", "hs_codes"] == "0802"
+    dq = Store(tmp_path / "s").data_quality()
+    dq = dq[dq["source_file"] == "rasff_notifications.csv"]
+    assert dq[["source_row", "column", "raw"]].values.tolist() == [
+        [5, "origin_country", "Atlantis"]
+    ]
     q = Store(tmp_path / "s").quarantine()
     row = q[q["source_file"] == "rasff_notifications.csv"].iloc[0]
     assert row["source_row"] == 4 and "no subject" in row["reason"]
