@@ -33,6 +33,7 @@ from features.countries import CountryNames
 from features.products import (
     HsClassifier,
     ProductRuleError,
+    compile_folded,
     fold,
     fold_category,
     keyword_rule,
@@ -302,6 +303,9 @@ def _when(rule: ColumnRule, rows: pa.Table, col: Any) -> Any:
     return col
 
 
+_NO_MATCH: Any = object()
+
+
 def _match(rule: ColumnRule, col: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Ordered regular expressions over folded text; unmatched: ``default`` or missing."""
     assert rule.match is not None
@@ -317,9 +321,6 @@ def _match(rule: ColumnRule, col: pa.Array | pa.ChunkedArray) -> pa.Array:
             cache[value] = (rule.default if rule.has_default else None) if hit is _NO_MATCH else hit
         out.append(cache[value])
     return pa.array(out, pa.string())
-
-
-_NO_MATCH: Any = object()
 
 
 def _scalar_text(value: Any) -> str:
@@ -340,11 +341,11 @@ def _match_rules(spec: Any, where: str) -> tuple[tuple[re.Pattern[str], str | No
         ):
             raise MappingError(f"{where}[{i}]: expected {{pattern, value}} (and optional name)")
         try:
-            rule = keyword_rule({"pattern": item["pattern"], "hs": "00"}, i)
+            pattern = compile_folded(str(item["pattern"]), f"{where}[{i}]")
         except ProductRuleError as exc:
-            raise MappingError(f"{where}[{i}]: {exc}") from None
+            raise MappingError(str(exc)) from None
         value = item["value"]
-        out.append((rule.pattern, None if value is None else _scalar_text(value)))
+        out.append((pattern, None if value is None else _scalar_text(value)))
     return tuple(out)
 
 

@@ -93,6 +93,19 @@ class KeywordRule:
     codes: tuple[str, ...]
 
 
+def compile_folded(pattern: str, where: str) -> re.Pattern[str]:
+    """A regular expression to search folded text with (:func:`fold`).
+
+    Accents are folded away in the text, so they are folded in the pattern too; case goes
+    through ``IGNORECASE`` (lower-casing a pattern would turn ``\\S`` into ``\\s``).
+    """
+    raw = unicodedata.normalize("NFKD", pattern.translate(_LETTERS))
+    try:
+        return re.compile("".join(ch for ch in raw if not unicodedata.combining(ch)), re.IGNORECASE)
+    except re.error as exc:
+        raise ProductRuleError(f"{where}: bad regular expression ({exc})") from None
+
+
 def keyword_rule(spec: Any, i: int) -> KeywordRule:
     """Build a rule from ``{name, pattern, hs}``; the pattern is folded like the text."""
     where = f"hs.rules[{i}]"
@@ -101,15 +114,7 @@ def keyword_rule(spec: Any, i: int) -> KeywordRule:
     unknown = set(spec) - {"name", "pattern", "hs"}
     if unknown:
         raise ProductRuleError(f"{where}: unknown key(s) {sorted(unknown)}")
-    # accents are folded away in the text, so fold them in the pattern too; case through
-    # IGNORECASE (lower-casing a pattern would turn \S into \s)
-    raw = unicodedata.normalize("NFKD", str(spec["pattern"]).translate(_LETTERS))
-    try:
-        pattern = re.compile(
-            "".join(ch for ch in raw if not unicodedata.combining(ch)), re.IGNORECASE
-        )
-    except re.error as exc:
-        raise ProductRuleError(f"{where}: bad regular expression ({exc})") from None
+    pattern = compile_folded(str(spec["pattern"]), where)
     codes = parse_codes(spec["hs"], where)
     if not codes:
         raise ProductRuleError(f"{where}: names no HS code")
