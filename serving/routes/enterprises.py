@@ -13,11 +13,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi import Path as PathParam
-from sqlalchemy.engine import Engine
 
 from serving.auth import ApiKey, require_role
+from serving.deps import DbEngine
 from serving.rescore.db import create_tables, get_profile, list_profiles
 
 router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])
@@ -33,16 +33,9 @@ def install(app: Any) -> None:
     create_tables(app.state.engine)
 
 
-def _engine(request: Request) -> Engine:
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
-        raise HTTPException(503, "database not ready")
-    return engine
-
-
 @router.get("", summary="Enterprise profiles sorted by risk")
 def enterprises(
-    request: Request,
+    engine: DbEngine,
     _key: Committee,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -50,22 +43,20 @@ def enterprises(
 ) -> dict[str, Any]:
     """Profiles of the latest run (or ``as_of``), riskiest first, with the total count."""
     return list_profiles(
-        _engine(request), limit=limit, offset=offset, as_of=as_of.isoformat() if as_of else None
+        engine, limit=limit, offset=offset, as_of=as_of.isoformat() if as_of else None
     )
 
 
 @router.get("/{enterprise_id}", summary="One enterprise's risk profile")
 def enterprise(
-    request: Request,
+    engine: DbEngine,
     enterprise_id: Annotated[str, PathParam(min_length=1, max_length=128)],
     _key: Committee,
     as_of: AsOf = None,
 ) -> dict[str, Any]:
     """Expected nonconformity rate, tier shares, main reasons (aggregated exact SHAP), change
     since the previous run, credit tier and active warnings of one enterprise."""
-    profile = get_profile(
-        _engine(request), enterprise_id, as_of=as_of.isoformat() if as_of else None
-    )
+    profile = get_profile(engine, enterprise_id, as_of=as_of.isoformat() if as_of else None)
     if profile is None:
         raise HTTPException(404, f"no profile for enterprise {enterprise_id!r}")
     return profile
