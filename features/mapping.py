@@ -85,7 +85,8 @@ class ColumnRule:
     zfill: int | None = None
     upper: bool = False
     scale: float | None = None
-    date_format: str | None = None
+    # one strptime format, or several tried in order (an export that changed its format)
+    date_format: str | tuple[str, ...] | None = None
     add_days: float | None = None
     when: dict[str, list[str]] = field(default_factory=dict)
     # ordered (pattern, value): the first pattern found in the folded text gives the value
@@ -280,15 +281,19 @@ def _build(
         num = pc.cast(pc.if_else(ok, col, null), pa.float64())
         col = pc.if_else(ok, pc.cast(pc.multiply(num, rule.scale), pa.string()), col)
     if rule.date_format is not None:
-        ts = pc.strptime(col, format=rule.date_format, unit="s", error_is_null=True)
-        if rule.add_days:
-            ts = pc.add(ts, pa.scalar(timedelta(days=rule.add_days), pa.duration("s")))
-        # With %z the parsed instant is UTC; keep its offset so it is not re-read as local time.
-        out_fmt = _ISO_OUT + "%z" if "%z" in rule.date_format else _ISO_OUT
-        formatted = pc.strftime(ts, format=out_fmt)
+        formats = (rule.date_format,) if isinstance(rule.date_format, str) else rule.date_format
+        parsed = []
+        for fmt in formats:
+            ts = pc.strptime(col, format=fmt, unit="s", error_is_null=True)
+            if rule.add_days:
+                ts = pc.add(ts, pa.scalar(timedelta(days=rule.add_days), pa.duration("s")))
+            # With %z the parsed instant is UTC; keep its offset so it is not re-read as local.
+            out_fmt = _ISO_OUT + "%z" if "%z" in fmt else _ISO_OUT
+            parsed.append(pc.strftime(ts, format=out_fmt))
+        formatted = pc.coalesce(*parsed)  # the first format that parses
         # Keep a failed value visible (and failing the ISO rule) rather than turning it into null.
         failed = pc.binary_join_element_wise("unparseable date: ", col, "")
-        col = pc.if_else(pc.is_valid(ts), formatted, failed)
+        col = pc.if_else(pc.is_valid(formatted), formatted, failed)
     if rule.prefix is not None:
         col = pc.binary_join_element_wise(pa.scalar(rule.prefix), col, "")  # null stays null
     return _when(rule, rows, col)
@@ -327,6 +332,14 @@ def _scalar_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _date_formats(spec: Any, where: str) -> str | tuple[str, ...] | None:
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, list) and spec and all(isinstance(f, str) for f in spec):
+        return tuple(spec)
+    raise MappingError(f"{where}.date_format: a strptime format or a list of them")
 
 
 def _match_rules(spec: Any, where: str) -> tuple[tuple[re.Pattern[str], str | None], ...]:
@@ -411,7 +424,7 @@ def _column_rule(table: str, name: str, spec: Any, where: str = "") -> ColumnRul
             zfill=None if spec.get("zfill") is None else int(spec["zfill"]),
             upper=bool(spec.get("upper", False)),
             scale=None if spec.get("scale") is None else float(spec["scale"]),
-            date_format=spec.get("date_format"),
+            date_format=_date_formats(spec.get("date_format"), where),
             add_days=None if spec.get("add_days") is None else float(spec["add_days"]),
             when={
                 str(k): [_scalar_text(v) for v in (vals if isinstance(vals, list) else [vals])]

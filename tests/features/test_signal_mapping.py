@@ -171,6 +171,19 @@ def test_match_first_of_and_defaults() -> None:
     assert data["hazard_type"] == ["safety", "health", "health", "other", None]
 
 
+def test_several_date_formats_first_that_parses() -> None:
+    fmt = {"from": "d", "date_format": ["%d-%m-%Y %H:%M:%S", "%d-%m-%Y"]}
+    doc = _signals({"signal_id": "ref", "reported_at": fmt})
+    data, _ = _apply(doc, {"ref": ["1", "2", "3"], "d": ["02-11-2026 15:40:56", "02-11-2026", "x"]})
+    assert data["reported_at"] == [
+        "2026-11-02T15:40:56",
+        "2026-11-02T00:00:00",
+        "unparseable date: x",
+    ]
+    with pytest.raises(MappingError, match="date_format"):
+        parse_mapping(_signals({"reported_at": {"from": "d", "date_format": [1]}}))
+
+
 def test_prefix_names_the_source_authority() -> None:
     doc = _signals({"signal_id": "ref", "source": {"from": "by", "prefix": "RASFF / "}})
     data, _ = _apply(doc, {"ref": ["1", "2"], "by": ["Germany", None]})
