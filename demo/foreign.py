@@ -97,6 +97,9 @@ TRANSPORT_WEIGHTS = (0.55, 0.02, 0.03, 0.33, 0.07)
 TAX_TYPES = ("A", "C", "E", "FCN1", "FEU1")
 ORIGIN_INDICATORS = ("Y", "N", "B", "E", "G")
 DATE_START = np.datetime64("2020-01-01")
+PRICE_SD = 0.25  # log-sd of the true price around the HS6 norm
+UNDERVALUED_SHARE = 0.75  # of frauds, declared below the norm
+UNDERVALUED_FACTOR = (0.2, 0.6)  # uniform factor of an under-declared price
 # With ``unknown_values``: shares of rows with a zero Net Mass and with origin "ZZ" (drawn from a
 # generator of their own, so every other column is what the seed gives without them).
 ZERO_MASS_SHARE = 0.005
@@ -143,8 +146,10 @@ def write_foreign_flat(
         Where the risk is planted (``demo/worlds.py``); ``"default"`` is today's file.
     truth : bool
         Also write ``ground_truth/foreign_truth.parquet`` beside the CSV: ``declaration_id``
-        (the ``Declaration ID``), ``p_true``, ``critical_p_true`` (probability of a critical fraud,
-        ``Critical Fraud`` = 2), ``logit`` and every ``logit_*`` component (they sum to ``logit``).
+        (the ``Declaration ID``), ``p_true`` = P(fraud | the row's risk and its declared price;
+        the price is an effect of fraud, so its likelihood ratio is the ``logit_price_evidence``
+        component), ``critical_p_true`` (a critical fraud, ``Critical Fraud`` = 2), ``logit`` and
+        every ``logit_*`` component (they sum to ``logit``).
     unknown_values : bool
         Write about 0.8 % of rows with ``Net Mass`` 0 or ``Country of Origin`` ``ZZ``, as real
         exports of this layout have them (the labels and every other column are unchanged).
@@ -223,11 +228,18 @@ def write_foreign_flat(
     typ_kg = np.array([h[2] for h in HS6], dtype=float)
     tax = np.array([h[3] for h in HS6])
     mass = np.round(typ_kg[hs_i] * rng.lognormal(0.0, 0.8, n) + 0.1, 1)
-    price = mass * norm_kg[hs_i] * rng.lognormal(0.0, 0.25, n)
+    price = mass * norm_kg[hs_i] * rng.lognormal(0.0, PRICE_SD, n)
     # Fraud is mostly undervaluation: the declared price falls well below the HS6 norm.
-    underval = fraud & (rng.random(n) < 0.75)
-    price = np.where(underval, price * rng.uniform(0.2, 0.6, n), price)
+    underval = fraud & (rng.random(n) < UNDERVALUED_SHARE)
+    price = np.where(underval, price * rng.uniform(*UNDERVALUED_FACTOR, n), price)
     price = np.round(price, -1)
+    if truth:
+        # The price is an effect of the fraud, so the truth conditions on it (as any predictor
+        # can): p_true = P(fraud | risk, price) adds the price's log likelihood ratio.
+        comp["price_evidence"] = price_log_likelihood_ratio(
+            np.maximum(price, 5.0) / (mass * norm_kg[hs_i])
+        )
+        logit = logit + comp["price_evidence"]
 
     departure = np.where(rng.random(n) < 0.85, org_i, rng.integers(0, len(ORIGINS), n))
     courier = np.where(
@@ -287,6 +299,28 @@ def write_foreign_flat(
 _FLAT_BASE_COMPONENTS = frozenset(
     {"intercept", "importer", "seller", "hs6_origin_base", "payment_type", "import_type", "post"}
 )
+
+
+def price_log_likelihood_ratio(ratio: np.ndarray) -> np.ndarray:
+    """log f(price ratio | fraud) - log f(price ratio | no fraud), ratio = price / HS6 norm.
+
+    Without fraud log(ratio) ~ N(0, PRICE_SD); with fraud it is that, times U(0.2, 0.6) for the
+    ``UNDERVALUED_SHARE`` that are under-declared: the density of N(0, s) + log U in closed form,
+    e^(z + s^2/2) / (b - a) [Phi((log b - z - s^2) / s) - Phi((log a - z - s^2) / s)].
+    """
+    from scipy.special import ndtr
+
+    s = PRICE_SD
+    a, b = UNDERVALUED_FACTOR
+    z = np.log(np.maximum(ratio, 1e-9))
+    f0 = np.exp(-0.5 * (z / s) ** 2) / (s * np.sqrt(2 * np.pi))
+    g = (
+        np.exp(z + s**2 / 2)
+        / (b - a)
+        * (ndtr((np.log(b) - z - s**2) / s) - ndtr((np.log(a) - z - s**2) / s))
+    )
+    f1 = (1 - UNDERVALUED_SHARE) * f0 + UNDERVALUED_SHARE * g
+    return np.asarray(np.log(np.maximum(f1, 1e-300)) - np.log(np.maximum(f0, 1e-300)))
 
 
 def _either(pre: np.ndarray | None, drawn: np.ndarray) -> np.ndarray:

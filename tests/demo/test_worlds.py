@@ -64,6 +64,22 @@ def test_flat_truth_file_does_not_change_the_csv(tmp_path):
     np.testing.assert_allclose(truth["p_true"], 1 / (1 + np.exp(-truth["logit"])))
 
 
+def test_flat_truth_conditions_on_the_price_fraud_leaves_behind(tmp_path):
+    """Fraud lowers the declared price, so P(fraud | risk, price) is the oracle: calibrated
+    against the labels, and it ranks them better than the risk before the price."""
+    from sklearn.metrics import roc_auc_score
+
+    write_foreign_flat(tmp_path / "f.csv", 30_000, seed=9, world="attribute", truth=True)
+    fraud = pd.read_csv(tmp_path / "f.csv")["Fraud"].to_numpy()
+    truth = pd.read_parquet(tmp_path / "ground_truth" / "foreign_truth.parquet")
+    before = 1 / (1 + np.exp(-(truth.logit - truth.logit_price_evidence)))
+    assert abs(truth.p_true.mean() - fraud.mean()) < 0.01
+    top = truth.p_true > 0.5
+    assert abs(truth.p_true[top].mean() - fraud[top].mean()) < 0.05
+    assert roc_auc_score(fraud, truth.p_true) > roc_auc_score(fraud, before) + 0.05
+    assert (truth.critical_p_true <= truth.p_true).all()
+
+
 def test_unknown_world_and_bad_intensity_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown world 'hs8'.*hs6_origin"):
         write_demo_data(tmp_path, 1000, seed=1, world="hs8")
