@@ -706,9 +706,22 @@ def up(
     serve_api: Annotated[
         bool, typer.Option("--serve/--no-serve", help="start the API at the end")
     ] = True,
+    office: Annotated[
+        bool,
+        typer.Option(
+            "--office/--no-office",
+            help="replay the committee's meetings, rescore, "
+            "score demo declarations through the API",
+        ),
+    ] = True,
+    api_declarations: Annotated[
+        int, typer.Option(help="new declarations scored through the API", min=0)
+    ] = 300,
 ) -> None:
     """The whole demo on embedded defaults: generate demo data, ingest it, train, register,
-    promote, build the snapshot, create demo API keys and serve the API and committee pages."""
+    promote, build the snapshot, create demo API keys, replay the committee's past meetings,
+    rescore the profiles, score new declarations through the API, and serve the API and the
+    committee pages."""
     import os
 
     from features.ingest import ingest as run_ingest
@@ -766,12 +779,35 @@ def up(
     secrets_file = _demo_secrets(settings.home / "data" / "secrets.env")
     typer.echo(f"  secrets of this install: {secrets_file} (mode 600; `guomen serve` needs them: "
                f"`set -a; source {secrets_file}`)")  # fmt: skip
+    if office:
+        _open_office(lines, api_declarations)
     if serve_api:
         typer.secho(
             f"serving on http://{settings.host}:{settings.port}  (docs: /docs, committee: /committee)",
             bold=True,
         )
         serve(host=None, port=None, workers=None)
+
+
+def _open_office(key_lines: list[str], api_declarations: int) -> None:
+    """``guomen up``'s lived-in office (``serving.replay``): meetings, profiles, scored traffic."""
+    import pandas as pd
+
+    from features.store import Store
+    from serving.replay import open_office, replay_office
+
+    settings = get_settings()
+    typer.secho("[office 1/3] the committee's past meetings, replayed through its own services",
+                bold=True)  # fmt: skip
+    replay_office(settings, echo=typer.echo)
+    decl = Store(settings.store_dir).read("declarations", columns=["declared_at"])["declared_at"]
+    as_of = (decl.max() + pd.Timedelta(days=1)).date().isoformat()
+    typer.secho(f"[office 2/3] enterprise profiles: rescore --as-of {as_of}", bold=True)
+    rescore_cmd(as_of=as_of, period_days=30)
+    typer.secho("[office 3/3] new declarations scored through POST /v1/score", bold=True)
+    inspector = next(v for k, _, v in (line.partition("=") for line in key_lines)
+                     if k == "INSPECTOR_KEY")  # fmt: skip
+    open_office(settings, inspector, declarations=api_declarations, echo=typer.echo)
 
 
 @app.command("export-results")

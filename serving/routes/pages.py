@@ -133,7 +133,7 @@ def landing(request: Request, user: User) -> Response:
             "rows": _headline_rows(metrics, float(scorer.policy.budget)),
         }
         tables = get_tables(request)
-        pit = feature_rows(request, scorer)
+        pit = feature_rows(request.app, scorer, get_tables(request))
         health = dashboard.monthly_health(
             pit.declared_at_ns, pit.probabilities(scorer), pit.ids, tables.get("inspections"),
             metrics.get("split", {}),
@@ -226,7 +226,7 @@ def search(request: Request, user: User, q: str = "") -> Response:
         warnings = get_store(request).list()
         results["warnings"] = [
             w for w in warnings
-            if str(w["subject_key"]).upper() == needle or w["warning_id"].upper() == needle
+            if str(w["subject_key"]).upper() == needle or w["id"].upper() == needle
             or needle in str(w["subject_key"]).upper().split("/")
         ][:50]  # fmt: skip
     return _render(request, "search.html", {"user": user, "q": q, "results": results})
@@ -282,23 +282,34 @@ def _row_dict(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-def point_in_time(request: Request) -> PointInTimeFeatures:
+def point_in_time(app: Any) -> PointInTimeFeatures:
     """The app's cache of point-in-time feature rows (next to the store)."""
-    state = request.app.state
+    state = app.state
     cache = getattr(state, "point_in_time", None)
     if cache is None:
-        root = Path(_settings(request).store_dir)
+        root = Path(_app_settings(app).store_dir)
         cache = state.point_in_time = PointInTimeFeatures(root.parent / "explain-cache")
     return cache
 
 
-def feature_rows(request: Request, scorer: Any) -> Any:
+def feature_rows(app: Any, scorer: Any, tables: dict[str, pd.DataFrame]) -> Any:
     """Point-in-time feature rows of the store in the serving model's column order."""
     from features.store import Store
 
-    root = Path(_settings(request).store_dir)
+    root = Path(_app_settings(app).store_dir)
     attributes = Store(root).attributes if (root / "manifest.json").is_file() else None
-    return point_in_time(request).rows(root, get_tables(request), attributes, scorer.feature_names)
+    return point_in_time(app).rows(root, tables, attributes, scorer.feature_names)
+
+
+def prepare_explanations(app: Any, tables: dict[str, pd.DataFrame]) -> int:
+    """Build the point-in-time rows and the model's probabilities before the first page asks
+    (``guomen up`` calls it); returns the number of rows."""
+    scorer = getattr(getattr(app.state, "models", None), "current", None)
+    if scorer is None:
+        return 0
+    rows = feature_rows(app, scorer, tables)
+    rows.probabilities(scorer)
+    return len(rows.ids)
 
 
 def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[str, Any] | None:
@@ -308,7 +319,7 @@ def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[st
     scorer = _scorer(request)
     if scorer is None or rows.empty:
         return None
-    pit = feature_rows(request, scorer)
+    pit = feature_rows(request.app, scorer, get_tables(request))
     ids = rows["declaration_id"].astype("str").tolist()
     key = (pit.version, scorer.ref.version, scorer.ref.manifest_sha256, tuple(ids))
     cache: dict[Any, Any] | None = getattr(request.app.state, "shap_reasons_cache", None)
@@ -345,7 +356,11 @@ def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[st
 
 
 def _settings(request: Request) -> Any:
-    settings = getattr(request.app.state, "settings", None)
+    return _app_settings(request.app)
+
+
+def _app_settings(app: Any) -> Any:
+    settings = getattr(app.state, "settings", None)
     if settings is None:
         from guomen.settings import get_settings
 
@@ -555,6 +570,42 @@ def model_card(request: Request, user: User) -> Response:
     return _render(request, "model_card.html", ctx)
 
 
+def re_explanation(
+    app: Any, scorer: Any, tables: dict[str, pd.DataFrame], declaration_id: str
+) -> dict[str, Any] | None:
+    """A store declaration explained as of its own time: its point-in-time features, the serving
+    model, the arithmetic of the API and rescoring. None when it is not in the store."""
+    found, X = feature_rows(app, scorer, tables).lookup([declaration_id])
+    if not found:
+        return None
+    scores = explain(scorer, X)
+    contributions = scores.contributions[0]
+    order = np.argsort(-np.abs(contributions), kind="stable")[:12]
+    items = [(scorer.feature_names[i], float(contributions[i])) for i in order]
+    rest = float(contributions.sum() - sum(v for _, v in items))
+    if abs(rest) > 1e-12:
+        items.append((f"{len(contributions) - len(items)} other features", rest))
+    probability = float(scores.probability[0])
+    return {
+        "probability": probability,
+        "tier": scorer.policy.tier(probability),
+        "base": float(scores.base[0]),
+        "logit": float(scores.logit[0]),
+        "contributions": contributions,
+        "model": f"{scorer.ref.name} v{scorer.ref.version}",
+        "reasons": [
+            {
+                "feature": scorer.feature_names[i],
+                "description_zh": scorer.descriptions[i][0],
+                "value": float(X[0, i]) if np.isfinite(X[0, i]) else None,
+                "contribution": float(contributions[i]),
+            }
+            for i in order
+        ],
+        "svg": waterfall_svg(float(scores.base[0]), items, float(scores.logit[0])),
+    }
+
+
 @router.get("/declarations/{declaration_id}", response_class=HTMLResponse)
 def declaration_page(request: Request, declaration_id: str, user: User) -> Response:
     """A declaration as the API answered it (its audit rows) and, when it is in the store,
@@ -576,34 +627,7 @@ def declaration_page(request: Request, declaration_id: str, user: User) -> Respo
     scorer = _scorer(request)
     explanation = None
     if scorer is not None and len(match):
-        pit = feature_rows(request, scorer)
-        found, X = pit.lookup([declaration_id])
-        if found:
-            scores = explain(scorer, X)
-            contributions = scores.contributions[0]
-            order = np.argsort(-np.abs(contributions), kind="stable")[:12]
-            items = [(scorer.feature_names[i], float(contributions[i])) for i in order]
-            rest = float(contributions.sum() - sum(v for _, v in items))
-            if abs(rest) > 1e-12:
-                items.append((f"{len(contributions) - len(items)} other features", rest))
-            probability = float(scores.probability[0])
-            explanation = {
-                "probability": probability,
-                "tier": scorer.policy.tier(probability),
-                "base": float(scores.base[0]),
-                "logit": float(scores.logit[0]),
-                "model": f"{scorer.ref.name} v{scorer.ref.version}",
-                "reasons": [
-                    {
-                        "feature": scorer.feature_names[i],
-                        "description_zh": scorer.descriptions[i][0],
-                        "value": float(X[0, i]) if np.isfinite(X[0, i]) else None,
-                        "contribution": float(contributions[i]),
-                    }
-                    for i in order
-                ],
-                "svg": waterfall_svg(float(scores.base[0]), items, float(scores.logit[0])),
-            }
+        explanation = re_explanation(request.app, scorer, tables, declaration_id)
     return _render(request, "declaration.html", {"user": user, "d": row, "result": result,
                    "explanation": explanation, "audit": audit,
                    "in_store": bool(len(match)), "model_loaded": scorer is not None})  # fmt: skip

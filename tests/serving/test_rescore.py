@@ -563,3 +563,40 @@ def test_mlflow_run_summary_logged_once_per_run(world, tmp_path):
     assert run.data.params["model_version"] == "7" and run.data.params["as_of"] == AS_OF
     assert run.data.metrics["declarations"] == first.declarations
     assert run.data.metrics["probability_q50"] == first.summary["probability_quantiles"]["q50"]
+
+
+def test_committee_page_explanation_equals_rescoring(world, reference, tmp_path):
+    """The committee's re-explanation of a store declaration (point-in-time features, the
+    serving ``Scorer``'s explainer) equals the rescoring output for it within 1e-9."""
+    from fastapi import FastAPI
+
+    from features.snapshot import Snapshot
+    from guomen.settings import Settings
+    from riskmodel import ModelRef
+    from serving.routes.pages import re_explanation
+    from serving.scoring import LiveSnapshot, Scorer
+
+    bundle, tables = world["bundle"], world["tables"]
+    app = FastAPI()
+    app.state.settings = Settings(store_dir=world["store"])
+    snap = Snapshot.build(tables, pd.Timestamp(AS_OF, tz="UTC"), world["attributes"])
+    ref = ModelRef(name="guomen-risk", version="7", alias="champion", manifest_sha256="x")
+    scorer = Scorer(bundle, ref, LiveSnapshot(snap), secret="s")
+    scored = pd.concat(
+        pd.read_parquet(p) for p in sorted((reference[0].root / "scored").glob("*.parquet"))
+    ).set_index("declaration_id")
+    cols = ["shap__" + f for f in bundle.feature_names]
+    ids = scored.index[:: max(1, len(scored) // 25)].tolist()
+    for did in ids:
+        page = re_explanation(app, scorer, tables, did)
+        assert page is not None
+        assert abs(page["probability"] - scored.loc[did, "probability"]) < 1e-9
+        np.testing.assert_allclose(
+            page["contributions"], scored.loc[did, cols].to_numpy(float), atol=1e-9, rtol=0
+        )
+        assert page["tier"] == scored.loc[did, "tier"]
+    assert len(ids) > 10
+    # built once, on disk next to the store, and not rebuilt for the next page view
+    cache = world["store"].parent / "explain-cache"
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")]
+    assert re_explanation(app, scorer, tables, "no-such-declaration") is None
