@@ -61,7 +61,7 @@ def replay_warnings(
 
     At each meeting: warnings in force whose effect evaluation passes are lifted; new proposals
     are made; every proposal is approved (put in force from the meeting day) except at the last
-    meeting, whose proposals stay awaiting a decision; the active warning with the most
+    two meetings, whose proposals stay awaiting a decision; the active warning with the most
     nonconforming results behind it is escalated once, half-way through.
     """
     decl = tables["declarations"]["declared_at"]
@@ -79,7 +79,7 @@ def replay_warnings(
                 report.lifted += 1
         made = run_propose(store, tables, at, ACTOR)
         report.proposed += len(made)
-        if i < len(dates) - 1:
+        if i < len(dates) - 2:
             for w in made:
                 run_action(store, w["id"], "approve", ACTOR, "evidence reviewed at the meeting",
                            start_at=as_of.to_pydatetime())  # fmt: skip

@@ -102,8 +102,10 @@ class PageUser:
 
 
 def safe_next(target: str | None) -> str:
-    """``target`` when it is a path inside the committee pages, else the warnings list: the
+    """``target`` when it is a path inside the committee pages, else the landing page: the
     login's ``next`` parameter is never an open redirect."""
+    if target == "/committee":
+        return target
     if (
         not target
         or not target.startswith("/committee/")
@@ -111,7 +113,7 @@ def safe_next(target: str | None) -> str:
         or "\\" in target
         or any(ord(c) < 0x20 for c in target)
     ):
-        return "/committee/warnings"
+        return "/committee"
     return target
 
 

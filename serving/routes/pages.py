@@ -78,7 +78,7 @@ def login(
     request: Request,
     api_key: Annotated[str, Form(max_length=200)],
     csrf: Annotated[str, Form(max_length=100)],
-    next: Annotated[str, Form(max_length=500)] = "/committee/warnings",
+    next: Annotated[str, Form(max_length=500)] = "/committee",
 ) -> Response:
     check_login_csrf(request, csrf)
     keys = getattr(request.app.state, "keys", None) or KeyStore(get_store(request).engine)
@@ -539,7 +539,10 @@ def model_card(request: Request, user: User) -> Response:
                     )  # fmt: skip
                     for name, m in sources
                 ]
-                empty = all(not math.isfinite(float(v)) for se in series for v in se.values)
+                # metrics stored as JSON: a NaN (no positive in the subset) is null
+                empty = all(
+                    v is None or not math.isfinite(float(v)) for se in series for v in se.values
+                )
                 charts.append(line_chart(
                     f"{mlabel} · {label}", x, series, x_title="查验预算 inspection budget "
                     "(share of declarations 占报关单比例)", y_title=f"{mlabel}", y_percent=True,
