@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -83,7 +84,7 @@ def office(tmp_path_factory):
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        yield base, keys, up.stdout
+        yield base, keys, up.stdout, home
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
@@ -120,7 +121,7 @@ def _slug(path: str) -> str:
 def test_every_page_reachable_from_the_landing_page_works(office, browser):
     from selenium.webdriver.common.by import By
 
-    base, keys, up_output = office
+    base, keys, up_output, home = office
     assert "committee meetings" in up_output and "scored through POST /v1/score" in up_output
     d = browser
     d.get(f"{base}/committee")
@@ -130,8 +131,17 @@ def test_every_page_reachable_from_the_landing_page_works(office, browser):
     time.sleep(0.5)
     assert urlsplit(d.current_url).path in ("/committee", "/committee/")
     # the office is lived in: decisions waiting, warnings in force, traffic of today
-    assert d.find_elements(By.CSS_SELECTOR, "#proposed a, #in-force a")
     assert d.find_elements(By.CSS_SELECTOR, "#health-table tr")[1:]
+    # a declaration scored through the API by guomen up is shown as it was answered
+    with sqlite3.connect(home / "data" / "guomen.db") as db:
+        scored_id, decision = db.execute(
+            "SELECT declaration_id, decision FROM score_audit ORDER BY id LIMIT 1"
+        ).fetchone()
+    d.get(f"{base}/committee/declarations/{scored_id}")
+    assert d.find_element(By.CSS_SELECTOR, ".answered-decision").text == decision
+    d.get(f"{base}/committee/warnings")
+    assert d.find_elements(By.CSS_SELECTOR, "a.warning-link"), "the replay left no warnings"
+    d.get(f"{base}/committee")
     d.get_log("browser")  # drop the login page's entries
 
     seen: set[str] = {"/committee"}
@@ -165,19 +175,18 @@ def test_every_page_reachable_from_the_landing_page_works(office, browser):
                 seen.add(target)
                 queue.append((target, depth + 1))
     assert not failures, "\n".join(failures[:20])
-    kinds = {re.sub(r"/[^/]+$", "/*", p.split("?")[0]) for p, _ in visited}
-    for expected in ("/committee", "/committee/warnings", "/committee/model",
-                     "/committee/warnings/*", "/committee/declarations/*",
-                     "/committee/enterprises/*"):  # fmt: skip
-        assert expected in kinds or expected.rstrip("/*") in kinds, (expected, sorted(kinds))
-    assert max(depth for _, depth in visited) >= DEPTH or not queue
+    paths = [p for p, _ in visited]
+    for prefix in ("/committee/warnings?", "/committee/warnings/W", "/committee/model",
+                   "/committee/declarations/", "/committee/search"):  # fmt: skip
+        assert any(p.startswith(prefix) for p in paths), (prefix, paths[:50])
+    assert len(visited) < MAX_PAGES or not queue, "the crawl was cut short"
     print(f"crawled {len(visited)} pages, {len(seen)} links seen, depth {DEPTH}")
 
 
 def test_error_pages_are_html_in_the_layout(office, browser):
     from selenium.webdriver.common.by import By
 
-    base, _, _ = office
+    base, _, _, _ = office
     d = browser  # signed in by the crawl
     for path, status in (("/committee/declarations/NO-SUCH", "404"),
                          ("/committee/warnings/W-NO-SUCH", "404"),
@@ -187,5 +196,5 @@ def test_error_pages_are_html_in_the_layout(office, browser):
         assert d.execute_script("return document.contentType") == "text/html"
         assert d.find_element(By.ID, "error-title").text.startswith(status), path
         assert d.find_elements(By.CSS_SELECTOR, "header.top nav")  # signed in: the navigation
-    r = httpx.get(base + "/committee/declarations/NO-SUCH")  # no session: the login form
-    assert r.status_code in (200, 303) and "<html" in r.text.lower()
+    r = httpx.get(base + "/committee/declarations/NO-SUCH")  # no session: to the login form
+    assert r.status_code == 303 and r.headers["location"].startswith("/committee/login?next=")
