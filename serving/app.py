@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from features.rates import load_rates
@@ -28,7 +29,9 @@ from serving.auth import KeyStore
 from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
 from serving.metrics import Metrics, MetricsMiddleware
+from serving.openapi import install_openapi
 from serving.registry import ModelManager
+from serving.request_guard import StrictJSONMiddleware, validation_error_handler
 from serving.routes import (
     enterprises,
     health,
@@ -41,6 +44,8 @@ from serving.routes import (
 )
 from serving.routes import warnings as warning_routes  # not the standard library's
 from serving.scoring import LiveSnapshot, Scorer
+from serving.security_headers import SecurityHeadersMiddleware
+from serving.storage import StorageProbe
 from serving.sync import SnapshotSync, new_worker_id
 
 log = logging.getLogger("guomen.serving")
@@ -176,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(create_schema, engine)
         app.state.engine = engine
         app.state.keys = KeyStore(engine, settings.key_cache_seconds)
+        app.state.storage = StorageProbe(engine)
         app.state.rates = load_rates(settings.rates_file)
         app.state.live = None
         app.state.measure_provider = no_measures
@@ -263,9 +269,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     app.add_exception_handler(Exception, internal_error)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_hardening(app, settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def install_hardening(app: FastAPI, max_body_bytes: int) -> None:
+    """What every guomen app has in front of its routes: 422s that always serialise, the
+    completed OpenAPI document, the JSON guard, the body limit and the security headers.
+
+    Middleware added later runs first: the JSON guard reads bodies the limit has bounded, and
+    the headers reach every answer, a 413 included.
+    """
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    install_openapi(app)
+    app.add_middleware(StrictJSONMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 def app_from_env() -> FastAPI:

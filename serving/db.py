@@ -99,6 +99,7 @@ def create_schema(engine: Engine) -> None:
     # Import for the side effect of declaring the tables on ``metadata``.
     import serving.audit  # noqa: F401
     import serving.auth  # noqa: F401
+    import serving.storage  # noqa: F401
 
     try:
         metadata.create_all(engine)

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from policy.warnings import Subject, as_utc, inspected_under_measure
+from serving.csv_safe import safe_cell
 from serving.warnings_store import WarningStore
 
 RECORD_FIELDS: tuple[str, ...] = (
@@ -151,10 +152,11 @@ def record_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def record_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The record as CSV (header = :data:`RECORD_FIELDS`; empty cell for null)."""
+    """The record as CSV (header = :data:`RECORD_FIELDS`; empty cell for null; text that
+    starts like a formula prefixed with ``'``, see :mod:`serving.csv_safe`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(RECORD_FIELDS), lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if r.get(k) is None else r[k] for k in RECORD_FIELDS})
+        writer.writerow({k: "" if r.get(k) is None else safe_cell(r[k]) for k in RECORD_FIELDS})
     return buf.getvalue()

@@ -40,6 +40,7 @@ from policy.warnings import (
     propose,
     review_notice,
 )
+from serving.csv_safe import safe_cell
 from serving.db import UTCDateTime, metadata, utcnow
 
 warnings_table = sa.Table(
@@ -528,10 +529,11 @@ def export_rows(warnings: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The export rows as CSV (header = ``EXPORT_FIELDS``; empty cell for null)."""
+    """The export rows as CSV (header = ``EXPORT_FIELDS``; empty cell for null; text that
+    starts like a formula prefixed with ``'``, see :mod:`serving.csv_safe`)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({k: "" if r.get(k) is None else r[k] for k in EXPORT_FIELDS})
+    for r in rows:  # safe_cell: no cell a spreadsheet would run as a formula
+        writer.writerow({k: "" if r.get(k) is None else safe_cell(r[k]) for k in EXPORT_FIELDS})
     return buf.getvalue()

@@ -8,6 +8,7 @@ signals all read it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,35 @@ SUBJECT_KINDS: tuple[str, ...] = tuple(SUBJECT_COLUMNS)
 DEFAULT_KINDS: tuple[str, ...] = tuple(k for k in SUBJECT_KINDS if k != "hs_chapter")
 # product key columns: how many leading digits of hs_code they are
 HS_PREFIX_DIGITS: dict[str, int] = {"hs4": 4, "hs2": 2}
+# The documented form of a subject key per kind (docs/warnings.md): identifiers start with a
+# letter or digit and hold letters, digits, ``.``, ``_`` and ``-``; HS4 is four digits, a chapter two; origins
+# are ISO 3166-1 alpha-2. Checked where a person types a key (manual warnings), so no key can
+# carry markup, a path or a spreadsheet formula into pages and exports.
+_IDENTIFIER = r"[^\W_][\w.\-]{0,127}"
+SUBJECT_KEY_PATTERNS: dict[str, re.Pattern[str]] = {
+    "enterprise": re.compile(_IDENTIFIER),
+    "overseas_party": re.compile(_IDENTIFIER),
+    "hs4": re.compile(r"[0-9]{4}"),
+    "origin": re.compile(r"[A-Z]{2}"),
+    "hs4_origin": re.compile(r"[0-9]{4}/[A-Z]{2}"),
+    "hs_chapter": re.compile(r"[0-9]{2}"),
+}
+SUBJECT_KEY_EXAMPLES = {"enterprise": "E001", "overseas_party": "O3", "hs4": "0303",
+                        "origin": "VN", "hs4_origin": "0303/VN", "hs_chapter": "03"}  # fmt: skip
+
+
+def check_subject_key(kind: str, key: str) -> None:
+    """Raise ``ValueError`` unless ``key`` has the documented form of a ``kind`` subject key."""
+    pattern = SUBJECT_KEY_PATTERNS.get(kind)
+    if pattern is None:
+        raise ValueError(f"unknown subject kind {kind!r}")
+    if not pattern.fullmatch(key):
+        raise ValueError(
+            f"subject_key of kind {kind} must match {pattern.pattern} "
+            f"(e.g. {SUBJECT_KEY_EXAMPLES[kind]})"
+        )
+
+
 SUBJECT_LABELS_ZH = {
     "enterprise": "企业",
     "overseas_party": "境外企业",

@@ -19,12 +19,28 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "no verified model loaded yet"}},
+    responses={
+        503: {
+            "model": Readiness,
+            "description": "no verified model loaded yet, or the database is not writable",
+        }
+    },
 )
 def readyz(request: Request) -> Response:
-    """Ready only when a verified model (and the snapshot it scores against) is loaded."""
+    """Ready only when a verified model (and the snapshot it scores against) is loaded and the
+    database takes writes (a probe write at most once a second: ``serving.storage``)."""
     manager = getattr(request.app.state, "models", None)
     scorer = manager.current if manager is not None else None
+    storage = getattr(request.app.state, "storage", None)
+    probe = storage.check() if storage is not None else None
+    if probe is not None and not probe.writable:
+        body = Readiness(
+            ready=False,
+            model_version=scorer.ref.version if scorer is not None else None,
+            snapshot_as_of=scorer.live.as_of if scorer is not None else None,
+            detail=probe.detail,
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
     if scorer is None:
         body = Readiness(
             ready=False,

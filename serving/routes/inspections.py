@@ -19,6 +19,7 @@ from serving.audit import DuplicateInspection, record_inspection
 from serving.auth import InspectorKey
 from serving.db import utcnow
 from serving.schemas import ERROR_RESPONSES, ErrorBody, InspectionIn, InspectionStored
+from serving.storage import STORAGE_ERRORS
 
 log = logging.getLogger("guomen.serving.inspections")
 
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/v1", tags=["inspections"])
     responses={
         **ERROR_RESPONSES,
         409: {"model": ErrorBody, "description": "a result for this declaration is stored"},
+        503: {"model": ErrorBody, "description": "the database is not writable; not stored"},
     },
 )
 def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dict[str, Any]:
@@ -57,6 +59,12 @@ def record(request: Request, inspection: InspectionIn, key: InspectorKey) -> dic
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"a result for declaration {inspection.declaration_id!r} is already stored",
+        ) from exc
+    except STORAGE_ERRORS as exc:
+        # Not stored, so not acknowledged: the caller retries once storage is back.
+        log.error("inspection %s not stored: %s", request_id, type(exc).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "storage unavailable; the result was not stored"
         ) from exc
     updated = False
     live = request.app.state.live

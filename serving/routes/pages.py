@@ -34,6 +34,7 @@ from serving.audit import score_audit
 from serving.auth import KeyStore
 from serving.charts import Series, line_chart, waterfall_svg
 from serving.explanations import PointInTimeFeatures, answered, explain
+from serving.request_guard import validation_error
 from serving.routes.warnings import get_store, get_tables, run_action, run_propose
 from serving.sessions import (
     PAGE_ROLES,
@@ -100,6 +101,8 @@ def logout(request: Request, user: User, csrf: Annotated[str, Form()] = "") -> R
 
 @router.get("/static/{name}")
 def static_file(name: str) -> Response:
+    if not name or any(c in name for c in "\x00/\\"):  # NUL makes the path lookup raise
+        raise HTTPException(404)
     path = (STATIC_DIR / name).resolve()
     if path.parent != STATIC_DIR.resolve() or not path.is_file():
         raise HTTPException(404)
@@ -438,7 +441,7 @@ def propose_page(
     try:
         pd.Timestamp(as_of)
     except ValueError as exc:
-        raise HTTPException(422, f"as_of: {exc}") from exc
+        raise validation_error(("body", "as_of"), str(exc), as_of) from exc
     made = run_propose(get_store(request), get_tables(request), as_of, user.actor)
     return RedirectResponse(f"/committee/warnings?status=proposed&made={len(made)}",
                             status_code=303)  # fmt: skip

@@ -33,7 +33,9 @@ from policy.warnings import (
     evaluate_effect,
     load_warning_config,
 )
+from policy.warnings.subjects import check_subject_key
 from serving.auth import ApiKey, require_role
+from serving.request_guard import validation_error
 from serving.warnings_store import (
     EXPORT_FIELDS,
     MeasureCache,
@@ -190,16 +192,16 @@ def run_action(
     return store.apply(warning_id, action, actor, reason, evaluation)
 
 
-def _check_time(value: str | None, name: str) -> None:
+def _check_time(value: str | None, name: str, where: str = "body") -> None:
     """422 for a time that pandas cannot read (instead of a 500 deep in the assessment)."""
     if value is None:
         return
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise HTTPException(422, f"{name}: not an ISO-8601 time ({exc})") from exc
+        raise validation_error((where, name), f"not an ISO-8601 time ({exc})", value) from exc
     if ts is pd.NaT:
-        raise HTTPException(422, f"{name}: not an ISO-8601 time")
+        raise validation_error((where, name), "not an ISO-8601 time", value)
 
 
 def _not_found(warning_id: str) -> HTTPException:
@@ -257,14 +259,17 @@ def propose_warnings(
 def propose_manual(request: Request, body: ManualProposal, key: CommitteeKey) -> dict[str, Any]:
     _check_time(body.as_of, "as_of")
     try:
+        check_subject_key(body.subject_kind, body.subject_key)
         subject = Subject.parse(body.subject_kind, body.subject_key)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise validation_error(("body", "subject_key"), str(exc)) from exc
     store = get_store(request)
     [a] = assess(get_tables(request), body.as_of, store.config, subjects=[subject])
     if a.level == 0:
         if body.level is None:
-            raise HTTPException(422, "the assessment gives no level: state one (1..4)")
+            raise validation_error(
+                ("body", "level"), "the assessment gives no level: state one (1..4)"
+            )
         a.level = body.level
     elif body.level is not None:
         a.level = body.level
@@ -300,7 +305,7 @@ def get_evaluation(
     w = store.get(warning_id)
     if w is None:
         raise _not_found(warning_id)
-    _check_time(as_of, "as_of")
+    _check_time(as_of, "as_of", "query")
     end = as_of or pd.Timestamp.now(tz="UTC").isoformat()
     return evaluate_effect(
         w, get_tables(request), end, store.config, threshold, period_days
@@ -318,7 +323,7 @@ def act_on_warning(
     body = body or ActionRequest.model_validate({})
     _check_time(body.as_of, "as_of")
     if body.start_at is not None and body.start_at.tzinfo is None:
-        raise HTTPException(422, "start_at needs a timezone offset")
+        raise validation_error(("body", "start_at"), "start_at needs a timezone offset")
     store = get_store(request)
     tables = get_tables(request) if action == "lift" and body.evaluate else None
     try:

@@ -32,3 +32,16 @@ def login(client: TestClient, key: str, next_: str = "/committee/warnings") -> A
     token = csrf_of(client.get("/committee/login").text)
     return client.post("/committee/login", data={"api_key": key, "csrf": token, "next": next_},
                        follow_redirects=False)  # fmt: skip
+
+
+def inspection(declaration_id: str, **kw: Any) -> dict[str, Any]:
+    """A valid ``/v1/inspections`` body: the schema's own example for ``declaration_id``."""
+    from serving.schemas import InspectionIn
+
+    example = dict(InspectionIn.model_config["json_schema_extra"]["examples"][0])  # type: ignore[index]
+    return {
+        **example,
+        "declaration_id": declaration_id,
+        "inspected_at": "2025-10-29T10:00:00+08:00",
+        **kw,
+    }

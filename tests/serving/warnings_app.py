@@ -20,6 +20,7 @@ from serving_world import TEST_SECRETS  # noqa: E402
 from warnings_synth import make_tables, new_declaration, reports, with_reports  # noqa: E402
 
 from guomen.settings import Settings  # noqa: E402
+from serving.app import install_hardening  # noqa: E402
 from serving.auth import KeyStore, create_key  # noqa: E402
 from serving.db import create_schema, make_engine  # noqa: E402
 from serving.routes import pages, warning_record, warnings  # noqa: E402
@@ -38,6 +39,7 @@ def build_app(
     app.state.engine = engine
     app.state.keys = KeyStore(engine, cache_seconds=0.0)
     app.state.warning_tables = tables if tables is not None else make_tables()
+    install_hardening(app, app.state.settings.max_body_bytes)
     warnings.install(app)
     app.include_router(warnings.router)
     app.include_router(warning_record.router)  # before pages, as in serving.app
