@@ -58,7 +58,9 @@ BUDGETS = (0.05, 0.10)
 TARGET_ORACLE_RATIO = 0.85
 TARGET_CEILING_GAP = 0.03
 TARGET_OVER_PLAIN = 1.05
-DEFAULT_1M_RATIO = 0.826  # today's model on the default world at 1M (issue 12)
+# today's model on the default world at 1M (issue 12's 0.826; training.json of 2026-12-01 has
+# 0.82557, which this harness reproduces exactly)
+DEFAULT_1M_RATIO = 0.8255
 FLAT_SIZE = 54_000  # the held-out flat-layout dataset of issue 12 had 54,000 declarations
 # Raw-column baseline: categorical columns with more training values than this are left out.
 PLAIN_MAX_CATEGORIES = 1_000
@@ -349,18 +351,6 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
         model_json.write_text(json.dumps(model, indent=2, default=float) + "\n")
         shutil.rmtree(work / "models", ignore_errors=True)  # bundles are not needed here
 
-    ceiling5 = fixed["ceilings"]["ceiling"]["0.05"]["ratio"]
-    ratio5 = model["ratio_at_0.05"]
-    plain5 = fixed["plain_baseline"]["expected_precision_at_0.05"]
-    need = TARGET_ORACLE_RATIO if ceiling5 >= TARGET_ORACLE_RATIO else ceiling5 - TARGET_CEILING_GAP
-    targets = {
-        "ratio_needed_at_5": round(need, 4),
-        "meets_oracle_or_ceiling": bool(ratio5 >= need),
-        "over_plain_at_5": model["expected_precision_at_0.05"] / plain5 if plain5 else None,
-        "meets_plain": bool(model["expected_precision_at_0.05"] >= TARGET_OVER_PLAIN * plain5),
-    }
-    if layout == "contract" and world == "default" and n >= 1_000_000:
-        targets["default_not_worse"] = bool(ratio5 >= DEFAULT_1M_RATIO - 1e-9)
     return {
         "layout": layout,
         "world": world,
@@ -377,8 +367,25 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
         "prepared": prep,
         "model": model,
         **fixed,
-        "targets": targets,
     }
+
+
+def targets_of(r: dict[str, Any]) -> dict[str, Any]:
+    """Issue 12's targets for one stored run (recomputed when the report is written)."""
+    ceiling5 = r["ceilings"]["ceiling"]["0.05"]["ratio"]
+    ratio5 = r["model"]["ratio_at_0.05"]
+    model_ep = r["model"]["expected_precision_at_0.05"]
+    plain5 = r["plain_baseline"]["expected_precision_at_0.05"]
+    need = TARGET_ORACLE_RATIO if ceiling5 >= TARGET_ORACLE_RATIO else ceiling5 - TARGET_CEILING_GAP
+    targets = {
+        "ratio_needed_at_5": round(need, 4),
+        "meets_oracle_or_ceiling": bool(ratio5 >= need),
+        "over_plain_at_5": model_ep / plain5 if plain5 else None,
+        "meets_plain": bool(model_ep >= TARGET_OVER_PLAIN * plain5),
+    }
+    if r["layout"] == "contract" and r["world"] == "default" and r["declarations"] >= 1_000_000:
+        targets["default_not_worse"] = bool(ratio5 >= DEFAULT_1M_RATIO)
+    return targets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +431,8 @@ def write_report(runs: dict[str, dict[str, Any]]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        m, c, p, t = r["model"], r["ceilings"], r["plain_baseline"], r["targets"]
+        r["targets"] = t = targets_of(r)
+        m, c, p = r["model"], r["ceilings"], r["plain_baseline"]
         met = "yes" if t["meets_oracle_or_ceiling"] and t["meets_plain"] else (
             "no (" + ", ".join(
                 k for k, ok in (("oracle/ceiling", t["meets_oracle_or_ceiling"]),
@@ -485,7 +493,15 @@ def main() -> None:
     ap.add_argument(
         "--no-retrain", action="store_true", help="reuse a cached model result when there is one"
     )
+    ap.add_argument(
+        "--report-only", action="store_true", help="rewrite worlds.md from worlds.json and stop"
+    )
     args = ap.parse_args()
+    if args.report_only:
+        stored = json.loads((args.results / "worlds.json").read_text())
+        (args.results / "worlds.md").write_text(write_report(stored["runs"]))
+        print((args.results / "worlds.md").read_text())
+        return
     worlds = [check_world(w.strip()).name for w in args.worlds.split(",") if w.strip()]
     results: Path = args.results
     out_json = results / "worlds.json"
@@ -504,6 +520,7 @@ def main() -> None:
                 print(f"== {layout} {world} n={n} seed={seed}", flush=True)
                 r = run_world(work, layout, world, n, seed, retrain=not args.no_retrain)
                 r["seconds_total"] = round(time.perf_counter() - t0, 1)
+                r["targets"] = targets_of(r)
                 stored["runs"][_key(r)] = r
                 print(
                     f"   model x@5% {r['model']['ratio_at_0.05']:.3f}  ceiling "
