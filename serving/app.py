@@ -11,6 +11,7 @@ Run with ``guomen serve`` (uvicorn); with several workers uvicorn imports :func:
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -281,7 +282,20 @@ def install_hardening(app: FastAPI, max_body_bytes: int) -> None:
     Middleware added later runs first: the JSON guard reads bodies the limit has bounded, and
     the headers reach every answer, a 413 included.
     """
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # A handler installed before (the committee pages' HTML errors) keeps answering; whatever it
+    # cannot serialise gets the safe JSON answer instead of a 500.
+    earlier = app.exception_handlers.get(RequestValidationError)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        if earlier is not None:
+            try:
+                answer = earlier(request, exc)
+                return await answer if inspect.isawaitable(answer) else answer
+            except (ValueError, UnicodeError):
+                pass
+        return await validation_error_handler(request, exc)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
     install_openapi(app)
     app.add_middleware(StrictJSONMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)

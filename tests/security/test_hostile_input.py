@@ -143,3 +143,15 @@ def test_nul_in_a_path_is_a_404(api):
     assert client.get("/committee/static/a%00b.css").status_code == 404
     r = client.get("/v1/enterprises/E%00", headers={"X-API-Key": keys["committee"]})
     assert r.status_code == 404
+
+
+def test_validation_errors_keep_their_form_per_area(api):
+    """The pages' HTML error page and the API's JSON list both stand with the safe handler."""
+    from security_helpers import login
+
+    client, keys, _ = api
+    r = client.get("/v1/warnings", params={"level": "x"}, headers={"X-API-Key": keys["committee"]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "level"]
+    login(client, keys["committee"])
+    r = client.get("/committee/warnings", params={"level": "x"})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html"), r.text[:200]
