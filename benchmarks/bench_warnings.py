@@ -46,7 +46,7 @@ from policy.warnings import (
     load_warning_config,
     propose,
     review_notice,
-    signal_keys,
+    signal_matches,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -129,7 +129,8 @@ def early_evidence(
     reports = 0
     if sig is not None and len(sig):
         w = sig[(sig["reported_at"] >= o["t0"]) & (sig["reported_at"] <= end)]
-        reports = int((signal_keys(w, "hs4_origin") == f"{o['hs4']}/{o['origin_country']}").sum())
+        m = signal_matches(w, "hs4_origin")
+        reports = int((m["key"] == f"{o['hs4']}/{o['origin_country']}").sum())
     insp = tables["inspections"]
     i = insp[(insp["inspected_at"] >= o["t0"]) & (insp["inspected_at"] <= end)]
     i = i[i["result"] == "nonconforming"]
