@@ -130,7 +130,11 @@ def test_model_card(api, world):
     card = client.get("/v1/model", headers=_h(keys, "committee")).json()
     assert (card["name"], card["version"], card["alias"]) == (world.model_name, "1", "champion")
     assert set(card["policy"]["thresholds"]) == {"high", "elevated", "normal"}
-    assert card["metrics"]["budgets"]["0.15"]["precision"] == 0.5
+    # The bundle's evaluation as training stores it: the model and its baselines by budget.
+    metrics = card["metrics"]
+    assert set(metrics["test"]["budgets"]) == {"0.01", "0.02", "0.05", "0.1", "0.2"}
+    assert 0 <= metrics["test"]["budgets"]["0.05"]["all_inspected"]["precision"] <= 1
+    assert set(metrics["baselines"]["random"]["budgets"]) == set(metrics["test"]["budgets"])
     assert card["explainer"] in ("riskmodel.treeshap", "lightgbm.pred_contrib")
     assert len(card["features"]) > 50 and all(f["description_zh"] for f in card["features"])
 
