@@ -38,6 +38,7 @@ from features.contract import (
     SELECTIONS,
     TRADE_MODES,
     TRANSPORT_MODES,
+    ColumnSpec,
     TableSpec,
     check_value,
     expected_missing_reason,
@@ -62,6 +63,8 @@ Country = Annotated[
 ]
 Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
 _HS = DECLARATIONS.column("hs_code")
+# Issues of extra attributes are reported under this prefix (``attributes.tax_rate``).
+ATTRIBUTE_PREFIX = "attributes."
 # Optional values as sent: a bad one is read as missing and reported, not refused (contract 1.1).
 # The types document what is accepted; the contract's rule decides what is kept.
 LenientNumber = Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(max_length=64)]
@@ -172,7 +175,11 @@ class _ContractItem(BaseModel):
         stores: replayed or exported to ingest, the same rules give the same issues)."""
         out = self.model_dump(mode="json")
         for issue in self._data_quality:
-            if issue.raw is not None:
+            if issue.raw is None:
+                continue
+            if issue.field.startswith(ATTRIBUTE_PREFIX):
+                out["attributes"][issue.field.removeprefix(ATTRIBUTE_PREFIX)] = issue.raw
+            else:
                 out[issue.field] = issue.raw
         return out
 
@@ -181,6 +188,21 @@ class Declaration(_ContractItem):
     """One declaration (goods item) in contract fields."""
 
     _contract_spec = DECLARATIONS
+
+    def check_attributes(self, kinds: dict[str, str]) -> None:
+        """The contract's number rule on the attributes the model declares ``numeric`` (as
+        ingest applies it to a mapping's numeric attributes): a non-number is read as missing
+        and reported as ``attributes.<name>``. Call once, when the model is known."""
+        for name, kind in kinds.items():
+            raw = self.attributes.get(name)
+            if kind != "numeric" or raw is None:
+                continue
+            checked = check_value(ColumnSpec(name, "float"), raw)
+            if checked.reason is not None:
+                self._data_quality.append(
+                    DataQualityIssue(field=ATTRIBUTE_PREFIX + name, reason=checked.reason, raw=raw)
+                )
+            self.attributes[name] = checked.value
 
     model_config = ConfigDict(
         extra="forbid",

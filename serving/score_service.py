@@ -98,6 +98,9 @@ def score_declarations(
         The audit log could not be written; the snapshot is left untouched.
     """
     request_id = uuid.uuid4().hex
+    # The model's numeric attributes follow ingest's number rule (issues as attributes.<name>).
+    for declaration in declarations:
+        declaration.check_attributes(scorer.bundle.attributes)
     rows = _rows(declarations, rates, call)
     try:
         results = (

@@ -216,3 +216,33 @@ def test_text_that_is_not_unicode_is_refused_naming_the_field(decl):
     with pytest.raises(ValidationError) as err:
         Declaration.model_validate(decl("sur", transport_mode="\ud800"))
     assert {e["loc"][0] for e in err.value.errors()} == {"transport_mode"}
+
+
+def test_numeric_attributes_follow_ingests_rule(decl):
+    """A mapping's numeric attribute that is not a number: read as missing, reported, as ingest
+    does with the same column (``features.ingest.check_columns``)."""
+    import pyarrow as pa
+
+    from features.contract import DECLARATIONS
+    from features.ingest import check_columns
+    from serving.schemas import Declaration
+
+    kinds = {"tax_rate": "numeric", "office_group": "categorical"}
+    d = Declaration.model_validate(
+        decl("attr", attributes={"tax_rate": "n/a", "office_group": "abc"})
+    )
+    d.check_attributes(kinds)
+    assert [(x.field, x.reason, x.raw) for x in d.data_quality] == [
+        ("attributes.tax_rate", "not a number", "n/a")
+    ]
+    assert d.attributes == {"tax_rate": None, "office_group": "abc"}
+    assert d.as_received()["attributes"]["tax_rate"] == "n/a"
+    ok = Declaration.model_validate(decl("attr2", attributes={"tax_rate": "8"}))
+    ok.check_attributes(kinds)
+    assert ok.data_quality == [] and ok.attributes["tax_rate"] == 8.0
+    checked = check_columns(
+        DECLARATIONS, pa.table({"tax_rate": ["n/a", "8"]}), "Asia/Shanghai", kinds
+    )
+    assert [(c, r, m.tolist()) for c, r, m in checked.issues] == [
+        ("tax_rate", "not a number", [True, False])
+    ]
