@@ -86,6 +86,14 @@ def _summary(tables: dict) -> dict:
     return out
 
 
+def _commit(checkout: Path) -> str | None:
+    """The checkout's HEAD commit (None outside git)."""
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flat-rows", type=int, default=54_000)
@@ -108,6 +116,8 @@ def main() -> None:
         "benchmark": "data_quality",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "baseline": str(args.baseline) if args.baseline else None,
+        "baseline_commit": _commit(args.baseline) if args.baseline else None,
+        "current_commit": _commit(ROOT),
         "load_average": os.getloadavg(),
         "runs": runs,
     }
@@ -117,7 +127,9 @@ def main() -> None:
         f"# Rows kept by contract 1.1 ({payload['date']})",
         "",
         "Ingest of each input into a fresh store; `baseline` is "
-        f"`{payload['baseline']}` (contract 1), `current` this checkout (contract 1.1).",
+        f"`{payload['baseline']}` at {payload['baseline_commit']} (contract 1), `current` "
+        f"{payload['current_commit']} (contract 1.1). Load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in payload['load_average'])} (2 cores).",
         "",
         "| input | table | code | read | accepted | with DQ issues | quarantined | reasons |",
         "|---|---|---|---:|---:|---:|---:|---|",

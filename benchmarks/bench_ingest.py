@@ -88,6 +88,14 @@ def _run_ingest(src: Path, code: Path = ROOT) -> dict:
         shutil.rmtree(store, ignore_errors=True)
 
 
+def _commit(checkout: Path) -> str | None:
+    """The checkout's HEAD commit (None outside git)."""
+    proc = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return proc.stdout.strip() or None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--declarations", type=int, default=1_000_000)
@@ -179,6 +187,8 @@ def _compare(args: argparse.Namespace) -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "declarations": args.declarations,
         "baseline": str(args.baseline),
+        "baseline_commit": _commit(args.baseline) if args.baseline else None,
+        "current_commit": _commit(ROOT),
         "repeat": args.repeat,
         "load_average": os.getloadavg(),
         "machine": {"nproc": os.cpu_count(), "ram_gb": _ram_gb()},
@@ -192,7 +202,8 @@ def _compare(args: argparse.Namespace) -> None:
         f"{args.declarations:,} demo declarations (seed 7) and their tables, fresh store, "
         f"{args.repeat} alternating runs each; load average at the end "
         f"{', '.join(f'{x:.1f}' for x in payload['load_average'])} on "
-        f"{payload['machine']['nproc']} cores. Baseline: `{args.baseline}`.",
+        f"{payload['machine']['nproc']} cores. Baseline: `{args.baseline}` at "
+        f"{payload['baseline_commit']}; current: {payload['current_commit']}.",
         "",
         "| input | baseline median s | current median s | current / baseline |",
         "|---|---:|---:|---:|",
