@@ -39,6 +39,7 @@ from features.registry import (
     UV_LOW_LOG_RATIO,
     VOCABULARIES,
     WINDOWS,
+    computation_order,
     entity_aggregations,
     feature_specs,
 )
@@ -46,8 +47,7 @@ from features.windows import EventIndex, TimeRanks, month_start_ns, to_ns
 
 Progress = Callable[[str], None]
 ID_COLUMNS = ("declaration_id", "declared_at", "enterprise_id")
-# Entities in an order where every parent comes before its children.
-_RATE_ORDER = ("ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port")
+EntitySet = tuple[str, ...] | list[str] | None
 
 
 def window_ns(window: str) -> int | None:
@@ -173,7 +173,14 @@ def behaviour_terms(cert: np.ndarray, legal: np.ndarray, uv_log_ratio: np.ndarra
 class Prepared:
     """Declarations, inspections and signals as arrays, with shared time ranks."""
 
-    def __init__(self, tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None) -> None:
+    def __init__(
+        self,
+        tables: dict[str, pd.DataFrame],
+        attributes: dict[str, str] | None,
+        entities: EntitySet = None,
+        screening: bool = False,
+        categories: dict[str, list[str]] | None = None,
+    ) -> None:
         self.attributes = dict(attributes or {})
         decl = tables["declarations"].reset_index(drop=True)
         self.decl = decl
@@ -181,7 +188,9 @@ class Prepared:
         self.t = to_ns(decl["declared_at"])
         self.fields = frame_fields(decl, self.attributes)
         self.coder = EntityCoder(self.fields)
-        self.entities = entities_for(self.attributes)
+        self.entities = entities_for(self.attributes, entities)
+        self.entity_aggs = entity_aggregations(self.attributes, entities, screening)
+        self.categories = categories
         self.legal = declaration_flag(decl, "legal_inspection")
         self.cert = declaration_flag(decl, "third_party_certificate")
         # Set by the value step; the entity step sums it into behaviour features.
@@ -266,6 +275,15 @@ def _declaration_features(p: Prepared, out: _Columns) -> None:
     out["decl_month_now"] = local.month.to_numpy(dtype=np.float64)
     out["decl_weekday_now"] = local.day_of_week.to_numpy(dtype=np.float64)
     out["decl_hour_now"] = local.hour.to_numpy(dtype=np.float64)
+
+
+def _categorical_features(p: Prepared, out: _Columns) -> None:
+    from features.categorical import encode_frame, fit_code_maps
+
+    if p.categories is None:
+        p.categories = fit_code_maps(p.decl, p.attributes)
+    for name, values in encode_frame(p.fields, p.categories, p.attributes).items():
+        out[name] = values
 
 
 def _value_features(p: Prepared, out: _Columns) -> None:
@@ -404,7 +422,7 @@ def eb_rate(nc: np.ndarray, insp: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 
 def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> None:
-    aggs_by_entity = entity_aggregations(p.attributes)
+    aggs_by_entity = p.entity_aggs
     rates: dict[tuple[str, str], np.ndarray] = {}
     # Global rate (the root prior): all results known before t.
     zero_q = np.zeros(p.n, dtype=np.int64)
@@ -415,9 +433,7 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
         with np.errstate(invalid="ignore", divide="ignore"):
             rates[("global", w)] = gidx.count(glo, ghi, "nc") / gidx.count(glo, ghi, "insp")
 
-    order = [e for e in _RATE_ORDER if e in aggs_by_entity] + [
-        e for e in aggs_by_entity if e not in _RATE_ORDER
-    ]
+    order = computation_order(tuple(aggs_by_entity), p.attributes)
     nc_sel = p.insp_flags["nc"].astype(bool)
     new_flags: dict[str, np.ndarray] = {}
     for name in order:
@@ -517,8 +533,8 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             values[missing] = np.nan
             target = out.slot(f"{name}_{key}")
             target[perm] = values
-    for ent in ("ent", "ent_x_hs4", "ent_x_org"):
-        out[f"{ent}_is_new_all"] = new_flags[ent]
+    for ent, flags in new_flags.items():
+        out[f"{ent}_is_new_all"] = flags
 
 
 def _behaviour_features(
@@ -551,7 +567,8 @@ def _behaviour_features(
 def _ratio_features(out: _Columns) -> None:
     """Features that are the ratio of two others (after everything else is written)."""
     for name, (num, den) in RATIO_FEATURES.items():
-        out[name] = ratio_or_nan(out.get(num), out.get(den))
+        if name in out.pos:
+            out[name] = ratio_or_nan(out.get(num), out.get(den))
 
 
 def signal_patterns(signals: pd.DataFrame) -> tuple[list[tuple[tuple[str, ...], int]], np.ndarray]:
@@ -724,6 +741,10 @@ def build_offline(
     tables: dict[str, pd.DataFrame],
     attributes: dict[str, str] | None = None,
     progress: Progress | None = None,
+    *,
+    entities: EntitySet = None,
+    categories: dict[str, list[str]] | None = None,
+    screening: bool = False,
 ) -> pd.DataFrame:
     """Point-in-time features for every declaration.
 
@@ -735,15 +756,23 @@ def build_offline(
         Extra declaration attributes (name -> ``"categorical"`` | ``"numeric"``).
     progress
         Optional callback, called with a short step name as the build advances.
+    entities
+        History keys to build (``features.registry.feature_specs``); None: the default set.
+    categories
+        Code maps of the native categoricals (a bundle's ``categories``); None: fitted on these
+        declarations (``features.categorical.fit_code_maps``).
+    screening
+        Candidate entities get only the screening aggregations (training's first pass).
 
     Returns
     -------
     pd.DataFrame
         One row per declaration, in input order: ``declaration_id``, ``declared_at``,
-        ``enterprise_id`` and every feature of ``feature_specs(attributes)`` (float64).
+        ``enterprise_id`` and every feature of ``feature_specs(attributes, entities,
+        screening)`` (float64).
     """
     with _small_pages():
-        return _build_offline(tables, attributes, progress)
+        return _build_offline(tables, attributes, progress, entities, categories, screening)
 
 
 @contextmanager
@@ -766,13 +795,19 @@ def _small_pages() -> Iterator[None]:
 
 
 def _build_offline(
-    tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None, progress: Progress | None
+    tables: dict[str, pd.DataFrame],
+    attributes: dict[str, str] | None,
+    progress: Progress | None,
+    entities: EntitySet,
+    categories: dict[str, list[str]] | None,
+    screening: bool,
 ) -> pd.DataFrame:
-    specs = feature_specs(attributes)
-    p = Prepared(tables, attributes)
+    specs = feature_specs(attributes, entities, screening)
+    p = Prepared(tables, attributes, entities, screening, categories)
     feats = _Columns([s.name for s in specs], p.n)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("declaration", lambda: _declaration_features(p, feats)),
+        ("categorical", lambda: _categorical_features(p, feats)),
         ("value", lambda: _value_features(p, feats)),
         ("credit", lambda: _credit_features(p, feats)),
         ("entities", lambda: _entity_features(p, feats, progress)),
@@ -825,6 +860,6 @@ def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def progress_steps(attributes: dict[str, str] | None = None) -> int:
+def progress_steps(attributes: dict[str, str] | None = None, entities: EntitySet = None) -> int:
     """How many times :func:`build_offline` calls its ``progress`` callback."""
-    return 7 + len(entity_aggregations(attributes))
+    return 8 + len(entity_aggregations(attributes, entities))

@@ -12,30 +12,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.registry import ENTITIES, Entity, extra_entity_name
+from features.registry import Entity, entity_definition, resolve_entities
 from features.windows import combine_codes
 
 KEY_SEP = "\x1f"
-BASE_FIELDS = (
+# Declaration fields read as they are (HS prefixes are derived from hs_code).
+_PLAIN_FIELDS = (
     "enterprise_id",
     "declarant_id",
     "overseas_party_id",
     "origin_country",
     "port_code",
-    "hs2",
-    "hs4",
-    "hs6",
+    "hs_code",
+    "transport_mode",
+    "trade_mode",
 )
+BASE_FIELDS = (*_PLAIN_FIELDS, "hs2", "hs4", "hs6")
 
 
-def entities_for(attributes: dict[str, str] | None) -> dict[str, Entity]:
-    """Registry entities plus one per categorical extra attribute."""
-    out = dict(ENTITIES)
-    for name, kind in sorted((attributes or {}).items()):
-        if kind == "categorical":
-            ent = extra_entity_name(name)
-            out[ent] = Entity(ent, (name,), name, name)
-    return out
+def entities_for(
+    attributes: dict[str, str] | None, entities: tuple[str, ...] | list[str] | None = None
+) -> dict[str, Entity]:
+    """Definitions of the entity set built from ``entities`` (None: the default set), parents
+    included (``features.registry.resolve_entities``)."""
+    return {
+        name: entity_definition(name, attributes) for name in resolve_entities(entities, attributes)
+    }
 
 
 def _as_str(value: Any) -> str | None:
@@ -54,17 +56,8 @@ def _as_str(value: Any) -> str | None:
 
 def row_fields(row: Mapping[str, Any], attributes: dict[str, str] | None) -> dict[str, str | None]:
     """Key fields of one declaration dict (online and incremental snapshot updates)."""
-    out: dict[str, str | None] = {
-        f: _as_str(row.get(f))
-        for f in (
-            "enterprise_id",
-            "declarant_id",
-            "overseas_party_id",
-            "origin_country",
-            "port_code",
-        )
-    }
-    hs = _as_str(row.get("hs_code")) or ""
+    out: dict[str, str | None] = {f: _as_str(row.get(f)) for f in _PLAIN_FIELDS}
+    hs = out["hs_code"] or ""
     out["hs2"] = hs[:2] if len(hs) >= 2 else None
     out["hs4"] = hs[:4] if len(hs) >= 4 else None
     out["hs6"] = hs[:6] if len(hs) >= 6 else None
@@ -86,7 +79,7 @@ def frame_fields(decl: pd.DataFrame, attributes: dict[str, str] | None) -> dict[
     """Key fields of a declarations frame as ``str`` Series with NA (empty strings become NA)."""
     hs = decl["hs_code"].astype("str")
     cols: dict[str, pd.Series] = {}
-    for f in ("enterprise_id", "declarant_id", "overseas_party_id", "origin_country", "port_code"):
+    for f in _PLAIN_FIELDS:
         cols[f] = (
             decl[f].astype("str") if f in decl else pd.Series(pd.NA, index=decl.index, dtype="str")
         )

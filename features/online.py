@@ -38,6 +38,9 @@ from features.registry import (
     SIGNAL_SEVERITY_WINDOWS,
     VOCABULARIES,
     WINDOWS,
+    categorical_keys,
+    computation_order,
+    entity_definition,
     feature_specs,
 )
 from features.snapshot import (
@@ -52,7 +55,6 @@ from features.snapshot import (
 )
 
 NAN = math.nan
-_RATE_ORDER = ("ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port")
 _WIN_NS = {w: (None if d is None else d * DAY_NS) for w, d in WINDOWS.items()}
 # Keyed by str | None: a missing field looks up None and gets the NaN default.
 _CODES: dict[str, dict[str | None, float]] = {
@@ -148,25 +150,67 @@ class OnlineFeatures:
         Output order (normally the list stored in the model bundle).
     rates
         Optional ``features.rates.RateTable`` for declarations without ``declared_value_usd``.
+    categories
+        Code maps of the native categorical features (the bundle's ``categories``); needed when
+        ``feature_names`` has any.
+
+    Only the entities the requested features need (and their smoothing parents) are computed.
     """
 
-    def __init__(self, snapshot: Snapshot, feature_names: Sequence[str], rates: Any = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        feature_names: Sequence[str],
+        rates: Any = None,
+        categories: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.feature_names = list(feature_names)
-        all_names = [s.name for s in feature_specs(snapshot.attributes)]
+        specs = feature_specs(snapshot.attributes, snapshot.entity_names)
+        all_names = [s.name for s in specs]
         pos = {n: i for i, n in enumerate(all_names)}
         unknown = [n for n in self.feature_names if n not in pos]
         if unknown:
-            raise KeyError(f"features not produced by this snapshot: {unknown[:5]}")
+            raise KeyError(
+                f"features not produced by this snapshot: {unknown[:5]} (rebuild it with "
+                "`guomen snapshot` for the model's history keys)"
+            )
+        cat_keys = categorical_keys(snapshot.attributes)
+        wanted_cats = [n for n in self.feature_names if n in cat_keys]
+        if wanted_cats and categories is None:
+            raise ValueError(f"{wanted_cats[:3]} need the model bundle's category code maps")
+        self._categorical: list[tuple[int, str, dict[str | None, float]]] = [
+            (
+                pos[n],
+                cat_keys[n].field,
+                {str(v): float(i) for i, v in enumerate((categories or {}).get(n, ()))},
+            )
+            for n in wanted_cats
+        ]
         self.rates = rates
         self._all_names = all_names
         self._pos = pos
         self._take = np.array([pos[n] for n in self.feature_names], dtype=np.intp)
         self._identity = self.feature_names == all_names
         aggs = snapshot.entity_aggs
-        self._order = [e for e in _RATE_ORDER if e in aggs] + [
-            e for e in aggs if e not in _RATE_ORDER
-        ]
+        by_name = {sp.name: sp for sp in specs}
+        needed: set[str] = set()
+
+        def need(entity: str) -> None:
+            if entity in aggs and entity not in needed:
+                needed.add(entity)
+                for parent in entity_definition(entity, snapshot.attributes).parents:
+                    need(parent)
+
+        for n in self.feature_names:
+            need(by_name[n].entity)
+        for name, (num, den) in RATIO_FEATURES.items():
+            if name in self.feature_names:
+                need(by_name[num].entity)
+                need(by_name[den].entity)
+        self._order = list(
+            computation_order(tuple(e for e in aggs if e in needed), snapshot.attributes)
+        )
         self._plans = [self._entity_plan(name, aggs[name]) for name in self._order]
         self._numeric = [
             (n, pos[f"attr_{n}_value_now"])
@@ -192,7 +236,9 @@ class OnlineFeatures:
             if name.startswith("sig_"):
                 self._template[pos[name]] = 0.0
         self._ratio_slots = [
-            (pos[name], pos[num], pos[den]) for name, (num, den) in RATIO_FEATURES.items()
+            (pos[name], pos[num], pos[den])
+            for name, (num, den) in RATIO_FEATURES.items()
+            if name in pos
         ]
         self._sig_plans: list[tuple[tuple[str, ...], int, list[tuple[int, int]]]] = []
         s = pos.__getitem__
@@ -270,8 +316,8 @@ class OnlineFeatures:
 
     # ------------------------------------------------------------------ public API
     def features(self, declaration: Mapping[str, Any]) -> dict[str, float]:
-        """Every feature of one declaration, by name."""
-        return dict(zip(self._all_names, self._values(declaration), strict=True))
+        """The requested features of one declaration, by name."""
+        return dict(zip(self.feature_names, self.vector(declaration).tolist(), strict=True))
 
     def vector(self, declaration: Mapping[str, Any]) -> np.ndarray:
         """The feature row (float64, 1-D) in ``feature_names`` order."""
@@ -340,6 +386,8 @@ class OnlineFeatures:
             if info[1] is not None:
                 v[s_age] = float(t - info[1]) / DAY_NS
 
+        for slot, field, codes in self._categorical:
+            v[slot] = codes.get(fields.get(field), NAN)
         self._entity_features(t, fields, v)
         self._signal_features(t, fields, d, v)
         for name, slot in self._numeric:

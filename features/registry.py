@@ -90,36 +90,84 @@ class Entity:
     parents: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class KeyColumn:
+    """A declaration column whose history can be counted, alone or crossed with others."""
+
+    name: str  # short name used in entity and feature names
+    field: str  # declaration field (``hs2``/``hs4``/``hs6`` are prefixes of ``hs_code``)
+    zh: str
+    en: str
+    parent: str | None = None  # coarser level of the same column (HS hierarchy)
+    # Short labels inside a cross's description ("HS4 x origin").
+    cross_zh: str = ""
+    cross_en: str = ""
+
+
+# Crossable key columns, declared once: every single column is an entity, and any pair (or a
+# declared triple) of them is a cross entity with the same point-in-time feature family.
+# Categorical extra attributes of a mapping are key columns too (``attr_<name>``).
+KEY_COLUMNS: dict[str, KeyColumn] = {
+    k.name: k
+    for k in (
+        KeyColumn("ent", "enterprise_id", "企业", "enterprise", None, "企业", "enterprise"),
+        KeyColumn("dcl", "declarant_id", "申报单位", "declarant", None, "申报单位", "declarant"),
+        KeyColumn(
+            "osp",
+            "overseas_party_id",
+            "境外关联方",
+            "overseas party",
+            None,
+            "境外关联方",
+            "overseas party",
+        ),
+        KeyColumn("hs2", "hs2", "HS2章", "HS chapter (2 digits)", None, "HS2", "HS2"),
+        KeyColumn("hs4", "hs4", "HS4品目", "HS heading (4 digits)", "hs2", "HS4", "HS4"),
+        KeyColumn("hs6", "hs6", "HS6子目", "HS subheading (6 digits)", "hs4", "HS6", "HS6"),
+        KeyColumn("hsc", "hs_code", "完整商品编码", "full HS code", "hs6", "商品编码", "HS code"),
+        KeyColumn("org", "origin_country", "原产国", "origin country", None, "原产国", "origin"),
+        KeyColumn("port", "port_code", "申报口岸", "port of declaration", None, "口岸", "port"),
+        KeyColumn(
+            "trn",
+            "transport_mode",
+            "运输方式",
+            "transport mode",
+            None,
+            "运输方式",
+            "transport mode",
+        ),
+        KeyColumn("trd", "trade_mode", "贸易方式", "trade mode", None, "贸易方式", "trade mode"),
+    )
+}
+HS_LEVELS = ("hs2", "hs4", "hs6", "hsc")
+CROSS_SEP = "_x_"
+
+
+def _single(key: KeyColumn) -> Entity:
+    return Entity(key.name, (key.field,), key.zh, key.en, (key.parent,) if key.parent else ())
+
+
+def _cross(parts: tuple[KeyColumn, ...]) -> Entity:
+    """The cross of key columns (already in canonical order); its prior is the mean of theirs."""
+    return Entity(
+        CROSS_SEP.join(p.name for p in parts),
+        tuple(p.field for p in parts),
+        "×".join(p.cross_zh or p.zh for p in parts),
+        " x ".join(p.cross_en or p.en for p in parts),
+        tuple(p.name for p in parts),
+    )
+
+
+# Today's default set: every single key column that had history features before crosses were
+# declared, and the four crosses that were hand-picked then (kept so older bundles still score).
 ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
-        Entity("ent", ("enterprise_id",), "企业", "enterprise"),
-        Entity("dcl", ("declarant_id",), "申报单位", "declarant"),
-        Entity("osp", ("overseas_party_id",), "境外关联方", "overseas party"),
-        Entity("hs2", ("hs2",), "HS2章", "HS chapter (2 digits)"),
-        Entity("hs4", ("hs4",), "HS4品目", "HS heading (4 digits)", ("hs2",)),
-        Entity("hs6", ("hs6",), "HS6子目", "HS subheading (6 digits)", ("hs4",)),
-        Entity("org", ("origin_country",), "原产国", "origin country"),
-        Entity("port", ("port_code",), "申报口岸", "port of declaration"),
-        Entity(
-            "ent_x_hs4", ("enterprise_id", "hs4"), "企业×HS4", "enterprise x HS4", ("ent", "hs4")
-        ),
-        Entity(
-            "hs4_x_org", ("hs4", "origin_country"), "HS4×原产国", "HS4 x origin", ("hs4", "org")
-        ),
-        Entity(
-            "ent_x_org",
-            ("enterprise_id", "origin_country"),
-            "企业×原产国",
-            "enterprise x origin",
-            ("ent", "org"),
-        ),
-        Entity(
-            "osp_x_hs4",
-            ("overseas_party_id", "hs4"),
-            "境外关联方×HS4",
-            "overseas party x HS4",
-            ("osp", "hs4"),
+        *(_single(KEY_COLUMNS[k]) for k in ("ent", "dcl", "osp", "hs2", "hs4", "hs6", "org")),
+        _single(KEY_COLUMNS["port"]),
+        *(
+            _cross((KEY_COLUMNS[a], KEY_COLUMNS[b]))
+            for a, b in (("ent", "hs4"), ("hs4", "org"), ("ent", "org"), ("osp", "hs4"))
         ),
     )
 }
@@ -205,6 +253,13 @@ _ENT_BEHAVIOUR = {
     "uv_low_share": ("all",),
     "sig_per_decl": ("365d",),
 }
+# Training's first pass over many candidate keys: the strongest members of the family only.
+_SCREEN = {
+    "decl_cnt": ("365d",),
+    "insp_cnt": ("all",),
+    "nc_rate_eb": ("365d", "all"),
+    "days_since_nc": ("all",),
+}
 # Categorical extra attributes are entities too (no vocabulary has to travel with the model).
 _EXTRA = {
     "decl_cnt": ("365d", "all"),
@@ -265,13 +320,16 @@ RATIO_FEATURES: dict[str, tuple[str, str]] = {
 }
 
 
-def _agg_feature(entity: Entity, agg: str, window: str) -> FeatureSpec:
+def _agg_feature(
+    entity: Entity, agg: str, window: str, attributes: dict[str, str] | None = None
+) -> FeatureSpec:
     azh, aen = AGGREGATIONS[agg]
     wzh, wen = WINDOW_ZH[window], WINDOW_EN[window]
     if agg == "nc_rate_eb":
         if entity.parents:
-            pzh = "、".join(ENTITIES[p].zh for p in entity.parents)
-            pen = " and ".join(ENTITIES[p].en for p in entity.parents)
+            parents = [entity_definition(p, attributes) for p in entity.parents]
+            pzh = "、".join(p.zh for p in parents)
+            pen = " and ".join(p.en for p in parents)
         else:
             pzh, pen = "全部查验", "all inspections"
         zh = f"{entity.zh}{wzh}不合格率，经验贝叶斯向{pzh}收缩"
@@ -451,18 +509,203 @@ def _signal_features() -> list[FeatureSpec]:
     return out
 
 
+# Native categoricals: the raw value of a low- or medium-cardinality key column as an integer
+# code, from a code map fitted on the training data and frozen in the bundle
+# (``features.categorical``); a value outside the map is missing. Categorical extra attributes
+# get one too.
+CATEGORICAL_KEYS = ("hs2", "hs4", "org", "port")
+# Codes of the contract's fixed vocabularies: categorical for LightGBM as they are.
+VOCABULARY_CATEGORICALS = (
+    "decl_direction_code_now",
+    "decl_trade_mode_code_now",
+    "decl_transport_mode_code_now",
+    "ent_type_code_static",
+)
+
+
+def categorical_feature_name(key: str) -> str:
+    """Feature name of the native categorical of key column ``key`` (``decl_hs4_cat_now``)."""
+    return f"{key}_cat_now" if key.startswith("attr_") else f"decl_{key}_cat_now"
+
+
+def categorical_keys(attributes: dict[str, str] | None = None) -> dict[str, KeyColumn]:
+    """Key columns with a native categorical feature -> their definition."""
+    keys = key_columns(attributes)
+    names = [*CATEGORICAL_KEYS, *(extra_entity_name(n) for n in _categorical(attributes))]
+    return {categorical_feature_name(k): keys[k] for k in names}
+
+
+def categorical_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]:
+    """Specs of the native categorical features (one per :func:`categorical_keys` entry)."""
+    return [
+        FeatureSpec(
+            name,
+            "decl",
+            "category",
+            "now",
+            "float64",
+            f"{key.zh}类别代码（训练时冻结的代码表，未见过的值为空）",
+            f"{key.en} as a category code (code map frozen at training; unseen values NaN)",
+        )
+        for name, key in categorical_keys(attributes).items()
+    ]
+
+
+def categorical_feature_names(attributes: dict[str, str] | None = None) -> list[str]:
+    """Every feature LightGBM treats as categorical (code maps and contract vocabularies)."""
+    return [*VOCABULARY_CATEGORICALS, *categorical_keys(attributes)]
+
+
 def extra_entity_name(attribute: str) -> str:
     """Entity name of a categorical extra attribute."""
     return f"attr_{attribute}"
 
 
-def entity_aggregations(attributes: dict[str, str] | None = None) -> dict[str, dict]:
-    """(entity -> aggregation -> windows) including categorical extra attributes."""
-    out = dict(ENTITY_AGGREGATIONS)
-    for name, kind in sorted((attributes or {}).items()):
-        if kind == "categorical":
-            out[extra_entity_name(name)] = _EXTRA
+def _categorical(attributes: dict[str, str] | None) -> list[str]:
+    return sorted(n for n, k in (attributes or {}).items() if k == "categorical")
+
+
+def key_columns(attributes: dict[str, str] | None = None) -> dict[str, KeyColumn]:
+    """Every crossable key column: the declared ones and one per categorical extra attribute."""
+    out = dict(KEY_COLUMNS)
+    for name in _categorical(attributes):
+        key = extra_entity_name(name)
+        out[key] = KeyColumn(
+            key, name, f"附加属性 {name}", f"extra attribute {name}", None, name, name
+        )
     return out
+
+
+def cross_name(*parts: str, attributes: dict[str, str] | None = None) -> str:
+    """Canonical name of the cross of key columns ``parts`` (any order): ``hs6_x_org``."""
+    keys = key_columns(attributes)
+    unknown = [p for p in parts if p not in keys]
+    if unknown:
+        raise ValueError(f"unknown key column(s) {unknown} (known: {', '.join(keys)})")
+    order = list(keys)
+    return CROSS_SEP.join(sorted(set(parts), key=order.index))
+
+
+def entity_definition(name: str, attributes: dict[str, str] | None = None) -> Entity:
+    """The entity called ``name``: a key column, or a cross ``a_x_b`` (``_x_c``) of 2-3 of them.
+
+    Raises
+    ------
+    ValueError
+        An unknown column, a repeated column, two HS levels in one cross, or a name not in
+        canonical order (:func:`cross_name`).
+    """
+    if name in ENTITIES:
+        return ENTITIES[name]
+    keys = key_columns(attributes)
+    if name in keys:
+        return _single(keys[name])
+    parts = name.split(CROSS_SEP)
+    if len(parts) not in (2, 3) or any(p not in keys for p in parts):
+        raise ValueError(
+            f"entity {name!r}: not a key column nor a cross of 2-3 key columns joined by "
+            f"{CROSS_SEP!r} (key columns: {', '.join(keys)})"
+        )
+    if len(set(parts)) != len(parts) or sum(p in HS_LEVELS for p in parts) > 1:
+        raise ValueError(
+            f"entity {name!r}: a cross needs distinct columns and one HS level at most"
+        )
+    if cross_name(*parts, attributes=attributes) != name:
+        raise ValueError(
+            f"entity {name!r}: write it as {cross_name(*parts, attributes=attributes)!r}"
+        )
+    return _cross(tuple(keys[p] for p in parts))
+
+
+def default_entities(attributes: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The entities of today's feature set: the registry's twelve and every categorical
+    attribute (what a bundle without an ``entities`` list was trained on)."""
+    return (*ENTITY_AGGREGATIONS, *(extra_entity_name(n) for n in _categorical(attributes)))
+
+
+def candidate_entities(
+    attributes: dict[str, str] | None = None,
+    triples: tuple[tuple[str, ...], ...] = (),
+    exclude: tuple[str, ...] = (),
+) -> tuple[str, ...]:
+    """Every single key column, every pair of them (one HS level at most) and the given triples:
+    the pool training selects from (``training.select``)."""
+    keys = [k for k in key_columns(attributes) if k not in exclude]
+    out = list(keys)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if a in HS_LEVELS and b in HS_LEVELS:
+                continue
+            out.append(cross_name(a, b, attributes=attributes))
+    for triple in triples:
+        name = cross_name(*triple, attributes=attributes)
+        entity_definition(name, attributes)  # validates
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def entity_depth(name: str, attributes: dict[str, str] | None = None) -> int:
+    """0 for a root key column; otherwise one more than its deepest parent (computation order)."""
+    parents = entity_definition(name, attributes).parents
+    return 0 if not parents else 1 + max(entity_depth(p, attributes) for p in parents)
+
+
+def resolve_entities(
+    entities: tuple[str, ...] | list[str] | None, attributes: dict[str, str] | None = None
+) -> tuple[str, ...]:
+    """The entity set actually built: ``entities`` (None: :func:`default_entities`) plus every
+    parent a smoothed rate needs, in feature order (default set first, then the others as
+    given). Parents come before children in :func:`computation_order`, not necessarily here."""
+    wanted = list(default_entities(attributes) if entities is None else entities)
+    seen: set[str] = set()
+    closure: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        for parent in entity_definition(name, attributes).parents:
+            visit(parent)
+        closure.append(name)
+
+    for name in wanted:
+        visit(name)
+    defaults = [e for e in default_entities(attributes) if e in seen]
+    return (*defaults, *(e for e in closure if e not in defaults))
+
+
+def computation_order(entities: tuple[str, ...], attributes: dict[str, str] | None = None):
+    """``entities`` with every parent before its children (smoothed rates need the parent's)."""
+    return tuple(sorted(entities, key=lambda e: entity_depth(e, attributes)))
+
+
+def _aggregations_of(name: str, attributes: dict[str, str] | None, screening: bool) -> dict:
+    if name in ENTITY_AGGREGATIONS:
+        return ENTITY_AGGREGATIONS[name]
+    if screening:
+        return _SCREEN
+    if name.startswith("attr_") and CROSS_SEP not in name:
+        return _EXTRA
+    if name in ("trn", "trd"):
+        return _SMALL
+    return _MEDIUM
+
+
+def entity_aggregations(
+    attributes: dict[str, str] | None = None,
+    entities: tuple[str, ...] | list[str] | None = None,
+    screening: bool = False,
+) -> dict[str, dict]:
+    """(entity -> aggregation -> windows) of the feature set built from ``entities``.
+
+    ``screening``: entities outside the default set get only :data:`_SCREEN` (training's cheap
+    first pass over many candidates; their names are a subset of the full family's).
+    """
+    return {
+        name: _aggregations_of(name, attributes, screening)
+        for name in resolve_entities(entities, attributes)
+    }
 
 
 def _check_attributes(attributes: dict[str, str] | None) -> None:
@@ -471,33 +714,54 @@ def _check_attributes(attributes: dict[str, str] | None) -> None:
             raise ValueError(
                 f"attribute {name!r}: kind must be categorical or numeric, not {kind!r}"
             )
+        if CROSS_SEP in name:
+            raise ValueError(f"attribute {name!r}: a name must not contain {CROSS_SEP!r}")
 
 
-def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]:
+def feature_specs(
+    attributes: dict[str, str] | None = None,
+    entities: tuple[str, ...] | list[str] | None = None,
+    screening: bool = False,
+) -> list[FeatureSpec]:
     """Every feature, in model column order.
 
     Parameters
     ----------
     attributes
         Extra declaration columns declared in a mapping file: name -> ``"categorical"`` or
-        ``"numeric"``. Numeric ones pass through; categorical ones become extra entities.
+        ``"numeric"``. Numeric ones pass through; categorical ones become key columns.
+    entities
+        The history keys to build (key columns and crosses, see :func:`entity_definition`);
+        None: :func:`default_entities`. Parents needed for smoothing are added.
+    screening
+        See :func:`entity_aggregations`.
 
     Returns
     -------
     list of FeatureSpec
     """
     _check_attributes(attributes)
+    aggs_by_entity = entity_aggregations(attributes, entities, screening)
     specs = _decl_features()
+    specs.extend(categorical_specs(attributes))
     for ent, zh, en in NOVELTY:
-        specs.append(
-            FeatureSpec(
-                f"{ent}_is_new_all", ent, "is_new", "all", "float64", zh + "（1/0）", en + " (1/0)"
+        if ent in aggs_by_entity:
+            specs.append(
+                FeatureSpec(
+                    f"{ent}_is_new_all",
+                    ent,
+                    "is_new",
+                    "all",
+                    "float64",
+                    zh + "（1/0）",
+                    en + " (1/0)",
+                )
             )
-        )
-    for ent_name, aggs in ENTITY_AGGREGATIONS.items():
-        entity = ENTITIES[ent_name]
-        for agg, windows in aggs.items():
-            specs.extend(_agg_feature(entity, agg, w) for w in windows)
+    for ent_name in ENTITY_AGGREGATIONS:
+        if ent_name in aggs_by_entity:
+            entity = ENTITIES[ent_name]
+            for agg, windows in aggs_by_entity[ent_name].items():
+                specs.extend(_agg_feature(entity, agg, w, attributes) for w in windows)
     specs.extend(_signal_features())
     for name, kind in sorted((attributes or {}).items()):
         if kind == "numeric":
@@ -512,24 +776,28 @@ def feature_specs(attributes: dict[str, str] | None = None) -> list[FeatureSpec]
                     f"extra numeric attribute {name}",
                 )
             )
-        else:
-            entity = Entity(
-                extra_entity_name(name), (name,), f"附加属性 {name}", f"extra attribute {name}"
-            )
-            for agg, windows in _EXTRA.items():
-                specs.extend(_agg_feature(entity, agg, w) for w in windows)
+    for ent_name, aggs in aggs_by_entity.items():
+        if ent_name in ENTITY_AGGREGATIONS:
+            continue
+        entity = entity_definition(ent_name, attributes)
+        for agg, windows in aggs.items():
+            specs.extend(_agg_feature(entity, agg, w, attributes) for w in windows)
     names = [s.name for s in specs]
     assert len(names) == len(set(names)), "duplicate feature names"
     for s in specs:
         assert s.aggregation not in BEHAVIOUR_RATIOS or s.window == "all", s.name
-        assert s.aggregation != "sig_per_decl" or s.name in RATIO_FEATURES, s.name
-    assert all({a, b} <= set(names) for a, b in RATIO_FEATURES.values())
+    for name, (a, b) in RATIO_FEATURES.items():
+        assert name not in names or {a, b} <= set(names), name
     return specs
 
 
-def feature_names(attributes: dict[str, str] | None = None) -> list[str]:
+def feature_names(
+    attributes: dict[str, str] | None = None,
+    entities: tuple[str, ...] | list[str] | None = None,
+    screening: bool = False,
+) -> list[str]:
     """Names of :func:`feature_specs`, in order."""
-    return [s.name for s in feature_specs(attributes)]
+    return [s.name for s in feature_specs(attributes, entities, screening)]
 
 
 def markdown_table(attributes: dict[str, str] | None = None) -> str:

@@ -70,6 +70,7 @@ from features.registry import (
     SIGNAL_ROUTES,
     VOCABULARIES,
     entity_aggregations,
+    resolve_entities,
 )
 from features.windows import month_start_ns, to_ns
 
@@ -87,6 +88,8 @@ KEY_FIELDS = (
     "hs_code",
     "origin_country",
     "port_code",
+    "transport_mode",
+    "trade_mode",
 )
 
 
@@ -494,8 +497,11 @@ class Snapshot:
         self.cutoff: int = int(meta["cutoff_ns"])
         self.base_month: int = int(meta["base_month_ns"])
         self.entities = entities
-        self.entity_defs = entities_for(self.attributes)
-        self.entity_aggs = entity_aggregations(self.attributes)
+        # The history keys kept (a bundle's chosen set; None in older snapshots: the default).
+        chosen = meta.get("entities")
+        self.entity_names: tuple[str, ...] | None = None if chosen is None else tuple(chosen)
+        self.entity_defs = entities_for(self.attributes, self.entity_names)
+        self.entity_aggs = entity_aggregations(self.attributes, self.entity_names)
         self.behaviour = behaviour
         self.patterns: list[tuple[tuple[str, ...], int]] = [
             (tuple(p[0]), int(p[1])) for p in meta["signal_patterns"]
@@ -570,6 +576,7 @@ class Snapshot:
         tables: dict[str, pd.DataFrame],
         as_of: Any,
         attributes: dict[str, str] | None = None,
+        entities: tuple[str, ...] | list[str] | None = None,
     ) -> Snapshot:
         """State of every entity from events strictly before ``as_of``.
 
@@ -581,8 +588,12 @@ class Snapshot:
             Aware datetime, ISO string or pandas Timestamp.
         attributes
             Extra declaration attributes (as for ``build_offline``).
+        entities
+            History keys to keep (the union of the served bundles' ``entities``); None: the
+            registry's default set. Parents needed for smoothing are added.
         """
         attributes = dict(attributes or {})
+        chosen = None if entities is None else list(resolve_entities(entities, attributes))
         as_of_ns = _ns_of(as_of)
         cutoff = as_of_ns - GRACE_NS - LONGEST_WINDOW_NS
         base_month = int(month_start_ns(np.array([as_of_ns - GRACE_NS], dtype=np.int64))[0])
@@ -593,7 +604,7 @@ class Snapshot:
         t = dt[dt < as_of_ns]
         fields = frame_fields(decl, attributes)
         coder = EntityCoder(fields)
-        defs = entities_for(attributes)
+        defs = entities_for(attributes, chosen)
 
         insp_all = tables.get("inspections")
         if insp_all is None or insp_all.empty:
@@ -609,16 +620,16 @@ class Snapshot:
             inspection_flags(insp) if len(insp) else {k: np.zeros(0, np.int64) for k in KINDS[1:]}
         )
 
-        entities: dict[str, EntityTable] = {}
+        states: dict[str, EntityTable] = {}
         zero = np.zeros(len(decl), dtype=np.int64)
-        entities[GLOBAL] = EntityTable(
+        states[GLOBAL] = EntityTable(
             _entity_table(np.array([""], dtype=object), zero, t, zero[row], it, flags, cutoff)
         )
-        for name in entity_aggregations(attributes):
+        for name in entity_aggregations(attributes, chosen):
             ent = defs[name]
             code = coder.codes(ent)
             keys = coder.keys(ent)
-            entities[name] = EntityTable(_entity_table(keys, code, t, code[row], it, flags, cutoff))
+            states[name] = EntityTable(_entity_table(keys, code, t, code[row], it, flags, cutoff))
 
         # Signals of the last 365 days + grace, keyed per subject pattern.
         sig = tables.get("risk_signals")
@@ -689,7 +700,7 @@ class Snapshot:
 
         # Behaviour: each declaration's terms, as the offline build computes them.
         behaviour: dict[str, BehaviourTable] = {}
-        names = behaviour_entities(entity_aggregations(attributes))
+        names = behaviour_entities(entity_aggregations(attributes, chosen))
         if names:
             ratio, _ = hs6_unit_value_features(coder.field("hs6")[0], t, luv)
             terms = behaviour_terms(
@@ -717,11 +728,12 @@ class Snapshot:
             "cutoff_ns": cutoff,
             "base_month_ns": base_month,
             "attributes": attributes,
+            "entities": chosen,
             "signal_patterns": [[list(f), n] for f, n in patterns],
             "vocabularies": {k: list(v) for k, v in VOCABULARIES.items()},
         }
         return cls(
-            meta, entities, sig_frame, credit, enterprises, uv_base, uv_pending, pending, behaviour
+            meta, states, sig_frame, credit, enterprises, uv_base, uv_pending, pending, behaviour
         )
 
     def save(self, directory: Path | str) -> None:

@@ -462,9 +462,10 @@ def _inputs_loader(store: Path):
 
         bar, advance, finish = _step_bar(2)
         with bar:
-            inputs = load_inputs(store, advance)
+            inputs = load_inputs(store, advance, build=False)
             finish()
-        return inputs.features, inputs.labels
+        # Each bundle is evaluated on its own feature set (history keys and code maps).
+        return inputs.features_for, inputs.labels
 
     return load
 
@@ -504,6 +505,7 @@ def train_cmd(
             store_fingerprint=inputs.store_fingerprint,
             ground_truth=truth,
             progress=advance,
+            categories=inputs.categories,
         )
         advance("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)
@@ -631,6 +633,33 @@ def evaluate_cmd(
 # --- the online snapshot and the one-command demo -----------------------------------------
 
 
+def _served_entities(attributes: dict[str, str]) -> list[str] | None:
+    """History keys the snapshot must keep: the union over the champion and challenger bundles'
+    chosen sets (a bundle without one needs the default set); None when no model is registered
+    (the default set)."""
+    from features.registry import default_entities
+    from training.registry import load_registered_bundle, resolve_version
+
+    settings = get_settings()
+    union: list[str] = []
+    found = False
+    for alias in ("champion", "challenger"):
+        try:
+            version = resolve_version(settings.mlflow_tracking_uri, settings.model_name, alias)
+            if version is None:
+                continue
+            bundle = load_registered_bundle(
+                settings.mlflow_tracking_uri, settings.model_name, version
+            )
+        except Exception as exc:  # no registry yet, or unreadable: fall back to the default set
+            typer.echo(f"snapshot: {alias} bundle not read ({type(exc).__name__}); default keys")
+            return None
+        found = True
+        chosen = bundle.entities or list(default_entities(attributes))
+        union.extend(e for e in chosen if e not in union)
+    return union if found else None
+
+
 def _build_snapshot(store: Path, out: Path, as_of: str | None, timezone: str) -> str:
     import pandas as pd
 
@@ -640,7 +669,9 @@ def _build_snapshot(store: Path, out: Path, as_of: str | None, timezone: str) ->
 
     st = Store(store)
     when = pd.Timestamp(as_of, tz=timezone) if as_of else pd.Timestamp.now(tz="UTC")
-    snap = Snapshot.build(st.tables(), as_of=when, attributes=st.attributes)
+    snap = Snapshot.build(
+        st.tables(), as_of=when, attributes=st.attributes, entities=_served_entities(st.attributes)
+    )
     # Built beside the target and swapped in, so a running API never reads a half-written one.
     staging = staging_directory(out, "snapshot")
     snap.save(staging)

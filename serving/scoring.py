@@ -159,7 +159,9 @@ class Scorer:
         if online_features is None:
             from features.online import OnlineFeatures
 
-            online_features = OnlineFeatures(live.snapshot, self.feature_names, rates)
+            online_features = OnlineFeatures(
+                live.snapshot, self.feature_names, rates, categories=bundle.categories
+            )
         self.online = online_features
         self.explainer, self.explainer_name = make_explainer(bundle.booster)
         self.descriptions = _descriptions(bundle)

@@ -131,6 +131,8 @@ def run_training(
     store_fingerprint: str = "",
     ground_truth: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    entities: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
 ) -> TrainingResult:
     """Train, evaluate and write a bundle.
 
@@ -157,6 +159,12 @@ def run_training(
         Demo only: ``declaration_id, p_true, critical_p_true`` for the oracle comparison.
     progress
         Optional callback told the name of each step as it starts.
+    entities
+        The history keys ``features`` was built from (None: the default set); recorded in the
+        bundle so serving builds exactly those.
+    categories
+        The code maps ``features`` was built with; None: fitted on ``declarations`` as
+        ``build_offline`` does by default (``features.categorical.fit_code_maps``).
 
     Returns
     -------
@@ -170,6 +178,18 @@ def run_training(
 
     specs = [_jsonable(s) for s in feature_specs]
     names = [s["name"] for s in specs]
+    if categories is None:
+        from features.categorical import fit_code_maps
+        from features.registry import categorical_keys
+
+        cats = [n for n in names if n in categorical_keys(attributes)]
+        if cats and declarations is None:
+            raise ValueError("categorical features need their code maps (or the declarations)")
+        categories = (
+            {n: m for n, m in fit_code_maps(declarations, attributes).items() if n in cats}
+            if cats and declarations is not None
+            else {}
+        )
     ev = config.evaluation
     step("split")
     t0 = time.perf_counter()
@@ -274,6 +294,8 @@ def run_training(
         attributes=dict(attributes or {}),
         created_at=created.isoformat(),
         model_name=model_name,
+        entities=None if entities is None else list(entities),
+        categories={n: list(v) for n, v in categories.items() if n in names},
         extra={
             "config": _jsonable(config.model_dump()),
             "correction": fitted.correction,
@@ -348,7 +370,7 @@ def run_training(
 
 def evaluate_bundle(
     bundle: ModelBundle,
-    features: pd.DataFrame,
+    features: pd.DataFrame | Callable[[ModelBundle], pd.DataFrame],
     labels: pd.DataFrame,
     start: pd.Timestamp,
     end: pd.Timestamp,
@@ -365,10 +387,14 @@ def evaluate_bundle(
     bundle
         A loaded (verified) model bundle.
     features, labels
-        ``build_offline`` (with the bundle's feature columns) and ``build_labels`` outputs.
+        ``build_offline`` (with the bundle's feature columns) and ``build_labels`` outputs;
+        ``features`` may be a callable giving the frame of a bundle
+        (:meth:`TrainingInputs.features_for`: its history keys and code maps).
     start, end
         Period (UTC-aware timestamps; half-open).
     """
+    if callable(features):  # a source that builds each bundle's own feature set
+        features = features(bundle)
     missing = [c for c in bundle.feature_names if c not in features.columns]
     if missing:
         raise ValueError(f"features lack the bundle's columns {missing[:5]}")
@@ -408,15 +434,35 @@ class TrainingInputs:
     labels: pd.DataFrame
     specs: list[Any]
     store_fingerprint: str
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    _built: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def features_for(self, bundle: ModelBundle) -> pd.DataFrame:
+        """The offline features of ``bundle``'s own feature set (history keys, code maps)."""
+        from features.build import build_offline
+
+        key = json.dumps([bundle.entities, bundle.categories, bundle.attributes], sort_keys=True)
+        if key not in self._built:
+            self._built[key] = build_offline(
+                self.tables,
+                bundle.attributes or None,
+                entities=bundle.entities,
+                categories=bundle.categories or None,
+            )
+        return self._built[key]
 
 
-def load_inputs(store_dir: Path, progress: Progress | None = None) -> TrainingInputs:
-    """Read the store, build point-in-time features and labels.
+def load_inputs(
+    store_dir: Path, progress: Progress | None = None, build: bool = True
+) -> TrainingInputs:
+    """Read the store, build point-in-time features (unless ``build`` is False: evaluation
+    builds each bundle's own with :meth:`TrainingInputs.features_for`) and labels.
 
     The store fingerprint is the sha256 of its ``manifest.json`` (which lists the content hash
     of every loaded batch).
     """
     from features.build import build_labels, build_offline
+    from features.categorical import fit_code_maps
     from features.registry import feature_specs
     from features.store import Store
 
@@ -431,9 +477,13 @@ def load_inputs(store_dir: Path, progress: Progress | None = None) -> TrainingIn
     fp = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else ""
     if progress:
         progress("build features")
-    features = build_offline(tables, attributes)
+    # Code maps from every stored declaration (labels are not read; deterministic).
+    categories = fit_code_maps(tables["declarations"], attributes)
+    features = build_offline(tables, attributes, categories=categories) if build else pd.DataFrame()
     labels = build_labels(tables)
-    return TrainingInputs(tables, attributes, features, labels, feature_specs(attributes), fp)
+    return TrainingInputs(
+        tables, attributes, features, labels, feature_specs(attributes), fp, categories
+    )
 
 
 def load_ground_truth(path: Path) -> pd.DataFrame:

@@ -123,8 +123,17 @@ def fit_booster(
 ) -> lgb.Booster:
     """Train with early stopping on validation log loss; return the booster cut at its best
     iteration (so every later ``predict`` uses exactly those trees)."""
+    from features.registry import categorical_feature_names
+
+    # Native categoricals (code maps, contract vocabularies): LightGBM splits on sets of codes.
+    cats = set(categorical_feature_names(_attributes_of(feature_names)))
     dtrain = lgb.Dataset(
-        X_train, label=y_train, weight=w_train, feature_name=feature_names, free_raw_data=True
+        X_train,
+        label=y_train,
+        weight=w_train,
+        feature_name=feature_names,
+        categorical_feature=[n for n in feature_names if n in cats] or "auto",
+        free_raw_data=True,
     )
     dvalid = lgb.Dataset(X_valid, label=y_valid, reference=dtrain)
     booster = lgb.train(
@@ -137,6 +146,15 @@ def fit_booster(
     )
     best = booster.best_iteration or booster.current_iteration()
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def _attributes_of(feature_names: list[str]) -> dict[str, str]:
+    """Categorical extra attributes named by the ``attr_<name>_cat_now`` features."""
+    return {
+        n[len("attr_") : -len("_cat_now")]: "categorical"
+        for n in feature_names
+        if n.startswith("attr_") and n.endswith("_cat_now")
+    }
 
 
 def model_size(booster: lgb.Booster) -> dict[str, int]:

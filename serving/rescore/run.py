@@ -150,7 +150,12 @@ def _stage_features(
         from features.build import build_offline
 
         assert tables is not None
-        features = build_offline(_truncate(tables, end), attributes)
+        features = build_offline(
+            _truncate(tables, end),
+            attributes,
+            entities=bundle.entities,
+            categories=bundle.categories,
+        )
     missing = [c for c in ID_COLUMNS + bundle.feature_names if c not in features.columns]
     if missing:
         raise ValueError(f"the feature frame lacks columns the model needs: {missing[:10]}")

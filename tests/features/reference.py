@@ -22,7 +22,6 @@ from features.contract import (
 )
 from features.registry import (
     CALENDAR_TZ,
-    ENTITIES,
     MIN_UNIT_VALUE_COUNT,
     PRIOR_STRENGTH,
     entity_aggregations,
@@ -33,20 +32,49 @@ DAY = 86_400 * 10**9
 # Declared below two thirds of the HS6 median unit value.
 LOW_UV_LOG_RATIO = math.log(2 / 3)
 WIN = {"30d": 30 * DAY, "90d": 90 * DAY, "365d": 365 * DAY, "all": None}
-FIELDS = {
-    "ent": ["enterprise_id"],
-    "dcl": ["declarant_id"],
-    "osp": ["overseas_party_id"],
-    "hs2": ["hs2"],
-    "hs4": ["hs4"],
-    "hs6": ["hs6"],
-    "org": ["origin_country"],
-    "port": ["port_code"],
-    "ent_x_hs4": ["enterprise_id", "hs4"],
-    "hs4_x_org": ["hs4", "origin_country"],
-    "ent_x_org": ["enterprise_id", "origin_country"],
-    "osp_x_hs4": ["overseas_party_id", "hs4"],
+# Key column -> declaration field; a cross "a_x_b" keys on the fields of a and b and is smoothed
+# towards the mean of their rates; an HS level towards the next coarser one.
+FIELD_OF = {
+    "ent": "enterprise_id",
+    "dcl": "declarant_id",
+    "osp": "overseas_party_id",
+    "hs2": "hs2",
+    "hs4": "hs4",
+    "hs6": "hs6",
+    "hsc": "hs_code",
+    "org": "origin_country",
+    "port": "port_code",
+    "trn": "transport_mode",
+    "trd": "trade_mode",
 }
+HS_PARENT = {"hs4": "hs2", "hs6": "hs4", "hsc": "hs6"}
+# Native categoricals: key column -> feature name; values with at least CAT_MIN declarations get
+# codes by descending count (ties by value).
+CATEGORICAL = {"hs2": "decl_hs2_cat_now", "hs4": "decl_hs4_cat_now", "org": "decl_org_cat_now"}
+CATEGORICAL["port"] = "decl_port_cat_now"
+CAT_MIN = 30
+
+
+def _parts(ent: str) -> list[str]:
+    return ent.split("_x_")
+
+
+def _code_maps(decls: list[dict[str, Any]], attributes: dict[str, str]) -> dict[str, list[str]]:
+    cols = dict(CATEGORICAL)
+    for name, kind in attributes.items():
+        if kind == "categorical":
+            cols[f"attr_{name}"] = f"attr_{name}_cat_now"
+    maps = {}
+    for key, feat in cols.items():
+        field = FIELD_OF.get(key, key.removeprefix("attr_"))
+        counts: dict[str, int] = {}
+        for d in decls:
+            v = d.get(field)
+            if v is not None and v != "":
+                counts[str(v)] = counts.get(str(v), 0) + 1
+        frequent = [(-c, v) for v, c in counts.items() if c >= CAT_MIN]
+        maps[feat] = [v for _, v in sorted(frequent)][:1000]
+    return maps
 
 
 def _ns(ts: Any) -> int:
@@ -76,7 +104,10 @@ def _month_start(t: int) -> int:
 
 
 def reference_features(
-    tables: dict[str, pd.DataFrame], attributes: dict[str, str] | None = None
+    tables: dict[str, pd.DataFrame],
+    attributes: dict[str, str] | None = None,
+    entities: list[str] | None = None,
+    categories: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """Every feature of every declaration by brute force."""
     attributes = attributes or {}
@@ -130,13 +161,23 @@ def reference_features(
     enterprises = {e["enterprise_id"]: e for e in _records(tables.get("enterprises"))}
     signals = _records(tables.get("risk_signals"))
 
-    aggs = entity_aggregations(attributes)
-    fields = dict(FIELDS)
-    parents = {name: ENTITIES[name].parents for name in FIELDS}
+    aggs = entity_aggregations(attributes, entities)
+    field_of = dict(FIELD_OF)
     for name, kind in attributes.items():
         if kind == "categorical":
-            fields[f"attr_{name}"] = [name]
-            parents[f"attr_{name}"] = ()
+            field_of[f"attr_{name}"] = name
+    fields = {ent: [field_of[p] for p in _parts(ent)] for ent in aggs}
+    parents: dict[str, tuple[str, ...]] = {}
+    for ent in aggs:
+        if len(_parts(ent)) > 1:
+            parents[ent] = tuple(_parts(ent))
+        else:
+            parents[ent] = (HS_PARENT[ent],) if ent in HS_PARENT else ()
+
+    def depth(ent: str) -> int:
+        return 0 if not parents[ent] else 1 + max(depth(q) for q in parents[ent])
+
+    maps = categories if categories is not None else _code_maps(decls, attributes)
 
     def key(d: dict[str, Any], ent: str) -> tuple | None:
         vals = tuple(d.get(f) for f in fields[ent])
@@ -149,6 +190,16 @@ def reference_features(
     for d in decls:
         t = d["t"]
         f: dict[str, float] = {}
+        for feat, values in maps.items():
+            cat_key = next((k for k, v in CATEGORICAL.items() if v == feat), None)
+            field = (
+                FIELD_OF[cat_key]
+                if cat_key
+                else feat.removeprefix("attr_").removesuffix("_cat_now")
+            )
+            v = d.get(field)
+            code = values.index(str(v)) if v is not None and str(v) in values else None
+            f[feat] = math.nan if code is None else float(code)
         f["decl_direction_code_now"] = float(DIRECTIONS.index(d["direction"]))
         f["decl_trade_mode_code_now"] = float(TRADE_MODES.index(d["trade_mode"]))
         tm = d.get("transport_mode")
@@ -193,9 +244,7 @@ def reference_features(
         for w in ("365d", "all"):
             known = [r for r in results if in_window(r["t"], t, w)]
             rate[("global", w)] = (sum(r["nc"] for r in known) / len(known)) if known else math.nan
-        order = ["ent", "dcl", "osp", "hs2", "hs4", "hs6", "org", "port"]
-        order += [e for e in aggs if e not in order]
-        for ent in order:
+        for ent in sorted(aggs, key=depth):
             k = key(d, ent)
             earlier = [e for e in decls if k is not None and key(e, ent) == k and e["t"] < t]
             mine_d = [e["t"] for e in earlier]
@@ -299,7 +348,7 @@ def reference_features(
                 v = d.get(name)
                 f[f"attr_{name}_value_now"] = float(v) if v is not None else math.nan
         row = {"declaration_id": d["declaration_id"]}
-        for s in feature_specs(attributes):
+        for s in feature_specs(attributes, entities):
             if s.name.startswith("sig_"):
                 row[s.name] = float(sig.get(s.name, 0))
             else:

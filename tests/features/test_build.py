@@ -13,6 +13,7 @@ from reference import compare, reference_features
 
 import features.build as build
 from features.build import build_labels, build_offline
+from features.categorical import fit_code_maps
 from features.registry import ENTITIES, feature_names, feature_specs, markdown_table
 
 ATTRS = {"office_group": "categorical", "tax_rate": "numeric"}
@@ -27,14 +28,61 @@ def test_fast_equals_reference(seed: int) -> None:
     assert compare(fast, ref) == []
 
 
+# Declared crosses of every kind: pairs with the full code, a mode, an attribute, and a triple.
+CROSSES = [
+    "ent",
+    "hs6_x_org",
+    "hsc_x_trn",
+    "port_x_trd",
+    "dcl_x_attr_office_group",
+    "hs4_x_org_x_trd",
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_declared_crosses_equal_reference(seed: int) -> None:
+    """Any declared cross gets the whole family, point in time, like the reference computes it;
+    code maps given explicitly (a value outside them is missing)."""
+    tables = make_tables(220, seed=seed, days=400, attributes=True)
+    decl = tables["declarations"]
+    maps = {
+        "decl_hs2_cat_now": sorted(decl["hs_code"].astype(str).str[:2].unique())[:3],
+        "decl_hs4_cat_now": sorted(decl["hs_code"].astype(str).str[:4].unique())[1:6],
+        "decl_org_cat_now": sorted(decl["origin_country"].astype(str).unique())[:2],
+        "decl_port_cat_now": [],
+        "attr_office_group_cat_now": sorted(decl["office_group"].dropna().astype(str).unique()),
+    }
+    fast = build_offline(tables, ATTRS, entities=CROSSES, categories=maps)
+    names = feature_names(ATTRS, CROSSES)
+    assert list(fast.columns[3:]) == names
+    # Parents needed by the smoothed rates are built too; the default set's other keys are not.
+    assert "hsc_nc_rate_eb_all" in names and "trd_nc_rate_eb_all" in names
+    assert "dcl_x_attr_office_group_days_since_nc_all" in names
+    assert not any(n.startswith(("osp_", "ent_x_hs4_")) for n in names)
+    ref = reference_features(tables, ATTRS, CROSSES, maps)
+    assert compare(fast, ref) == []
+    assert fast["decl_org_cat_now"].isin([0.0, 1.0]).any()
+    assert fast["decl_org_cat_now"].isna().any()
+
+
+def test_bad_cross_names_are_refused() -> None:
+    for bad, why in (
+        ("org_x_hs6", "write it as 'hs6_x_org'"),
+        ("hs4_x_hs6", "one HS level"),
+        ("hs6_x_colour", "not a key column"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            feature_specs(entities=["ent", bad])
+
+
 def test_planted_timing_bug_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """Results visible at the declaration instant (<= instead of <): the reference must object."""
     tables = make_tables(220, seed=1, days=400)
     ref = reference_features(tables)
     original = build.Prepared.__init__
 
-    def leaky(self, tables, attributes):  # type: ignore[no-untyped-def]
-        original(self, tables, attributes)
+    def leaky(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
         self.rank_insp = self.rank_insp - 1
 
     monkeypatch.setattr(build.Prepared, "__init__", leaky)
@@ -223,5 +271,9 @@ def test_enterprise_behaviour_by_hand() -> None:
     names = feature_names()
     for i in (6, 8, 9):
         row = {k: (None if pd.isna(v) else v) for k, v in tables["declarations"].iloc[i].items()}
-        online = OnlineFeatures(Snapshot.build(tables, row["declared_at"]), names).features(row)
+        online = OnlineFeatures(
+            Snapshot.build(tables, row["declared_at"]),
+            names,
+            categories=fit_code_maps(tables["declarations"]),
+        ).features(row)
         np.testing.assert_allclose([online[c] for c in cols], expected[i - 5], rtol=1e-12)

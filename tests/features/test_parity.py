@@ -12,6 +12,7 @@ import pytest
 from pit_synth import make_tables
 
 from features.build import build_offline
+from features.categorical import fit_code_maps
 from features.online import OnlineFeatures
 from features.registry import feature_names, feature_specs
 from features.snapshot import Snapshot
@@ -74,7 +75,9 @@ def test_online_equals_offline(tables, offline, tmp_path: Path) -> None:
             if n % 2
             else row["declared_at"].to_pydatetime()
         )
-        vec = OnlineFeatures(snap, names).vector(row)
+        vec = OnlineFeatures(
+            snap, names, categories=fit_code_maps(tables["declarations"], ATTRS)
+        ).vector(row)
         assert vec.dtype == np.float64 and vec.shape == (len(names),)
         assert_same(vec, offline.loc[int(i), names].to_numpy(dtype=np.float64), names)
 
@@ -92,7 +95,9 @@ def test_an_older_feature_list_still_assembles(tables, offline) -> None:
     i = len(offline) - 1
     row = _row(tables["declarations"], i)
     snap = Snapshot.build(tables, row["declared_at"], ATTRS)
-    vec = OnlineFeatures(snap, older).vector(row)
+    vec = OnlineFeatures(
+        snap, older, categories=fit_code_maps(tables["declarations"], ATTRS)
+    ).vector(row)
     assert vec.shape == (len(older),)
     assert_same(vec, offline.loc[i, older].to_numpy(dtype=np.float64), older)
 
@@ -128,9 +133,11 @@ def test_incremental_equals_rebuilt(tables, offline, tmp_path: Path) -> None:
     rebuilt = Snapshot.build(tables, t1, ATTRS)
     inc.save(tmp_path / "inc")
     reloaded = Snapshot.load(tmp_path / "inc")
-    on_inc = OnlineFeatures(inc, names)
-    on_reb = OnlineFeatures(rebuilt, names)
-    on_rel = OnlineFeatures(reloaded, names)
+    on_inc = OnlineFeatures(inc, names, categories=fit_code_maps(tables["declarations"], ATTRS))
+    on_reb = OnlineFeatures(rebuilt, names, categories=fit_code_maps(tables["declarations"], ATTRS))
+    on_rel = OnlineFeatures(
+        reloaded, names, categories=fit_code_maps(tables["declarations"], ATTRS)
+    )
     # Queries at t1 (exactly what both snapshots hold) and a little later.
     later = np.flatnonzero((d["declared_at"] >= t1).to_numpy())[:25]
     for i in later:
@@ -154,7 +161,7 @@ def test_a_result_recorded_now_moves_the_next_score(tables) -> None:
     d = tables["declarations"]
     t = d["declared_at"].max() + pd.Timedelta(days=1)
     snap = Snapshot.build(tables, t, ATTRS)
-    online = OnlineFeatures(snap, names)
+    online = OnlineFeatures(snap, names, categories=fit_code_maps(tables["declarations"], ATTRS))
     uninspected = d[~d["declaration_id"].isin(tables["inspections"]["declaration_id"])]
     target = _row(uninspected, len(uninspected) - 1)
     query = dict(target, declaration_id="NEW", declared_at=t + pd.Timedelta(hours=2))
@@ -191,7 +198,7 @@ def test_a_declaration_recorded_now_moves_the_behaviour(tables) -> None:
     d = tables["declarations"]
     t = d["declared_at"].max() + pd.Timedelta(days=1)
     snap = Snapshot.build(tables, t, ATTRS)
-    online = OnlineFeatures(snap, names)
+    online = OnlineFeatures(snap, names, categories=fit_code_maps(tables["declarations"], ATTRS))
     ent = d["enterprise_id"].value_counts().index[0]
     mine = d[d["enterprise_id"] == ent]
     base = _row(mine, len(mine) - 1)
@@ -205,7 +212,11 @@ def test_a_declaration_recorded_now_moves_the_behaviour(tables) -> None:
     with pytest.raises(ValueError):
         snap.add_declaration(too_old)
     assert_same(
-        OnlineFeatures(snap, names).vector(query), online.vector(query), names
+        OnlineFeatures(snap, names, categories=fit_code_maps(tables["declarations"], ATTRS)).vector(
+            query
+        ),
+        online.vector(query),
+        names,
     )  # nothing moved
 
     new = dict(base, declaration_id="NEW", declared_at=t + pd.Timedelta(hours=1))
@@ -252,8 +263,12 @@ def test_unknown_entities_get_novelty_not_errors(tables) -> None:
         "office_group": "zzz",
     }
     with pytest.raises(ValueError):  # far outside the grace period? no: later is fine
-        OnlineFeatures(snap, names).vector(dict(row, declared_at="2000-01-01T00:00:00Z"))
-    f = OnlineFeatures(snap, names).features(row)
+        OnlineFeatures(snap, names, categories=fit_code_maps(tables["declarations"], ATTRS)).vector(
+            dict(row, declared_at="2000-01-01T00:00:00Z")
+        )
+    f = OnlineFeatures(
+        snap, names, categories=fit_code_maps(tables["declarations"], ATTRS)
+    ).features(row)
     assert (
         f["ent_is_new_all"] == 1
         and f["ent_x_hs4_is_new_all"] == 1
@@ -263,3 +278,66 @@ def test_unknown_entities_get_novelty_not_errors(tables) -> None:
     assert np.isnan(f["dcl_decl_cnt_all"])  # no declarant given: unknown, not zero
     assert f["ent_credit_tier_at"] == 2.0
     assert 0 <= f["ent_nc_rate_eb_all"] <= 1
+
+
+CROSSES = [
+    "ent",
+    "hs6_x_org",
+    "hsc_x_trn",
+    "port_x_trd",
+    "dcl_x_attr_office_group",
+    "hs4_x_org_x_trd",
+]
+
+
+def test_declared_crosses_online_equal_offline(tables, tmp_path: Path) -> None:
+    """A chosen entity set: the snapshot keeps only those keys (and their smoothing parents), and
+    the online row equals the offline one, through a save/load round trip."""
+    maps = fit_code_maps(tables["declarations"], ATTRS)
+    offline = build_offline(tables, ATTRS, entities=CROSSES, categories=maps)
+    names = feature_names(ATTRS, CROSSES)
+    decl = tables["declarations"]
+    for n, i in enumerate(np.random.default_rng(3).choice(len(decl), 6, replace=False)):
+        row = _row(decl, int(i))
+        snap = Snapshot.build(tables, row["declared_at"], ATTRS, entities=CROSSES)
+        if n == 0:
+            kept = set(snap.entities) - {"global"}
+            assert kept == {
+                "ent",
+                "hs6",
+                "hs4",
+                "hs2",
+                "org",
+                "hsc",
+                "trn",
+                "port",
+                "trd",
+                "dcl",
+            } | {
+                "attr_office_group",
+                *CROSSES[1:],
+            }
+            snap.save(tmp_path / "s")
+            snap = Snapshot.load(tmp_path / "s")
+        vec = OnlineFeatures(snap, names, categories=maps).vector(row)
+        assert_same(vec, offline.loc[int(i), names].to_numpy(dtype=np.float64), names)
+
+
+def test_a_subset_of_features_computes_only_what_it_needs(tables) -> None:
+    """A model carrying a few features of a wide snapshot gets them value for value."""
+    maps = fit_code_maps(tables["declarations"], ATTRS)
+    offline = build_offline(tables, ATTRS, categories=maps)
+    few = ["hs6_x_org_nc_rate_eb_all", "decl_hs4_cat_now", "ent_sig_per_decl_365d"]
+    few = [n for n in few if n in offline.columns] + ["hs4_x_org_nc_rate_eb_365d"]
+    i = len(offline) - 1
+    row = _row(tables["declarations"], i)
+    snap = Snapshot.build(tables, row["declared_at"], ATTRS)
+    online = OnlineFeatures(snap, few, categories=maps)
+    # ent for the ratio, hs4_x_org and the parents of its smoothed rate, nothing else.
+    assert set(online._order) == {"ent", "hs2", "org", "hs4", "hs4_x_org"}
+    assert (
+        online._order.index("hs2") < online._order.index("hs4") < online._order.index("hs4_x_org")
+    )
+    assert_same(online.vector(row), offline.loc[i, few].to_numpy(dtype=np.float64), few)
+    with pytest.raises(ValueError, match="code maps"):
+        OnlineFeatures(snap, few)

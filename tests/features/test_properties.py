@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reference import compare, reference_features
 
 from features.build import build_offline
+from features.categorical import fit_code_maps
 from features.online import OnlineFeatures
 from features.registry import feature_names
 from features.snapshot import Snapshot
@@ -139,7 +140,11 @@ def test_online_equals_offline(tables: dict[str, pd.DataFrame], pick: int) -> No
     decl = tables["declarations"]
     i = pick % len(decl)
     row = {k: (None if pd.isna(v) else v) for k, v in decl.iloc[i].to_dict().items()}
-    vec = OnlineFeatures(Snapshot.build(tables, row["declared_at"]), names).vector(row)
+    vec = OnlineFeatures(
+        Snapshot.build(tables, row["declared_at"]),
+        names,
+        categories=fit_code_maps(tables["declarations"]),
+    ).vector(row)
     want = off.loc[i, names].to_numpy(dtype=np.float64)
     same = np.isclose(vec, want, rtol=1e-9, atol=1e-12) | (np.isnan(vec) & np.isnan(want))
     assert same.all(), [
