@@ -489,7 +489,7 @@ def train_cmd(
     cfg = load_config(config)
     store_dir = store or settings.store_dir
     truth = load_ground_truth(ground_truth) if ground_truth else None
-    bar, advance, finish = _step_bar(11 + len(cfg.selection.candidates))
+    bar, advance, finish = _step_bar(24 + len(cfg.selection.candidates))
     with bar:
         inputs = load_inputs(store_dir, advance)
         result = run_training(
@@ -506,6 +506,7 @@ def train_cmd(
             ground_truth=truth,
             progress=advance,
             categories=inputs.categories,
+            tables=inputs.tables,
         )
         advance("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)
@@ -531,6 +532,12 @@ def train_cmd(
         f"calibration a={result.fitted.calibration.a:.4f} b={result.fitted.calibration.b:.4f}"
     )
     typer.echo(f"test period {result.split['test_start']} .. {result.split['test_end']}")
+    chosen = result.bundle.metrics.get("feature_selection", {}).get("entities")
+    if chosen:
+        typer.echo(f"history keys chosen on validation ({len(chosen)}): {', '.join(chosen)}")
+    plain = result.bundle.metrics.get("plain_baseline", {}).get("statement")
+    if plain:
+        typer.echo(plain)
     typer.echo(ranking_table(results))
     typer.echo(budget_table(results, "random_sample"))
     typer.echo(budget_table(results, "all_inspected"))

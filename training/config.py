@@ -95,6 +95,41 @@ class SeverityWeightConfig(_Strict):
     major: float = Field(default=1.0, gt=0)
 
 
+class FeatureSelectionConfig(_Strict):
+    """Which history keys the model carries, chosen on the validation period (``training.select``).
+
+    Every key column, every pair and the listed ``triples`` are screened; the ranking by gain is
+    cut at the prefix with the best validation log loss, within ``max_entities`` (parents
+    needed for smoothing included: online latency grows with the number of keys).
+    """
+
+    select: bool = True
+    max_entities: int = Field(default=12, ge=1)
+    triples: tuple[tuple[str, ...], ...] = ()
+    # Prefix lengths of the gain ranking tried on validation (cut at max_entities).
+    prefixes: tuple[int, ...] = (4, 6, 8, 10, 12)
+    # A longer prefix must lower validation log loss by more than this share to be preferred.
+    min_gain: float = Field(default=0.001, ge=0)
+    # Candidate keys built per screening pass (bounds the memory of the screening frame).
+    chunk: int = Field(default=16, ge=1)
+
+
+class CapacityConfig(_Strict):
+    """The validation grid over model capacity (``training.train.capacity_grid``).
+
+    ``min_leaf_shares`` scale ``min_data_in_leaf`` to the labelled train rows; the number of
+    trees comes from early stopping, capped so that trees x leaves x depth^2 (the exact TreeSHAP
+    cost per row) stays within ``shap_cost_budget``.
+    """
+
+    grid: bool = True
+    leaves: tuple[int, ...] = (15, 31, 63)
+    min_leaf_shares: tuple[float, ...] = (0.0005, 0.002)
+    min_leaf_floor: int = Field(default=20, ge=1)
+    feature_fractions: tuple[float, ...] = (0.5, 0.8)
+    shap_cost_budget: int = Field(default=300 * 31 * 64, ge=1000)
+
+
 class PolicyConfig(_Strict):
     """Inspection budget and random monitoring share (fractions of all declarations)."""
 
@@ -133,6 +168,8 @@ class TrainConfig(_Strict):
     lightgbm: LightGBMConfig = LightGBMConfig()
     selection: SelectionConfig = SelectionConfig()
     severity_weights: SeverityWeightConfig = SeverityWeightConfig()
+    features: FeatureSelectionConfig = FeatureSelectionConfig()
+    capacity: CapacityConfig = CapacityConfig()
     policy: PolicyConfig = PolicyConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()

@@ -25,7 +25,16 @@ from policy.tiers import derive_policy
 from training import baselines, plots
 from training.config import TrainConfig
 from training.evaluate import evaluate_scores, evaluation_frame, flatten_metrics
-from training.train import TEST, VALIDATION, FittedModel, TrainingData, prepare, train_model
+from training.train import (
+    TEST,
+    TRAIN,
+    VALIDATION,
+    FittedModel,
+    TrainingData,
+    fit_booster,
+    prepare,
+    train_model,
+)
 
 Progress = Callable[[str], None]
 
@@ -133,6 +142,7 @@ def run_training(
     progress: Progress | None = None,
     entities: list[str] | None = None,
     categories: dict[str, list[str]] | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
 ) -> TrainingResult:
     """Train, evaluate and write a bundle.
 
@@ -165,6 +175,9 @@ def run_training(
     categories
         The code maps ``features`` was built with; None: fitted on ``declarations`` as
         ``build_offline`` does by default (``features.categorical.fit_code_maps``).
+    tables
+        The contract tables: with them (and ``features.select``) the history keys are chosen
+        on validation (``training.select``) and the features rebuilt for the chosen set.
 
     Returns
     -------
@@ -197,6 +210,24 @@ def run_training(
         features, labels, names, config.split.test_months, config.split.validation_months
     )
     timings["split"] = time.perf_counter() - t0
+    selection: dict[str, Any] = {}
+    if config.features.select and tables is not None:
+        from features.build import build_offline
+        from features.registry import feature_specs as registry_specs
+        from training.select import select_entities
+
+        t0 = time.perf_counter()
+        chosen = select_entities(data, tables, attributes, categories, config, progress)
+        entities = chosen.entities
+        selection = chosen.as_dict()
+        step("build the chosen features")
+        features = build_offline(tables, attributes, entities=entities, categories=categories)
+        specs = [_jsonable(s) for s in registry_specs(attributes, entities)]
+        names = [s["name"] for s in specs]
+        data = prepare(
+            features, labels, names, config.split.test_months, config.split.validation_months
+        )
+        timings["select"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     fitted = train_model(data, config, progress)
     timings["train"] = time.perf_counter() - t0
@@ -242,6 +273,13 @@ def run_training(
     base["logistic_regression"] = evaluate_scores(
         baselines.logistic_scores(lr, X_test), test_frame, probabilities=True, **kw
     )
+    plain_names = baselines.plain_feature_names(names)
+    plain_verdict: dict[str, Any] = {}
+    if plain_names:
+        p_plain = _plain_lightgbm(data, plain_names, config, test_rows)
+        base["plain_lightgbm"] = evaluate_scores(p_plain, test_frame, probabilities=True, **kw)
+        plain_verdict = baselines.compare_to_plain(metrics, base["plain_lightgbm"])
+        plain_verdict["features"] = plain_names
     timings["baselines"] = time.perf_counter() - t0
 
     step("policy")
@@ -282,6 +320,12 @@ def run_training(
         "model_size": fitted.size,
         "correction": fitted.correction,
         "counts": counts,
+        "plain_baseline": plain_verdict,
+        "feature_selection": {
+            "entities": selection.get("entities", entities),
+            "keys": selection.get("keys", []),
+        },
+        "capacity": {"chosen": fitted.capacity, "grid": fitted.grid},
     }
     bundle = ModelBundle(
         booster=fitted.booster,
@@ -345,6 +389,9 @@ def run_training(
         "policy": policy,
         "test": metrics,
         "baselines": base,
+        "plain_baseline": plain_verdict,
+        "feature_selection": selection,
+        "capacity": {"chosen": fitted.capacity, "grid": fitted.grid},
         "fingerprint": fingerprint,
     }
     (report_dir / "metrics.json").write_text(
@@ -366,6 +413,31 @@ def run_training(
         counts=counts,
         example=pd.DataFrame(X_test[:3], columns=names),
     )
+
+
+def _plain_lightgbm(
+    data: TrainingData, plain_names: list[str], config: TrainConfig, rows: np.ndarray
+) -> np.ndarray:
+    """Fit the plain baseline (raw declaration columns, native categoricals, no history, no
+    weights) like the model, and return its probabilities on ``rows``."""
+
+    def matrix(mask: np.ndarray) -> np.ndarray:
+        return data.frame.loc[mask, plain_names].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    tr, va = data.rows(TRAIN), data.rows(VALIDATION)
+    y = data.labels["y"].to_numpy()
+    booster = fit_booster(
+        matrix(tr),
+        y[tr],
+        None,
+        matrix(va),
+        y[va],
+        plain_names,
+        config.lightgbm.params(config.seed),
+        config.lightgbm.num_boost_round,
+        config.lightgbm.early_stopping_rounds,
+    )
+    return np.asarray(booster.predict(matrix(rows)), dtype=np.float64)
 
 
 def evaluate_bundle(

@@ -123,10 +123,8 @@ def fit_booster(
 ) -> lgb.Booster:
     """Train with early stopping on validation log loss; return the booster cut at its best
     iteration (so every later ``predict`` uses exactly those trees)."""
-    from features.registry import categorical_feature_names
-
     # Native categoricals (code maps, contract vocabularies): LightGBM splits on sets of codes.
-    cats = set(categorical_feature_names(_attributes_of(feature_names)))
+    cats = categorical_names(feature_names)
     dtrain = lgb.Dataset(
         X_train,
         label=y_train,
@@ -148,13 +146,98 @@ def fit_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
-def _attributes_of(feature_names: list[str]) -> dict[str, str]:
-    """Categorical extra attributes named by the ``attr_<name>_cat_now`` features."""
-    return {
+def categorical_names(feature_names: list[str]) -> set[str]:
+    """The features among ``feature_names`` that LightGBM treats as categorical."""
+    from features.registry import categorical_feature_names
+
+    attributes = {
         n[len("attr_") : -len("_cat_now")]: "categorical"
         for n in feature_names
         if n.startswith("attr_") and n.endswith("_cat_now")
     }
+    return set(categorical_feature_names(attributes)) & set(feature_names)
+
+
+def shap_cost(trees: int, leaves: int, depth: int) -> int:
+    """Exact TreeSHAP cost per row, up to a constant: trees x leaves x depth^2."""
+    return trees * leaves * depth * depth
+
+
+def capacity_grid(config: TrainConfig, n_labelled: int) -> list[dict[str, Any]]:
+    """Parameter overrides of the validation grid, scaled to the labelled train rows.
+
+    ``min_data_in_leaf`` is a share of the labelled rows (at least the floor); the tree count is
+    capped so that the TreeSHAP cost (trees x leaves x depth^2) stays within the budget.
+    """
+    cc = config.capacity
+    depth = config.lightgbm.max_depth if config.lightgbm.max_depth > 0 else 8
+    out = []
+    for leaves in cc.leaves:
+        rounds = min(config.lightgbm.num_boost_round, cc.shap_cost_budget // (leaves * depth**2))
+        if rounds < 10:
+            continue
+        for share in cc.min_leaf_shares:
+            mdl = max(cc.min_leaf_floor, round(share * n_labelled))
+            for ff in cc.feature_fractions:
+                out.append(
+                    {
+                        "num_leaves": leaves,
+                        "min_data_in_leaf": mdl,
+                        "feature_fraction": ff,
+                        "num_boost_round": rounds,
+                    }
+                )
+    return out
+
+
+def choose_capacity(
+    data: TrainingData, config: TrainConfig, progress: Progress | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit every grid point on train (severity weights, no correction) and keep the lowest
+    validation log loss. Returns the chosen overrides and one row per grid point."""
+    tr, va = data.rows(TRAIN), data.rows(VALIDATION)
+    y = data.labels["y"].to_numpy()
+    X_tr, X_va = data.matrix(tr), data.matrix(va)
+    w_tr = severity_weights(data, tr, config)
+    rows = []
+    for i, point in enumerate(capacity_grid(config, int(tr.sum()))):
+        if progress:
+            progress(f"capacity {i + 1}")
+        params = config.lightgbm.params(config.seed) | {
+            k: v for k, v in point.items() if k != "num_boost_round"
+        }
+        booster = fit_booster(
+            X_tr,
+            y[tr],
+            w_tr,
+            X_va,
+            y[va],
+            data.feature_names,
+            params,
+            int(point["num_boost_round"]),
+            config.lightgbm.early_stopping_rounds,
+        )
+        raw = np.asarray(booster.predict(X_va, raw_score=True), dtype=np.float64)
+        p = 1.0 / (1.0 + np.exp(-raw))
+        eps = 1e-12
+        logloss = float(-np.mean(y[va] * np.log(p + eps) + (1 - y[va]) * np.log(1 - p + eps)))
+        size = model_size(booster)
+        rows.append(
+            {
+                **point,
+                "trees": size["trees"],
+                "depth_max": size["depth_max"],
+                "shap_cost": shap_cost(size["trees"], point["num_leaves"], size["depth_max"]),
+                "validation_logloss": logloss,
+                "validation_auc": ranking_metrics(p, y[va], probabilities=True)["auc"],
+            }
+        )
+    best = min(rows, key=lambda r: r["validation_logloss"])
+    for r in rows:
+        r["kept"] = r is best
+    return {k: best[k] for k in ("num_leaves", "min_data_in_leaf", "feature_fraction")} | {
+        "num_boost_round": best["num_boost_round"]
+    }, rows
 
 
 def model_size(booster: lgb.Booster) -> dict[str, int]:
@@ -253,6 +336,9 @@ class FittedModel:
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
     # correction -> (booster, calibration), kept so every candidate can be evaluated on test
     alternatives: dict[str, tuple[lgb.Booster, Calibration]] = field(default_factory=dict)
+    # capacity chosen on validation (overrides of lightgbm.*) and the grid's rows
+    capacity: dict[str, Any] = field(default_factory=dict)
+    grid: list[dict[str, Any]] = field(default_factory=list)
 
     def probability(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability."""
@@ -282,10 +368,17 @@ def train_model(
     rnd = data.labels["random"].to_numpy()
     if y[tr].sum() == 0 or y[va].sum() == 0:
         raise ValueError("train and validation periods both need nonconforming inspections")
+    capacity: dict[str, Any] = {}
+    grid: list[dict[str, Any]] = []
+    if config.capacity.grid:
+        capacity, grid = choose_capacity(data, config, progress)
     X_tr, X_va = data.matrix(tr), data.matrix(va)
     y_tr, y_va = y[tr], y[va]
     rnd_va = rnd[va]
-    params = config.lightgbm.params(config.seed)
+    params = config.lightgbm.params(config.seed) | {
+        k: v for k, v in capacity.items() if k != "num_boost_round"
+    }
+    rounds = int(capacity.get("num_boost_round", config.lightgbm.num_boost_round))
     candidates: dict[str, dict[str, float]] = {}
     alternatives: dict[str, tuple[lgb.Booster, Calibration]] = {}
     names = list(config.selection.candidates)
@@ -306,7 +399,7 @@ def train_model(
             y_va,
             data.feature_names,
             params,
-            config.lightgbm.num_boost_round,
+            rounds,
             config.lightgbm.early_stopping_rounds,
         )
         margin = np.asarray(booster.predict(X_va, raw_score=True), dtype=np.float64)
@@ -337,6 +430,8 @@ def train_model(
         size=model_size(booster),
         candidates=candidates,
         alternatives=alternatives,
+        capacity=capacity,
+        grid=grid,
     )
 
 

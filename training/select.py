@@ -1,0 +1,232 @@
+"""Which history keys the model carries, chosen by the data on the validation period.
+
+Risk lives at whatever grain an office's trade has it, so the keys are not hand-picked:
+
+1. **Candidates**: every key column of ``features.registry.KEY_COLUMNS`` (and each categorical
+   attribute of the mapping), every pair of them (one HS level at most) and the configured
+   triples, besides today's default set.
+2. **Screening**: the candidates' strongest features (``screening=True``: recent declarations,
+   results known, smoothed rates, days since the last nonconformity) are built point in time in
+   chunks (bounded memory), for the labelled train and validation rows only. One LightGBM fitted
+   on the train rows with every candidate (early stopping on validation) ranks the keys by the
+   total gain of their features.
+3. **Forward selection on validation**: nested prefixes of that ranking (smoothing parents
+   added, at most ``features.max_entities`` keys) are each fitted on train and scored by the
+   validation log loss; the shortest prefix within ``min_gain`` of the best is kept.
+
+The result lists every key with its gain share, rank and why it was kept or dropped; training
+writes it to the report, and the bundle carries the kept keys so serving builds exactly those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.registry import (
+    candidate_entities,
+    default_entities,
+    feature_specs,
+    resolve_entities,
+)
+from training.config import TrainConfig
+from training.train import TRAIN, VALIDATION, TrainingData, categorical_names
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class EntitySelection:
+    """The chosen history keys and how they were chosen."""
+
+    entities: list[str]
+    table: list[dict[str, Any]] = field(default_factory=list)  # one row per candidate key
+    prefixes: list[dict[str, Any]] = field(default_factory=list)  # validation log loss per k
+    baseline_logloss: float = float("nan")  # the default set, same screening model
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "entities": self.entities,
+            "keys": self.table,
+            "prefixes": self.prefixes,
+            "default_set_logloss": self.baseline_logloss,
+        }
+
+
+def _entity_of(
+    attributes: dict[str, str] | None, entities: list[str], screening: bool
+) -> dict[str, str]:
+    """History feature -> its key (the declaration's own columns, credit and unit-value
+    features belong to no key: every set has them)."""
+    kept = set(resolve_entities(entities, attributes))
+    return {
+        s.name: s.entity
+        for s in feature_specs(attributes, entities, screening)
+        if s.entity in kept and s.window not in ("now", "at", "static", "month")
+    }
+
+
+def _fit_logloss(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_va: np.ndarray,
+    y_va: np.ndarray,
+    names: list[str],
+    config: TrainConfig,
+) -> tuple[lgb.Booster, float]:
+    params = config.lightgbm.params(config.seed) | {"metric": "binary_logloss"}
+    cats = [n for n in names if n in categorical_names(names)]
+    dtrain = lgb.Dataset(X_tr, label=y_tr, feature_name=names, categorical_feature=cats or "auto")
+    dvalid = lgb.Dataset(X_va, label=y_va, reference=dtrain)
+    evals: dict[str, Any] = {}
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=config.lightgbm.num_boost_round,
+        valid_sets=[dvalid],
+        valid_names=["validation"],
+        callbacks=[
+            lgb.early_stopping(config.lightgbm.early_stopping_rounds, verbose=False),
+            lgb.record_evaluation(evals),
+        ],
+    )
+    return booster, float(min(evals["validation"]["binary_logloss"]))
+
+
+def select_entities(
+    data: TrainingData,
+    tables: dict[str, pd.DataFrame],
+    attributes: dict[str, str] | None,
+    categories: dict[str, list[str]],
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> EntitySelection:
+    """Screen every candidate key and keep a prefix of the gain ranking chosen on validation.
+
+    Parameters
+    ----------
+    data
+        ``training.train.prepare`` output on the default feature set (split, labels, rows).
+    tables, attributes, categories
+        What the candidate features are built from (the same code maps as the model's).
+    config
+        ``features.*`` and ``lightgbm.*`` are used.
+    """
+    from features.build import build_offline
+
+    fc = config.features
+    defaults = list(default_entities(attributes))
+    pool = [
+        e
+        for e in candidate_entities(attributes, tuple(tuple(t) for t in fc.triples))
+        if e not in defaults
+    ]
+    tr, va = data.rows(TRAIN), data.rows(VALIDATION)
+    need = tr | va
+    ids = data.frame.loc[need, "declaration_id"].astype("str").to_numpy()
+    y = data.labels["y"].to_numpy()[need]
+    is_tr = tr[need]
+    # Features of the default set (full family) and the declaration's own columns.
+    default_owner = _entity_of(attributes, defaults, False)
+    always = [n for n in data.feature_names if n not in default_owner]
+    columns: dict[str, np.ndarray] = {
+        n: data.frame.loc[need, n].to_numpy(dtype=np.float64) for n in data.feature_names
+    }
+    owner = dict(default_owner)
+    for start in range(0, len(pool), fc.chunk):
+        chunk = pool[start : start + fc.chunk]
+        if progress:
+            progress(f"screen keys {start + 1}-{start + len(chunk)} of {len(pool)}")
+        frame = build_offline(
+            tables, attributes, entities=chunk, categories=categories, screening=True
+        )
+        pos = pd.Index(frame["declaration_id"].astype("str")).get_indexer(ids)
+        chunk_owner = _entity_of(attributes, chunk, True)
+        for name, ent in chunk_owner.items():
+            if ent in defaults or name in columns:
+                continue
+            columns[name] = frame[name].to_numpy(dtype=np.float64)[pos]
+            owner[name] = ent
+        del frame
+    names = [*always, *[n for n in columns if n in owner]]
+    X = np.column_stack([columns[n] for n in names])
+    if progress:
+        progress("rank keys")
+    screen, _ = _fit_logloss(X[is_tr], y[is_tr], X[~is_tr], y[~is_tr], names, config)
+    gain = screen.feature_importance(importance_type="gain")
+    by_entity: dict[str, float] = {}
+    for n, g in zip(names, gain, strict=True):
+        if n in owner:
+            by_entity[owner[n]] = by_entity.get(owner[n], 0.0) + float(g)
+    total = sum(by_entity.values()) or 1.0
+    ranking = sorted(by_entity, key=lambda e: (-by_entity[e], e))
+
+    def features_of(entities: list[str]) -> list[str]:
+        kept = set(resolve_entities(entities, attributes))
+        return [*always, *[n for n in names if n in owner and owner[n] in kept]]
+
+    def fit(entities: list[str]) -> float:
+        cols = features_of(entities)
+        idx = [names.index(c) for c in cols]
+        Xs = X[:, idx]
+        return _fit_logloss(Xs[is_tr], y[is_tr], Xs[~is_tr], y[~is_tr], cols, config)[1]
+
+    # Nested prefixes of the ranking within the key budget (parents count).
+    prefixes: list[dict[str, Any]] = []
+    chosen_prefix: list[str] = []
+    for k in sorted({min(k, len(ranking)) for k in fc.prefixes}):
+        prefix: list[str] = []
+        for e in ranking:
+            if len(prefix) >= k:
+                break
+            if len(resolve_entities([*prefix, e], attributes)) <= fc.max_entities:
+                prefix.append(e)
+        if prefix == chosen_prefix or (prefixes and prefix == prefixes[-1]["entities"]):
+            continue
+        if progress:
+            progress(f"validate top {len(prefix)} keys")
+        prefixes.append({"k": len(prefix), "entities": prefix, "logloss": fit(prefix)})
+        chosen_prefix = prefix
+    if progress:
+        progress("validate the default keys")
+    default_logloss = fit(defaults)
+    best = min(p["logloss"] for p in prefixes)
+    pick = next(p for p in prefixes if p["logloss"] <= best * (1 + fc.min_gain))
+    chosen = list(resolve_entities(pick["entities"], attributes))
+    table = []
+    for rank, e in enumerate(ranking, 1):
+        kept = e in chosen
+        if e in pick["entities"]:
+            why = f"rank {rank} in the gain ranking, inside the top {pick['k']} kept on validation"
+        elif kept:
+            why = "parent of a kept cross (its smoothed rate is the prior)"
+        else:
+            why = f"rank {rank}: outside the top {pick['k']} kept on validation"
+        table.append(
+            {
+                "entity": e,
+                "rank": rank,
+                "gain_share": by_entity[e] / total,
+                "default_set": e in defaults,
+                "kept": kept,
+                "why": why,
+            }
+        )
+    for e in chosen:
+        if e not in by_entity:
+            table.append(
+                {
+                    "entity": e,
+                    "rank": None,
+                    "gain_share": 0.0,
+                    "default_set": e in defaults,
+                    "kept": True,
+                    "why": "parent of a kept cross (its smoothed rate is the prior)",
+                }
+            )
+    return EntitySelection(chosen, table, prefixes, default_logloss)
