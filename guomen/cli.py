@@ -575,6 +575,8 @@ def promote_cmd(
     )
     if verdict.period:
         typer.echo(f"period {verdict.period['start']} .. {verdict.period['end']}")
+    if verdict.plain_baseline.get("statement"):
+        typer.echo(f"challenger on its test period: {verdict.plain_baseline['statement']}")
     for metric, check in verdict.checks.items():
         typer.echo(
             f"  {metric:<16} challenger {check['challenger']:.4f}  champion {check['champion']:.4f}"

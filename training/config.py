@@ -112,6 +112,9 @@ class FeatureSelectionConfig(_Strict):
     min_gain: float = Field(default=0.001, ge=0)
     # Candidate keys built per screening pass (bounds the memory of the screening frame).
     chunk: int = Field(default=16, ge=1)
+    # Candidates (besides the default set) whose own smoothed rate ranks validation best and
+    # go on to the ranking model.
+    screen_top: int = Field(default=24, ge=1)
 
 
 class CapacityConfig(_Strict):

@@ -207,6 +207,8 @@ class GateVerdict:
     forced: bool = False
     reason: str = ""
     message: str = ""
+    # The challenger against the plain LightGBM baseline on its own test period (from training).
+    plain_baseline: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,6 +288,14 @@ def promote(
         reason=reason,
     )
     gate = config.gate
+    try:
+        challenger_bundle = load_registered_bundle(tracking_uri, model_name, challenger)
+        plain = dict(challenger_bundle.metrics.get("plain_baseline") or {})
+        verdict.plain_baseline = {
+            k: plain[k] for k in ("statement", "basis", "budgets") if k in plain
+        }
+    except Exception as exc:  # the verdict stands without it; say why it is missing
+        verdict.plain_baseline = {"statement": f"plain baseline not read: {type(exc).__name__}"}
     if champion is None:
         verdict.promoted = True
         verdict.message = "first model: becomes champion"
@@ -361,8 +371,13 @@ def _log_verdict(
             metrics[f"challenger.{metric}"] = float(check["challenger"])
             metrics[f"champion.{metric}"] = float(check["champion"])
             metrics[f"passed.{metric}"] = float(bool(check["passed"]))
+        for budget, entry in (verdict.plain_baseline.get("budgets") or {}).items():
+            metrics[f"challenger_vs_plain.{budget}.model"] = float(entry["model"])
+            metrics[f"challenger_vs_plain.{budget}.plain"] = float(entry["plain"])
         _log_metrics(metrics)
         mlflow.set_tags({"verdict": verdict.message, "promoted": str(verdict.promoted)})
+        if verdict.plain_baseline.get("statement"):
+            mlflow.set_tag("plain_baseline", verdict.plain_baseline["statement"])
         mlflow.log_text(json.dumps(verdict.to_dict(), indent=2), "verdict.json")
     tags = {
         "gate.promoted": str(verdict.promoted),

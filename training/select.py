@@ -7,9 +7,11 @@ Risk lives at whatever grain an office's trade has it, so the keys are not hand-
    triples, besides today's default set.
 2. **Screening**: the candidates' strongest features (``screening=True``: recent declarations,
    results known, smoothed rates, days since the last nonconformity) are built point in time in
-   chunks (bounded memory), for the labelled train and validation rows only. One LightGBM fitted
-   on the train rows with every candidate (early stopping on validation) ranks the keys by the
-   total gain of their features.
+   chunks (bounded memory), for the labelled train and validation rows only. A key's smoothed
+   rate is itself a prediction at its grain: the ``features.screen_top`` candidates whose rate
+   ranks the validation rows best (AUC) go on, with the default set, to one LightGBM fitted on
+   the train rows (early stopping on validation), which ranks the keys by the total gain of
+   their features (so a key redundant with a better one ranks low).
 3. **Forward selection on validation**: nested prefixes of that ranking (smoothing parents
    added, at most ``features.max_entities`` keys) are each fitted on train and scored by the
    validation log loss; the shortest prefix within ``min_gain`` of the best is kept.
@@ -71,6 +73,28 @@ def _entity_of(
     }
 
 
+def _screen_params(config: TrainConfig) -> dict[str, Any]:
+    """A cheaper LightGBM for ranking and comparing key sets (hundreds of columns)."""
+    return config.lightgbm.params(config.seed) | {
+        "metric": "binary_logloss",
+        "num_leaves": 15,
+        "learning_rate": 0.1,
+        "feature_fraction": 0.5,
+        "bagging_fraction": 0.7,
+        "max_bin": 63,
+    }
+
+
+def _auc(score: np.ndarray, y: np.ndarray) -> float:
+    """AUC of ``score`` (NaN scored as the mean: an unknown key tells nothing)."""
+    from sklearn.metrics import roc_auc_score
+
+    s = np.where(np.isfinite(score), score, np.nanmean(score) if np.isfinite(score).any() else 0)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, s))
+
+
 def _fit_logloss(
     X_tr: np.ndarray,
     y_tr: np.ndarray,
@@ -79,7 +103,7 @@ def _fit_logloss(
     names: list[str],
     config: TrainConfig,
 ) -> tuple[lgb.Booster, float]:
-    params = config.lightgbm.params(config.seed) | {"metric": "binary_logloss"}
+    params = _screen_params(config)
     cats = [n for n in names if n in categorical_names(names)]
     dtrain = lgb.Dataset(X_tr, label=y_tr, feature_name=names, categorical_feature=cats or "auto")
     dvalid = lgb.Dataset(X_va, label=y_va, reference=dtrain)
@@ -87,7 +111,7 @@ def _fit_logloss(
     booster = lgb.train(
         params,
         dtrain,
-        num_boost_round=config.lightgbm.num_boost_round,
+        num_boost_round=150,
         valid_sets=[dvalid],
         valid_names=["validation"],
         callbacks=[
@@ -153,6 +177,21 @@ def select_entities(
             columns[name] = frame[name].to_numpy(dtype=np.float64)[pos]
             owner[name] = ent
         del frame
+    # Prefilter: a key's own smoothed rate is a prediction at its grain; its validation AUC
+    # (the better window) says whether risk lives there. Only the best go on to the model.
+    va_rows = ~is_tr
+    univariate = {
+        e: max(
+            _auc(columns[f"{e}_nc_rate_eb_{w}"][va_rows], y[va_rows])
+            for w in ("365d", "all")
+            if f"{e}_nc_rate_eb_{w}" in columns
+        )
+        for e in pool
+    }
+    screened = sorted(pool, key=lambda e: -np.nan_to_num(univariate[e], nan=0.0))[: fc.screen_top]
+    kept_pool = set(screened) | set(defaults)
+    for name in [n for n, e in owner.items() if e not in kept_pool]:
+        del owner[name], columns[name]
     names = [*always, *[n for n in columns if n in owner]]
     X = np.column_stack([columns[n] for n in names])
     if progress:
@@ -212,13 +251,30 @@ def select_entities(
                 "entity": e,
                 "rank": rank,
                 "gain_share": by_entity[e] / total,
+                "validation_auc_own_rate": univariate.get(e),
                 "default_set": e in defaults,
                 "kept": kept,
                 "why": why,
             }
         )
+    for e in pool:
+        if e not in kept_pool:
+            table.append(
+                {
+                    "entity": e,
+                    "rank": None,
+                    "gain_share": 0.0,
+                    "validation_auc_own_rate": univariate[e],
+                    "default_set": False,
+                    "kept": e in chosen,
+                    "why": (
+                        f"own smoothed rate's validation AUC {univariate[e]:.3f}: outside the "
+                        f"best {fc.screen_top} candidates screened"
+                    ),
+                }
+            )
     for e in chosen:
-        if e not in by_entity:
+        if e not in by_entity and e in kept_pool:
             table.append(
                 {
                     "entity": e,

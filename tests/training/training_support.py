@@ -13,6 +13,21 @@ SMALL = {
         "num_leaves": 15,
     },
     "evaluation": {"shap_sample": 200},
+    # The key selection and the capacity grid have their own tests (test_select.py); the other
+    # tests train the default keys at the size above.
+    "features": {"select": False},
+    "capacity": {"grid": False},
+}
+# Small but real: selection over every candidate key, a two-point capacity grid.
+SELECTING = {
+    **SMALL,
+    "features": {"select": True, "prefixes": [2, 4, 8], "max_entities": 8, "chunk": 24},
+    "capacity": {
+        "grid": True,
+        "leaves": [7, 15],
+        "min_leaf_shares": [0.002],
+        "feature_fractions": [0.8],
+    },
 }
 
 
