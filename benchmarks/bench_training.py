@@ -68,6 +68,8 @@ def main() -> None:
         models_dir=work / "models",
         model_name="guomen-risk",
         declarations=inputs.tables["declarations"],
+        categories=inputs.categories,
+        tables=inputs.tables,
         credit_ratings=inputs.tables["credit_ratings"],
         attributes=inputs.attributes,
         store_fingerprint=inputs.store_fingerprint,

@@ -107,7 +107,7 @@ class FeatureSelectionConfig(_Strict):
     max_entities: int = Field(default=12, ge=1)
     triples: tuple[tuple[str, ...], ...] = ()
     # Prefix lengths of the gain ranking tried on validation (cut at max_entities).
-    prefixes: tuple[int, ...] = (4, 6, 8, 10, 12)
+    prefixes: tuple[int, ...] = (4, 8, 12)
     # A longer prefix must lower validation log loss by more than this share to be preferred.
     min_gain: float = Field(default=0.001, ge=0)
     # Candidate keys built per screening pass (bounds the memory of the screening frame).
@@ -115,6 +115,8 @@ class FeatureSelectionConfig(_Strict):
     # Candidates (besides the default set) whose own smoothed rate ranks validation best and
     # go on to the ranking model.
     screen_top: int = Field(default=24, ge=1)
+    # Labelled train rows the screening and prefix fits use at most (a seeded sample).
+    max_rows: int = Field(default=60_000, ge=1000)
 
 
 class CapacityConfig(_Strict):

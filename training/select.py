@@ -151,6 +151,12 @@ def select_entities(
         if e not in defaults
     ]
     tr, va = data.rows(TRAIN), data.rows(VALIDATION)
+    if tr.sum() > fc.max_rows:  # a seeded sample of the train rows bounds the screening cost
+        keep = np.random.default_rng(config.seed).choice(
+            np.flatnonzero(tr), fc.max_rows, replace=False
+        )
+        tr = np.zeros_like(tr)
+        tr[keep] = True
     need = tr | va
     ids = data.frame.loc[need, "declaration_id"].astype("str").to_numpy()
     y = data.labels["y"].to_numpy()[need]

@@ -164,13 +164,14 @@ def shap_cost(trees: int, leaves: int, depth: int) -> int:
 
 
 def capacity_grid(config: TrainConfig, n_labelled: int) -> list[dict[str, Any]]:
-    """Parameter overrides of the validation grid, scaled to the labelled train rows.
+    """Every point of the full grid, scaled to the labelled train rows (see
+    :func:`choose_capacity`, which walks it one axis at a time).
 
     ``min_data_in_leaf`` is a share of the labelled rows (at least the floor); the tree count is
     capped so that the TreeSHAP cost (trees x leaves x depth^2) stays within the budget.
     """
     cc = config.capacity
-    depth = config.lightgbm.max_depth if config.lightgbm.max_depth > 0 else 8
+    depth = _depth(config)
     out = []
     for leaves in cc.leaves:
         rounds = min(config.lightgbm.num_boost_round, cc.shap_cost_budget // (leaves * depth**2))
@@ -190,19 +191,35 @@ def capacity_grid(config: TrainConfig, n_labelled: int) -> list[dict[str, Any]]:
     return out
 
 
+def _depth(config: TrainConfig) -> int:
+    return config.lightgbm.max_depth if config.lightgbm.max_depth > 0 else 8
+
+
 def choose_capacity(
     data: TrainingData, config: TrainConfig, progress: Progress | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fit every grid point on train (severity weights, no correction) and keep the lowest
-    validation log loss. Returns the chosen overrides and one row per grid point."""
+    """Walk the grid one axis at a time, each fit on train (severity weights, no correction)
+    with early stopping on validation, keeping the lowest validation log loss: first the leaves
+    (at the first ``min_leaf_shares`` and the last ``feature_fractions``), then the minimum leaf
+    size at the best leaves, then the feature fraction. Returns the chosen overrides and one row
+    per point fitted."""
     tr, va = data.rows(TRAIN), data.rows(VALIDATION)
     y = data.labels["y"].to_numpy()
     X_tr, X_va = data.matrix(tr), data.matrix(va)
     w_tr = severity_weights(data, tr, config)
-    rows = []
-    for i, point in enumerate(capacity_grid(config, int(tr.sum()))):
+    grid = capacity_grid(config, int(tr.sum()))
+    if not grid:
+        raise ValueError("capacity grid is empty: shap_cost_budget is too small for its leaves")
+    mdls = list(dict.fromkeys(q["min_data_in_leaf"] for q in grid))  # in share order
+    ffs = list(config.capacity.feature_fractions)
+    rows: list[dict[str, Any]] = []
+
+    def fit_point(point: dict[str, Any]) -> dict[str, Any]:
+        for r in rows:
+            if all(r[k] == point[k] for k in point):
+                return r
         if progress:
-            progress(f"capacity {i + 1}")
+            progress(f"capacity {len(rows) + 1}")
         params = config.lightgbm.params(config.seed) | {
             k: v for k, v in point.items() if k != "num_boost_round"
         }
@@ -222,17 +239,26 @@ def choose_capacity(
         eps = 1e-12
         logloss = float(-np.mean(y[va] * np.log(p + eps) + (1 - y[va]) * np.log(1 - p + eps)))
         size = model_size(booster)
-        rows.append(
-            {
-                **point,
-                "trees": size["trees"],
-                "depth_max": size["depth_max"],
-                "shap_cost": shap_cost(size["trees"], point["num_leaves"], size["depth_max"]),
-                "validation_logloss": logloss,
-                "validation_auc": ranking_metrics(p, y[va], probabilities=True)["auc"],
-            }
-        )
-    best = min(rows, key=lambda r: r["validation_logloss"])
+        row = {
+            **point,
+            "trees": size["trees"],
+            "depth_max": size["depth_max"],
+            "shap_cost": shap_cost(size["trees"], point["num_leaves"], size["depth_max"]),
+            "validation_logloss": logloss,
+            "validation_auc": ranking_metrics(p, y[va], probabilities=True)["auc"],
+        }
+        rows.append(row)
+        return row
+
+    def best_of(points: list[dict[str, Any]]) -> dict[str, Any]:
+        return min((fit_point(q) for q in points), key=lambda r: r["validation_logloss"])
+
+    def at(**fixed: Any) -> list[dict[str, Any]]:
+        return [q for q in grid if all(q[k] == v for k, v in fixed.items())]
+
+    best = best_of(at(min_data_in_leaf=mdls[0], feature_fraction=ffs[-1]))
+    best = best_of(at(num_leaves=best["num_leaves"], feature_fraction=ffs[-1]))
+    best = best_of(at(num_leaves=best["num_leaves"], min_data_in_leaf=best["min_data_in_leaf"]))
     for r in rows:
         r["kept"] = r is best
     return {k: best[k] for k in ("num_leaves", "min_data_in_leaf", "feature_fraction")} | {

@@ -253,3 +253,60 @@ def test_rejects_wrong_width() -> None:
         ts.contributions(np.zeros((2, N_FEATURES + 1)))
     with pytest.raises(ValueError, match="1-D"):
         ts.contributions_row(np.zeros((1, N_FEATURES)))
+
+
+def test_exact_with_the_models_own_categorical_features() -> None:
+    """A booster trained the way training trains (``fit_booster``, native categoricals named as
+    the registry names them, hundreds of codes so bitsets span several words): TreeShap equals
+    ``pred_contrib`` on held-out rows, unseen codes and NaN included."""
+    from training.train import fit_booster
+
+    rng = np.random.default_rng(5)
+    n = 6000
+    hs4 = rng.integers(0, 300, n).astype(float)
+    org = rng.integers(0, 40, n).astype(float)
+    hs4[rng.random(n) < 0.05] = np.nan
+    value = rng.normal(size=n)
+    risky = (hs4 % 7 == 0) | ((org % 5 == 1) & (hs4 % 3 == 0))
+    y = (rng.random(n) < np.where(risky, 0.5, 0.08) + 0.05 * (value > 1)).astype(float)
+    X = np.column_stack([hs4, org, value])
+    names = ["decl_hs4_cat_now", "decl_org_cat_now", "decl_log_value_now"]
+    booster = fit_booster(
+        X[:4000],
+        y[:4000],
+        None,
+        X[4000:5000],
+        y[4000:5000],
+        names,
+        {
+            "objective": "binary",
+            "verbose": -1,
+            "num_leaves": 15,
+            "min_data_per_group": 20,
+            "max_cat_threshold": 64,
+            "num_threads": 1,
+            "seed": 1,
+        },
+        60,
+        10,
+    )
+    dump = booster.dump_model()
+    kinds = {
+        node.get("decision_type")
+        for tree in dump["tree_info"]
+        for node in _internal_nodes(tree["tree_structure"])
+    }
+    assert "==" in kinds  # categorical splits are really there
+    probe = X[5000:].copy()
+    probe[:20, 0] = 1000.0  # a code no training row had
+    probe[20:40, 1] = np.nan
+    want = booster.predict(probe, pred_contrib=True)
+    got = TreeShap.from_booster(booster).contributions(probe)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def _internal_nodes(node: dict):
+    if "split_index" in node:
+        yield node
+        yield from _internal_nodes(node["left_child"])
+        yield from _internal_nodes(node["right_child"])

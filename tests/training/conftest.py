@@ -74,6 +74,7 @@ def trained(demo, small_config: TrainConfig, tmp_path_factory: pytest.TempPathFa
         models_dir=tmp_path_factory.mktemp("models"),
         model_name="guomen-test",
         declarations=inputs.tables["declarations"],
+        categories=inputs.categories,
         credit_ratings=inputs.tables["credit_ratings"],
         attributes=inputs.attributes,
         store_fingerprint=inputs.store_fingerprint,

@@ -50,6 +50,7 @@ def foreign_run(tmp_path_factory: pytest.TempPathFactory):
         models_dir=root / "models",
         model_name="guomen-foreign-test",
         declarations=inputs.tables["declarations"],
+        categories=inputs.categories,
         credit_ratings=inputs.tables["credit_ratings"],
         attributes=inputs.attributes,
         store_fingerprint=inputs.store_fingerprint,
@@ -66,8 +67,12 @@ def test_mapping_attributes_become_model_features(foreign_run):
     assert n_num >= 1 and n_cat >= 1
     base = {s.name for s in feature_specs()}
     attr_features = [s.name for s in feature_specs(declared) if s.name not in base]
-    # one pass-through feature per numeric attribute, five aggregates per categorical one
-    assert len(attr_features) == n_num + 5 * n_cat
+    # one pass-through feature per numeric attribute; per categorical one, five aggregates of
+    # its history and its native category code
+    assert len(attr_features) == n_num + 6 * n_cat
+    assert {f"attr_{n}_cat_now" for n, k in declared.items() if k == "categorical"} <= set(
+        attr_features
+    )
     bundle = load_bundle(result.bundle_dir)
     assert set(attr_features) <= set(bundle.feature_names)
     assert bundle.attributes == declared

@@ -27,7 +27,7 @@ def test_training_result_shape(trained):
     size = r.fitted.size
     assert 1 <= size["trees"] <= 40 and size["leaves_max"] <= 15
     assert r.fitted.correction in ("none", "random_upweight", "ipw")
-    assert set(r.baselines) == {"random", "legacy_rule", "logistic_regression"}
+    assert set(r.baselines) == {"random", "legacy_rule", "logistic_regression", "plain_lightgbm"}
     m = r.metrics
     assert 0.5 < m["all_inspected"]["auc"] <= 1.0
     assert "truth" in m["budgets"]["0.05"]
@@ -131,7 +131,9 @@ def test_worsening_enterprise_history_raises_score(trained, demo):
     i_after = np.flatnonzero(worse["declaration_id"].astype("str").to_numpy() == tid)
     before = _score(bundle, feats.iloc[i_before])[0]
     after = _score(bundle, worse.iloc[i_after])[0]
-    assert after > before * 1.2, (before, after)
+    # +15 % on the 40-tree test model since the native categoricals share its trees (+20 % or
+    # more before): six critical results must still move the score clearly.
+    assert after > before * 1.1, (before, after)
 
 
 def test_mlflow_pyfunc_equals_bundle_and_reload_and_gate(
@@ -182,6 +184,7 @@ def test_mlflow_pyfunc_equals_bundle_and_reload_and_gate(
     bad = run_training(
         inputs.features, shuffled, inputs.specs, config=bad_cfg, models_dir=tmp_path / "models",
         model_name="guomen-test", store_fingerprint=inputs.store_fingerprint,
+        categories=inputs.categories,
     )  # fmt: skip
     reg2 = registry.log_and_register(
         bad, bad_cfg, tracking_uri=uri, artifact_root=artifacts, model_name="guomen-test"
