@@ -95,7 +95,7 @@ class FeatureRows:
     declared_at_ns: np.ndarray  # int64 ns since the epoch, UTC
     matrix: np.ndarray  # float64, memory-mapped, (declarations, features)
     # (id() of the tables object, model columns) it was last checked against: a fast path
-    checked: tuple[int, tuple[str, ...]] = (0, ())
+    checked: tuple[int, tuple[str, ...], str] = (0, (), "")
     # the tables object itself, so its id() cannot be reused by another while this is current
     tables: Any = None
 
@@ -144,13 +144,18 @@ class PointInTimeFeatures:
         tables: dict[str, pd.DataFrame],
         attributes: dict[str, str] | None,
         feature_names: Sequence[str],
+        entities: Sequence[str] | None = None,
+        categories: dict[str, list[str]] | None = None,
     ) -> FeatureRows:
-        """The rows for the store's current version (built on first use of a version)."""
-        checked = (id(tables), tuple(feature_names))
+        """The rows for the store's current version (built on first use of a version), with the
+        model's own history keys and category code maps (its bundle's)."""
+        # Code maps change the values, not the names: they are part of the cache key.
+        maps = json.dumps(categories or {}, sort_keys=True)
+        checked = (id(tables), tuple(feature_names), maps)
         current = self._rows
         if current is not None and current.checked == checked:
             return current  # the same loaded tables and columns: the same version
-        version = store_version(store_root, tables, feature_names)
+        version = store_version(store_root, tables, [*feature_names, maps])
         if current is not None and current.version == version:
             current.checked, current.tables = checked, tables
             return current
@@ -160,7 +165,7 @@ class PointInTimeFeatures:
                 return current
             folder = self.cache_root / version
             if not (folder / META_FILE).is_file():
-                self._build(folder, tables, attributes, feature_names)
+                self._build(folder, tables, attributes, feature_names, entities, categories)
             rows = FeatureRows(
                 version,
                 folder,
@@ -180,11 +185,18 @@ class PointInTimeFeatures:
         tables: dict[str, pd.DataFrame],
         attributes: dict[str, str] | None,
         feature_names: Sequence[str],
+        entities: Sequence[str] | None = None,
+        categories: dict[str, list[str]] | None = None,
     ) -> None:
         from features.build import build_offline
 
         log.info("building point-in-time feature rows for %s", folder.name)
-        features = build_offline(tables, attributes)
+        features = build_offline(
+            tables,
+            attributes,
+            entities=None if entities is None else list(entities),
+            categories=categories or None,
+        )
         missing = [c for c in feature_names if c not in features.columns]
         if missing:
             raise ValueError(f"the offline features lack columns the model needs: {missing[:10]}")

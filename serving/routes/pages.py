@@ -301,7 +301,15 @@ def feature_rows(app: Any, scorer: Any, tables: dict[str, pd.DataFrame]) -> Any:
 
     root = Path(_app_settings(app).store_dir)
     attributes = Store(root).attributes if (root / "manifest.json").is_file() else None
-    return point_in_time(app).rows(root, tables, attributes, scorer.feature_names)
+    bundle = scorer.bundle
+    return point_in_time(app).rows(
+        root,
+        tables,
+        attributes,
+        scorer.feature_names,
+        entities=bundle.entities,
+        categories=bundle.categories,
+    )
 
 
 def prepare_explanations(app: Any, tables: dict[str, pd.DataFrame]) -> int:
