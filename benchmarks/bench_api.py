@@ -314,7 +314,7 @@ def _snapshot_and_templates(work: Path, env: dict[str, str], version: str) -> di
         shutil.rmtree(snap_dir)
     snapshot.save(snap_dir)
     bundle = load_model(env["GUOMEN_MLFLOW_TRACKING_URI"], MODEL_NAME, version).bundle
-    online = OnlineFeatures(snapshot, bundle.feature_names)
+    online = OnlineFeatures(snapshot, bundle.feature_names, categories=bundle.categories)
     allowed = set(Declaration.model_fields) - {"attributes", "declared_value_usd"}
     guomen_bodies, mlflow_bodies = [], []
     for record in held.to_dict(orient="records"):

@@ -271,7 +271,11 @@ def online(store: Path, n_queries: int) -> dict[str, Any]:
             snap = Snapshot.load(Path(tmp) / "s")
             load_s.append(time.perf_counter() - t0)
     names = feature_names(st.attributes)
-    on = OnlineFeatures(snap, names)
+    from features.categorical import fit_code_maps
+
+    on = OnlineFeatures(
+        snap, names, categories=fit_code_maps(tables["declarations"], st.attributes)
+    )
     picked = decl.loc[order.index[len(order) - n_queries :]]
     rows = []
     for rec in picked.to_dict("records"):

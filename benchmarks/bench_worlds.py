@@ -331,6 +331,9 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
             attributes=inputs.attributes,
             store_fingerprint=inputs.store_fingerprint,
             ground_truth=test_truth,
+            # as `guomen train` does: the bundle's code maps, and the tables to choose keys from
+            categories=inputs.categories,
+            tables=inputs.tables,
         )
         seconds["train_evaluate"] = time.perf_counter() - t0
         model = {
@@ -339,7 +342,10 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
             "correction": result.fitted.correction,
             "counts": result.counts,
             "split": result.split,
-            "n_features": len(names),
+            "n_features": len(result.bundle.feature_names),
+            "entities": result.bundle.entities,
+            "capacity": result.bundle.metrics.get("capacity", {}).get("chosen"),
+            "plain_verdict": result.bundle.metrics.get("plain_baseline", {}).get("statement"),
             "training_baselines": {
                 k: _summary(v) for k, v in result.baselines.items() if "budgets" in v
             },

@@ -647,22 +647,23 @@ def _served_entities(attributes: dict[str, str]) -> list[str] | None:
     chosen sets (a bundle without one needs the default set); None when no model is registered
     (the default set)."""
     from features.registry import default_entities
-    from training.registry import load_registered_bundle, resolve_version
+    from riskmodel.registry import load_model
 
     settings = get_settings()
     union: list[str] = []
     found = False
     for alias in ("champion", "challenger"):
         try:
-            version = resolve_version(settings.mlflow_tracking_uri, settings.model_name, alias)
-            if version is None:
-                continue
-            bundle = load_registered_bundle(
-                settings.mlflow_tracking_uri, settings.model_name, version
-            )
-        except Exception as exc:  # no registry yet, or unreadable: fall back to the default set
-            typer.echo(f"snapshot: {alias} bundle not read ({type(exc).__name__}); default keys")
-            return None
+            bundle = load_model(
+                settings.mlflow_tracking_uri,
+                settings.model_name,
+                alias,
+                home=settings.home,
+                cache_dir=settings.home / settings.models_dir / "registry-cache",
+            ).bundle
+        except Exception as exc:  # alias unset, no registry yet: that alias needs no keys
+            typer.echo(f"snapshot: no {alias} bundle read ({type(exc).__name__})")
+            continue
         found = True
         chosen = bundle.entities or list(default_entities(attributes))
         union.extend(e for e in chosen if e not in union)

@@ -289,7 +289,7 @@ def promote(
     )
     gate = config.gate
     try:
-        challenger_bundle = load_registered_bundle(tracking_uri, model_name, challenger)
+        challenger_bundle = load_model(tracking_uri, model_name, challenger).bundle
         plain = dict(challenger_bundle.metrics.get("plain_baseline") or {})
         verdict.plain_baseline = {
             k: plain[k] for k in ("statement", "basis", "budgets") if k in plain

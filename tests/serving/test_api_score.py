@@ -41,7 +41,9 @@ def test_contributions_add_up_to_the_logit_and_are_exact(api, world, decl):
     bundle = load_bundle(world.bundles["v1"])
     row = Declaration.model_validate(body).model_dump(exclude={"attributes"})
     row["declared_value_usd"] = body["declared_value"]
-    x = OnlineFeatures(Snapshot.load(world.snapshot_dir), bundle.feature_names).vector(row)
+    x = OnlineFeatures(
+        Snapshot.load(world.snapshot_dir), bundle.feature_names, categories=bundle.categories
+    ).vector(row)
     assert abs(bundle.probability(x[None, :])[0] - p) < 1e-9
     phi = bundle.booster.predict(x[None, :], pred_contrib=True)[0]
     a, b = bundle.calibration.a, bundle.calibration.b
