@@ -146,7 +146,7 @@ def main() -> None:
         "### Online feature assembly with the chosen keys (issue 12)",
         "",
         f"{res['date']}, 2 cores shared; store {args.store.name}, {args.queries:,} queries after "
-        f"the snapshot; each variant a fresh process, {args.rounds} alternated rounds (median).",
+        f"the snapshot; each variant a fresh process, {args.rounds} alternated rounds (upper median of the rounds).",
         f"Chosen keys: {', '.join(res['entities'])}.",
         "",
         "| code | features | keys | warm p50 µs | warm p99 µs | ratio p50 vs old | loads |",
