@@ -39,6 +39,7 @@ from features.registry import (
     UV_LOW_LOG_RATIO,
     VOCABULARIES,
     WINDOWS,
+    categorical_keys,
     computation_order,
     entity_aggregations,
     feature_specs,
@@ -282,6 +283,11 @@ def _categorical_features(p: Prepared, out: _Columns) -> None:
 
     if p.categories is None:
         p.categories = fit_code_maps(p.decl, p.attributes)
+    missing = [
+        n for n in out.names if n in categorical_keys(p.attributes) and n not in p.categories
+    ]
+    if missing:
+        raise ValueError(f"no code map for {missing[:3]} (a bundle's categories lack them)")
     for name, values in encode_frame(p.fields, p.categories, p.attributes).items():
         out[name] = values
 

@@ -177,8 +177,9 @@ class OnlineFeatures:
             )
         cat_keys = categorical_keys(snapshot.attributes)
         wanted_cats = [n for n in self.feature_names if n in cat_keys]
-        if wanted_cats and categories is None:
-            raise ValueError(f"{wanted_cats[:3]} need the model bundle's category code maps")
+        lacking = [n for n in wanted_cats if n not in (categories or {})]
+        if lacking:
+            raise ValueError(f"{lacking[:3]} need the model bundle's category code maps")
         self._categorical: list[tuple[int, str, dict[str | None, float]]] = [
             (
                 pos[n],

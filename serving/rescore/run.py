@@ -154,7 +154,8 @@ def _stage_features(
             _truncate(tables, end),
             attributes,
             entities=bundle.entities,
-            categories=bundle.categories,
+            # None (a bundle from before code maps): fitted here, as its training did
+            categories=bundle.categories or None,
         )
     missing = [c for c in ID_COLUMNS + bundle.feature_names if c not in features.columns]
     if missing:

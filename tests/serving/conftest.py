@@ -138,7 +138,7 @@ def make_tables(n: int = 3000, seed: int = 3) -> dict[str, pd.DataFrame]:
 
 
 def train_bundle(features: pd.DataFrame, labels: pd.DataFrame, rounds: int, seed: int, a: float,
-                 b: float) -> ModelBundle:  # fmt: skip
+                 b: float, categories: dict[str, list[str]] | None = None) -> ModelBundle:  # fmt: skip
     """A small LightGBM bundle over every offline feature."""
     from features.registry import feature_specs
 
@@ -183,6 +183,7 @@ def train_bundle(features: pd.DataFrame, labels: pd.DataFrame, rounds: int, seed
         metrics=json.loads(json.dumps(metrics, default=float)),
         fingerprint=f"test-{seed}",
         created_at=datetime.now(UTC).isoformat(),
+        categories=dict(categories or {}),
     )
 
 
@@ -263,13 +264,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     from features.snapshot import Snapshot
 
     root = tmp_path_factory.mktemp("serving-world")
+    from features.categorical import fit_code_maps
+
     tables = make_tables()
-    features = build_offline(tables)
+    maps = fit_code_maps(tables["declarations"])  # what build_offline fits by default
+    features = build_offline(tables, categories=maps)
     labels = build_labels(tables)
     uri = f"sqlite:///{root}/mlflow.db"
     w = World(root=root, uri=uri, snapshot_dir=root / "snapshot", tables=tables)
     for name, rounds, seed, a, b in (("v1", 40, 1, 0.9, -0.2), ("v2", 60, 2, 1.1, 0.1)):
-        path = save_bundle(train_bundle(features, labels, rounds, seed, a, b), root / name)
+        path = save_bundle(
+            train_bundle(features, labels, rounds, seed, a, b, categories=maps), root / name
+        )
         w.bundles[name] = path
         w.versions[name] = register(uri, path)
     # A version whose pinned digest does not match its bundle (tampered or mixed up).

@@ -46,7 +46,10 @@ def world(tmp_path_factory):
     ingest(base / "demo", base / "store")
     store = Store(base / "store")
     tables = store.tables()
-    features = build_offline(tables, store.attributes)
+    from features.categorical import fit_code_maps
+
+    maps = fit_code_maps(tables["declarations"], store.attributes)
+    features = build_offline(tables, store.attributes, categories=maps)
     labels = build_labels(tables)
     specs = feature_specs(store.attributes)
     names = [s.name for s in specs]
@@ -77,6 +80,7 @@ def world(tmp_path_factory):
         policy=policy.to_dict(),
         model_name="guomen-risk",
         model_version="7",
+        categories=maps,
     )
     path = save_bundle(bundle, base / "bundle")
     return {
