@@ -55,14 +55,16 @@ def replay_warnings(
     *,
     weeks: int = 26,
     step_days: int = 14,
+    awaiting: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayReport:
     """Replay the committee's fortnightly meetings over the last ``weeks`` weeks of data.
 
     At each meeting: warnings in force whose effect evaluation passes are lifted; new proposals
-    are made; every proposal is approved (put in force from the meeting day) except at the last
-    two meetings, whose proposals stay awaiting a decision; the active warning with the most
-    nonconforming results behind it is escalated once, half-way through.
+    are made; every proposal is approved at the meeting that made it or a later one (put in
+    force from that meeting's day) except the ``awaiting`` most recent, which stay awaiting a
+    decision for the first sign-in; the active warning with the most nonconforming results
+    behind it is escalated once, half-way through.
     """
     decl = tables["declarations"]["declared_at"]
     end = pd.Timestamp(decl.max())
@@ -70,6 +72,7 @@ def replay_warnings(
     dates = list(pd.date_range(start, end, freq=f"{step_days}D"))
     report = ReplayReport(dates=[str(d.date()) for d in dates])
     escalate_at = len(dates) // 2
+    pending: list[str] = []
     for i, as_of in enumerate(dates):
         at = as_of.isoformat()
         for w in store.list(status="active"):
@@ -79,12 +82,18 @@ def replay_warnings(
                 report.lifted += 1
         made = run_propose(store, tables, at, ACTOR)
         report.proposed += len(made)
-        if i < len(dates) - 2:
-            for w in made:
-                run_action(store, w["id"], "approve", ACTOR, "evidence reviewed at the meeting",
+        pending += [w["id"] for w in made]
+        cut = max(0, len(pending) - awaiting)
+        decide, pending = pending[:cut], pending[cut:]
+        for warning_id in decide:
+            try:
+                run_action(store, warning_id, "approve", ACTOR,
+                           "evidence reviewed at the meeting",
                            start_at=as_of.to_pydatetime())  # fmt: skip
-                report.approved += 1
-        if i == escalate_at and not report.escalated:
+            except InvalidTransition:  # e.g. an early notice the store let lapse meanwhile
+                continue
+            report.approved += 1
+        if i >= escalate_at and not report.escalated:
             report.escalated += _escalate_strongest(store)
         report.steps += 1
         if progress is not None:

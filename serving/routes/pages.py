@@ -136,11 +136,11 @@ def landing(request: Request, user: User) -> Response:
             "rows": _headline_rows(metrics, float(scorer.policy.budget)),
         }
         tables = get_tables(request)
-        pit = feature_rows(request.app, scorer, get_tables(request))
-        health = dashboard.monthly_health(
-            pit.declared_at_ns, pit.probabilities(scorer), pit.ids, tables.get("inspections"),
-            metrics.get("split", {}),
-        )  # fmt: skip
+        pit = feature_rows(request.app, scorer, tables)
+        health = memo(request.app, "health", (pit.version, scorer.ref.version, id(tables)),
+                      lambda: dashboard.monthly_health(
+                          pit.declared_at_ns, pit.probabilities(scorer), pit.ids,
+                          tables.get("inspections"), metrics.get("split", {})))  # fmt: skip
         months = [h.month for h in health]
         health_svg = line_chart(
             "随机监测样本：预测与实际不合格率 Random monitoring sample: predicted vs observed",
@@ -366,6 +366,20 @@ def shap_reasons(request: Request, rows: pd.DataFrame, top: int = 12) -> dict[st
     return out
 
 
+def memo(app: Any, name: str, key: Any, compute: Any) -> Any:
+    """``compute()`` cached on the app under ``name`` for ``key`` (the latest few keys kept):
+    page parts that only change with the store, the model or a warning's state."""
+    caches: dict[str, dict[Any, Any]] | None = getattr(app.state, "page_memo", None)
+    if caches is None:
+        caches = app.state.page_memo = {}
+    cache = caches.setdefault(name, {})
+    if key not in cache:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute()
+    return cache[key]
+
+
 def _settings(request: Request) -> Any:
     return _app_settings(request.app)
 
@@ -468,10 +482,14 @@ def warning_detail(request: Request, warning_id: str, user: User) -> Response:
     latest = tables["declarations"]["declared_at"].max()
     if w["status"] == "active" and pd.notna(latest):
         end = max(end, min(pd.Timestamp.now(tz="UTC"), latest))
-    weekly, decls, signals = subject_history(tables, subject, end)
+    weekly, decls, signals = memo(request.app, "history", (subject.kind, subject.key_str,
+                                  id(tables), str(end)),
+                                  lambda: subject_history(tables, subject, end))  # fmt: skip
     evaluation = None
     if w["status"] == "active":
-        evaluation = evaluate_effect(w, tables, end, store.config).to_dict()
+        key = (warning_id, w["updated_at"], id(tables), str(end))
+        evaluation = memo(request.app, "evaluation", key,
+                          lambda: evaluate_effect(w, tables, end, store.config).to_dict())  # fmt: skip
     recent = decls[decls["declared_at"] > pd.Timestamp(w["as_of"]) - pd.Timedelta(days=28)]
     reasons = shap_reasons(request, recent.tail(100))
     return _render(request, "warning_detail.html", {
