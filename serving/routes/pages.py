@@ -483,7 +483,7 @@ def warning_detail(request: Request, warning_id: str, user: User) -> Response:
     if w["status"] == "active" and pd.notna(latest):
         end = max(end, min(pd.Timestamp.now(tz="UTC"), latest))
     weekly, decls, signals = memo(request.app, "history", (subject.kind, subject.key_str,
-                                  id(tables), str(end)),
+                                  id(tables), str(end), 26),
                                   lambda: subject_history(tables, subject, end))  # fmt: skip
     evaluation = None
     if w["status"] == "active":
@@ -670,11 +670,17 @@ def enterprise_page(request: Request, enterprise_id: str, user: User) -> Respons
     tables = get_tables(request)
     subject = Subject("enterprise", (enterprise_id,))
     decl = tables["declarations"]
-    mine = decl[subject.mask(decl)]
-    if mine.empty:
+    # row positions of each enterprise's declarations, once per loaded store
+    by_enterprise = memo(request.app, "by_enterprise", id(tables),
+                         lambda: decl.groupby("enterprise_id", observed=True).indices)  # fmt: skip
+    positions = by_enterprise.get(enterprise_id)
+    if positions is None or not len(positions):
         raise HTTPException(404, f"no enterprise {enterprise_id}")
+    mine = decl.iloc[positions]
     end = mine["declared_at"].max()
-    weekly, recent, signals = subject_history(tables, subject, end, weeks=52)
+    weekly, recent, signals = memo(request.app, "history", ("enterprise", enterprise_id,
+                                   id(tables), str(end), 52),
+                                   lambda: subject_history(tables, subject, end, weeks=52))  # fmt: skip
     insp = tables.get("inspections")
     n_insp = n_bad = 0
     if insp is not None and len(insp):
