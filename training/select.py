@@ -14,7 +14,8 @@ Risk lives at whatever grain an office's trade has it, so the keys are not hand-
    their features (so a key redundant with a better one ranks low).
 3. **Forward selection on validation**: nested prefixes of that ranking (smoothing parents
    added, at most ``features.max_entities`` keys) are each fitted on train and scored by the
-   validation log loss; the shortest prefix within ``min_gain`` of the best is kept.
+   validation log loss; the shortest prefix within ``min_gain`` of the best is kept, unless
+   today's default set (when within the budget) has a lower validation log loss still.
 
 The result lists every key with its gain share, rank and why it was kept or dropped; training
 writes it to the report, and the bundle carries the kept keys so serving builds exactly those.
@@ -242,11 +243,18 @@ def select_entities(
     default_logloss = fit(defaults)
     best = min(p["logloss"] for p in prefixes)
     pick = next(p for p in prefixes if p["logloss"] <= best * (1 + fc.min_gain))
+    # Today's default set is a candidate too (within the budget): a ranking prefix replaces it
+    # only when it does better on validation.
+    defaults_fit = len(resolve_entities(defaults, attributes)) <= fc.max_entities
+    if defaults_fit and default_logloss < pick["logloss"]:
+        pick = {"k": len(defaults), "entities": defaults, "logloss": default_logloss}
     chosen = list(resolve_entities(pick["entities"], attributes))
     table = []
     for rank, e in enumerate(ranking, 1):
         kept = e in chosen
-        if e in pick["entities"]:
+        if pick["entities"] is defaults and kept:
+            why = f"rank {rank}; the default set had the best validation log loss"
+        elif e in pick["entities"]:
             why = f"rank {rank} in the gain ranking, inside the top {pick['k']} kept on validation"
         elif kept:
             why = "parent of a kept cross (its smoothed rate is the prior)"
