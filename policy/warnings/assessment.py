@@ -357,7 +357,7 @@ def _kind_evidence(
             rules = s.assign(rule=rule.fillna("hs_code")).groupby(["key", "rule"])["weight"].sum()
     counts = ["n", "k", "e", "n_base", "k_base", "e_base"]
     stats[counts] = stats[counts].astype("float64").fillna(0.0)
-    window_expectation(stats, global_rate, cfg, smr_prior)
+    window_expectation(stats, global_rate, cfg)
     stats["fdr_ok"] = True
     fdr = float(lk.get("fdr") or 0.0)
     if fdr > 0 and len(stats):
@@ -557,7 +557,7 @@ def assess(
         no_results = stats["expected"].isna()
         if no_results.any():
             part = stats.loc[no_results].copy()
-            window_expectation(part, global_rate, cfg, smr_prior)
+            window_expectation(part, global_rate, cfg)
             stats.loc[no_results, list(WINDOW_EXPECTATION)] = part[list(WINDOW_EXPECTATION)]
         smr_base = stats["smr_base"]
         stats["cusum"] = 0.0
