@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pit_synth import make_tables
-from reference import compare, reference_features
 
 import features.build as build
 from features.build import build_labels, build_offline
 from features.categorical import fit_code_maps
 from features.registry import ENTITIES, feature_names, feature_specs, markdown_table
+from tests.features.pit_synth import make_tables
+from tests.features.reference import compare, reference_features
 
 ATTRS = {"office_group": "categorical", "tax_rate": "numeric"}
 DOC = Path(__file__).resolve().parents[2] / "docs" / "features.md"

@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from pit_synth import make_tables
 
 from features.build import build_offline
 from features.categorical import fit_code_maps
 from features.online import OnlineFeatures
 from features.registry import feature_names, feature_specs
 from features.snapshot import Snapshot
+from tests.features.pit_synth import make_tables
 
 ATTRS = {"office_group": "categorical", "tax_rate": "numeric"}
 EXACT = [

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import compare, reference_features
 
 from features.build import build_offline
 from features.categorical import fit_code_maps
 from features.online import OnlineFeatures
 from features.registry import feature_names
 from features.snapshot import Snapshot
+from tests.features.reference import compare, reference_features
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 HOURS = [0, 1, 1, 2, 24 * 29, 24 * 30, 24 * 31, 24 * 89, 24 * 90, 24 * 365, 24 * 366, 24 * 400]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pit_synth import make_tables
 
 from features.build import build_offline
+from tests.features.pit_synth import make_tables
 
 
 def _perturb_after(

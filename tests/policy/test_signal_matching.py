@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from warnings_synth import START, make_tables
 
 from policy.warnings import Subject, assess, load_warning_config, signal_matches
+from tests.policy.warnings_synth import START, make_tables
 
 CFG = load_warning_config()
 

@@ -7,15 +7,6 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from warnings_synth import (
-    OUTBREAK_HS4,
-    OUTBREAK_ORIGIN,
-    START,
-    make_tables,
-    new_declaration,
-    reports,
-    with_reports,
-)
 
 from policy.warnings import (
     DEFAULT_CONFIG,
@@ -33,6 +24,15 @@ from policy.warnings import (
     poisson_cusum,
     propose,
     validate_config,
+)
+from tests.policy.warnings_synth import (
+    OUTBREAK_HS4,
+    OUTBREAK_ORIGIN,
+    START,
+    make_tables,
+    new_declaration,
+    reports,
+    with_reports,
 )
 
 CFG = load_warning_config()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 SERVING_TESTS = Path(__file__).resolve().parents[1] / "serving"
 sys.path.insert(0, str(SERVING_TESTS))
 
-from warnings_app import build_app  # noqa: E402
+from tests.serving.warnings_app import build_app  # noqa: E402
 
 
 @pytest.fixture()

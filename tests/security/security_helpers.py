@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 from fastapi.testclient import TestClient
-from serving_world import TEST_SECRETS
 
 from guomen.settings import Settings
+from tests.serving.serving_world import TEST_SECRETS
 
 
 def with_settings(app: Any, **overrides: Any) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from security_helpers import login
 
 from serving.auth import revoke_key
 from serving.sessions import SESSION_COOKIE
+from tests.security.security_helpers import login
 
 PUBLIC = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz", "/readyz",
           "/metrics", "/committee/login", "/committee/static/{name}"}  # fmt: skip

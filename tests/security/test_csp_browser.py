@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from warnings_app import build_app
+
+from tests.serving.warnings_app import build_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -8,11 +8,11 @@ import io
 import json
 
 import pytest
-from security_helpers import login
 from typer.testing import CliRunner
 
 from serving.csv_safe import FORMULA_PREFIXES, safe_cell
 from serving.warnings_store import warnings_table
+from tests.security.security_helpers import login
 
 AS_OF = "2024-12-21"  # the synthetic world's outbreak is under way (tests/policy)
 # (no "/" in them: a subject key part never holds one)

@@ -10,11 +10,11 @@ import socket
 import httpx
 import pytest
 import sqlalchemy as sa
-from security_helpers import inspection
 from serving_conftest import LiveServer, make_keys
 
 from serving.app import create_app
 from serving.audit import inspection_results, score_audit
+from tests.security.security_helpers import inspection
 
 # raw JSON text of each hostile value (not Python values: ``json.dumps`` would refuse some)
 HOSTILE = {
@@ -147,7 +147,7 @@ def test_nul_in_a_path_is_a_404(api):
 
 def test_validation_errors_keep_their_form_per_area(api):
     """The pages' HTML error page and the API's JSON list both stand with the safe handler."""
-    from security_helpers import login
+    from tests.security.security_helpers import login
 
     client, keys, _ = api
     r = client.get("/v1/warnings", params={"level": "x"}, headers={"X-API-Key": keys["committee"]})

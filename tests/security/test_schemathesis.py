@@ -23,14 +23,14 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from security_helpers import csrf_of, login
 from serving_conftest import LiveServer, make_keys
-from serving_world import TEST_SECRETS
-from warnings_app import build_app
 
 from guomen.settings import Settings
 from serving.app import create_app
 from serving.routes import pages
+from tests.security.security_helpers import csrf_of, login
+from tests.serving.serving_world import TEST_SECRETS
+from tests.serving.warnings_app import build_app
 
 BOUNDED = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
                    derandomize=True)  # fmt: skip

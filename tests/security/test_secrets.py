@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serving_world import TEST_SECRETS
 
 from guomen.settings import MissingSecret, Settings
 from serving.decisions import decide
+from tests.serving.serving_world import TEST_SECRETS
 
 ROOT = Path(__file__).resolve().parents[2]
 GUOMEN = ROOT / ".venv" / "bin" / "guomen"

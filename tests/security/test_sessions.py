@@ -11,10 +11,10 @@ import secrets
 import time
 
 from itsdangerous import URLSafeTimedSerializer
-from security_helpers import csrf_of, login, with_settings
 
 from serving.auth import revoke_key, web_sessions
 from serving.sessions import COOKIE_SALT, SESSION_COOKIE
+from tests.security.security_helpers import csrf_of, login, with_settings
 
 OLD_DEFAULT = "change-me-monitoring-secret"
 

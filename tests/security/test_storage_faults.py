@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from security_helpers import inspection
 from serving_conftest import LiveServer, make_keys
 
 from serving.app import create_app
 from serving.audit import inspection_results, score_audit
 from serving.db import make_engine
+from tests.security.security_helpers import inspection
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mount and chattr need root")
 

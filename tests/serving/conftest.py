@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
-from serving_world import AS_OF, DAYS, T0, TEST_SECRETS, declaration
 
 from features.bundle import Calibration, ModelBundle, manifest_digest, save_bundle
 from features.contract import TRADE_MODES
 from guomen.settings import Settings
 from policy.tiers import derive_policy
 from riskmodel.registry import BUNDLE_DIR_TAG, MANIFEST_TAG
+from tests.serving.serving_world import AS_OF, DAYS, T0, TEST_SECRETS, declaration
 
 MODEL = "guomen-risk-test"
 DISCREDITED = "E0001"

@@ -7,10 +7,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from serving_world import TEST_SECRETS
 
 from guomen.settings import Settings
 from serving.app import create_app
+from tests.serving.serving_world import TEST_SECRETS
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from serving_world import AS_OF, declaration
-from warnings_app import build_app, new_declaration
 
 from serving.decisions import decide
+from tests.serving.serving_world import AS_OF, declaration
+from tests.serving.warnings_app import build_app, new_declaration
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -8,11 +8,11 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-from warnings_app import build_app, new_declaration
 
 from serving.decisions import decide
 from serving.sessions import SESSION_COOKIE
 from serving.warnings_store import EXPORT_FIELDS, transitions_table
+from tests.serving.warnings_app import build_app, new_declaration
 
 AS_OF = "2024-12-21"  # 355 days into the synthetic data: the outbreak is under way
 
@@ -257,11 +257,11 @@ def test_every_page_renders(ctx):
 def test_cli_propose_list_export(tmp_path, monkeypatch):
     """`guomen warnings propose/list/export` against a real ingested store."""
     from typer.testing import CliRunner
-    from warnings_app import make_tables
 
     from features.store import Store
     from guomen.cli import app as cli
     from guomen.settings import get_settings
+    from tests.serving.warnings_app import make_tables
 
     tables = make_tables()
     src = tmp_path / "src"
@@ -340,7 +340,7 @@ def test_the_record_lists_past_warnings_with_what_followed(ctx):
 
 
 def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(tmp_path):
-    from warnings_app import make_tables, reports, with_reports
+    from tests.serving.warnings_app import make_tables, reports, with_reports
 
     two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
                   ["RASFF", "Weibo"], "N")  # fmt: skip

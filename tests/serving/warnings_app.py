@@ -16,14 +16,13 @@ from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
 
-from serving_world import TEST_SECRETS  # noqa: E402
-from warnings_synth import make_tables, new_declaration, reports, with_reports  # noqa: E402
-
 from guomen.settings import Settings  # noqa: E402
 from serving.app import install_hardening  # noqa: E402
 from serving.auth import KeyStore, create_key  # noqa: E402
 from serving.db import create_schema, make_engine  # noqa: E402
 from serving.routes import pages, warning_record, warnings  # noqa: E402
+from tests.policy.warnings_synth import make_tables, new_declaration, reports, with_reports  # noqa: E402
+from tests.serving.serving_world import TEST_SECRETS  # noqa: E402
 
 __all__ = ["build_app", "make_tables", "new_declaration", "reports", "with_reports"]
 

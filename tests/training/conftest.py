@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_support import SMALL, repoint_artifacts
 
+from tests.training.training_support import SMALL, repoint_artifacts
 from training.config import TrainConfig, load_config
 
 
@@ -41,7 +41,7 @@ def tracking(mlflow_template: Path, tmp_path: Path) -> tuple[str, Path]:
 
 @pytest.fixture(scope="session")
 def synthetic():
-    from training_synth import synthetic_frames
+    from tests.training.training_synth import synthetic_frames
 
     return synthetic_frames()
 

@@ -7,11 +7,11 @@ import shutil
 
 import pandas as pd
 import yaml
-from training_support import SMALL, repoint_artifacts
 from typer.testing import CliRunner
 
 from guomen.cli import app
 from guomen.settings import get_settings
+from tests.training.training_support import SMALL, repoint_artifacts
 
 
 def test_train_promote_evaluate(demo, mlflow_template, tmp_path, monkeypatch):

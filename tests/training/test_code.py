@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from training_synth import FEATURES
 
+from tests.training.training_synth import FEATURES
 from training.calibrate import fit_platt
 from training.config import load_config
 from training.evaluate import (

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from training_support import SELECTING
 
 from features.online import OnlineFeatures
 from features.registry import candidate_entities, default_entities, feature_names
 from features.snapshot import Snapshot
+from tests.training.training_support import SELECTING
 from training.baselines import compare_to_plain, plain_feature_names
 from training.config import load_config
 from training.train import capacity_grid, shap_cost

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from training_synth import FEATURES
 
+from tests.training.training_synth import FEATURES
 from training.config import load_config
 from training.train import TRAIN, prepare, sample_weights, severity_weights
 
