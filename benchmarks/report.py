@@ -43,7 +43,7 @@ def _title(path: Path) -> str:
 
 def index(link_prefix: str) -> str:
     """A markdown list linking every result table, in benchmark order."""
-    rows = [f"- [{_title(p)}]({link_prefix}{p.name})" for p in _tables()]
+    rows = [f"- [{_title(p)}]({link_prefix}{p.name}) (`{p.stem}`)" for p in _tables()]
     return "\n".join(rows) if rows else "_No benchmark has been run yet._"
 
 
