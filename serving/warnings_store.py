@@ -38,6 +38,7 @@ from policy.warnings import (
     measures_for_level,
     next_state,
     propose,
+    retitle,
     review_notice,
 )
 from serving.csv_safe import safe_cell
@@ -427,12 +428,15 @@ class WarningStore:
     ) -> None:
         row = conn.execute(
             sa.select(
-                warnings_table.c.status, warnings_table.c.level, warnings_table.c.subject_kind
+                warnings_table.c.status,
+                warnings_table.c.level,
+                warnings_table.c.subject_kind,
+                warnings_table.c.title,
             ).where(warnings_table.c.id == warning_id)
         ).first()
         if row is None:
             raise KeyError(warning_id)
-        status, level, kind = row
+        status, level, kind, title = row
         to_status, to_level = next_state(status, int(level), action, reason, evaluation,
                                          new_level)  # fmt: skip
         values: dict[str, Any] = {"status": to_status, "level": to_level, "updated_at": now}
@@ -440,6 +444,7 @@ class WarningStore:
             values["measures"] = measures_for_level(to_level, kind, self.config)
             pub = self.config["publication"][to_level]
             values["publication_type"] = pub
+            values["title"] = retitle(title, to_level)
         if action == "activate":
             values["activated_at"] = start_at or now
         if action == "lift":

@@ -61,7 +61,13 @@ from policy.warnings.lifecycle import (
     review_until,
 )
 from policy.warnings.measures import InspectionMeasure, inspection_measures, measures_for_level
-from policy.warnings.proposal import build_warning, propose, warning_id_for
+from policy.warnings.proposal import (
+    build_warning,
+    propose,
+    retitle,
+    warning_id_for,
+    warning_title,
+)
 from policy.warnings.signal_matching import signal_matches
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
@@ -126,5 +132,7 @@ __all__ = [
     "subject_keys",
     "validate_config",
     "warning_id_for",
+    "warning_title",
+    "retitle",
     "window_expectation",
 ]

@@ -4,6 +4,7 @@ build the warning records (level, publication type, scope, matters, measures).""
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,21 @@ def warning_id_for(subject: Subject, as_of: Any) -> str:
     return f"W{t.strftime('%Y%m%d')}-{digest}"
 
 
+_TITLE = re.compile(r"^关于(?P<label>.*)的[ⅠⅡⅢⅣ]级（[^）]*）风险预警$")
+
+
+def warning_title(label: str, level: int) -> str:
+    """The publication's title, which names the level (so it changes when the level does)."""
+    numeral, name_zh, _ = LEVELS[level]
+    return f"关于{label}的{numeral}级（{name_zh}）风险预警"
+
+
+def retitle(title: str, level: int) -> str:
+    """``title`` naming ``level`` instead (a title of another form is kept as written)."""
+    match = _TITLE.match(title)
+    return warning_title(match["label"], level) if match else title
+
+
 def build_warning(
     assessment: Assessment, config: dict[str, Any], proposed_by: str = "system"
 ) -> dict[str, Any]:
@@ -109,7 +125,7 @@ def build_warning(
         "status": "proposed",
         "publication_type": pub,
         "publication_purpose": PUBLICATION_PURPOSES[pub],
-        "title": f"关于{a.subject.label}的{numeral}级（{name_zh}）风险预警",
+        "title": warning_title(a.subject.label, level),
         "matters": matters,
         "hazard": a.hazard,
         "scope": {

@@ -9,6 +9,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
+from policy.warnings import retitle
 from serving.decisions import decide
 from serving.sessions import SESSION_COOKIE
 from serving.warnings_store import EXPORT_FIELDS, transitions_table
@@ -94,9 +95,11 @@ def test_invalid_transitions_get_409_and_lifting_needs_a_reason_or_evaluation(ct
     r = client.post(f"/v1/warnings/{wid}/de-escalate", json={"reason": "fewer critical"},
                     headers=h(keys))  # fmt: skip
     assert r.status_code == 200 and r.json()["level"] == level + 1
+    # the published title names the level in force, and the publication type follows it
+    assert r.json()["title"] == retitle(w["title"], level + 1) != w["title"]
     r = client.post(f"/v1/warnings/{wid}/escalate", json={"reason": "worse again"},
                     headers=h(keys))  # fmt: skip
-    assert r.json()["level"] == level
+    assert r.json()["level"] == level and r.json()["title"] == w["title"]
     ev = client.get(f"/v1/warnings/{wid}/evaluation", params={"as_of": "2025-02-03"},
                     headers=h(keys)).json()  # fmt: skip
     assert ev["inspected"] > 0 and ev["passed"] is False
