@@ -29,6 +29,9 @@ from policy.warnings import (
     evaluate_effect,
     signal_matches,
 )
+from policy.warnings import (
+    STATUSES as WARNING_STATUSES,
+)
 from serving import dashboard
 from serving.audit import score_audit
 from serving.auth import KeyStore
@@ -441,7 +444,7 @@ def warnings_page(
     request: Request, user: User, status: str | None = None, level: int | None = None
 ) -> Response:
     store = get_store(request)
-    status = status if status in ("proposed", "approved", "rejected", "active", "lifted") else None
+    status = status if status in WARNING_STATUSES else None
     level = level if level in LEVELS else None
     rows = store.list(status=status, level=level)
     counts: dict[tuple[int, str], int] = {}
@@ -449,7 +452,7 @@ def warnings_page(
         counts[(w["level"], w["status"])] = counts.get((w["level"], w["status"]), 0) + 1
     return _render(request, "warnings.html", {"user": user, "warnings": rows, "counts": counts,
                    "status": status, "level": level,
-                   "statuses": ("proposed", "active", "rejected", "lifted")})  # fmt: skip
+                   "statuses": ("proposed", "active", "rejected", "lifted", "lapsed")})  # fmt: skip
 
 
 @router.post("/propose")
