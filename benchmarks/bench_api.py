@@ -189,7 +189,7 @@ def prepare(work: Path, profile: Profile) -> dict[str, Any]:
         "seed": profile.seed,
         "versions": versions,
         "train_mode": train_mode,
-        **_snapshot_and_templates(work, env, versions[0]),
+        **_snapshot_and_templates(work, env, versions),
         "keys": _create_keys(env),
         **_register_baseline(env, versions[0]),
         "timings_s": timings,
@@ -291,13 +291,14 @@ def _json_value(value: Any) -> Any:
     return str(value) if not isinstance(value, int | float) else value
 
 
-def _snapshot_and_templates(work: Path, env: dict[str, str], version: str) -> dict[str, Any]:
+def _snapshot_and_templates(work: Path, env: dict[str, str], versions: list[str]) -> dict[str, Any]:
     """Snapshot as of the first of the last ``N_TEMPLATES`` declarations; request templates.
 
     guomen gets those declarations in contract fields (the server converts the value to USD);
     MLflow gets their feature rows, computed from the same snapshot by ``OnlineFeatures``.
     """
     from features.online import OnlineFeatures
+    from features.registry import default_entities
     from features.snapshot import Snapshot
     from features.store import Store
     from riskmodel.registry import load_model
@@ -308,12 +309,22 @@ def _snapshot_and_templates(work: Path, env: dict[str, str], version: str) -> di
     decl = tables["declarations"].sort_values("declared_at", kind="stable")
     held = decl.tail(N_TEMPLATES)
     as_of = held["declared_at"].iloc[0]
-    snapshot = Snapshot.build(tables, as_of, store.attributes)
+    # The snapshot keeps the history keys of every version the run serves (the reload swaps
+    # v1 for v2, and each version's selection may have chosen other keys), as `guomen
+    # snapshot` keeps the champion's and the challenger's.
+    bundles = [
+        load_model(env["GUOMEN_MLFLOW_TRACKING_URI"], MODEL_NAME, v).bundle for v in versions
+    ]
+    entities: list[str] = []
+    for b in bundles:
+        entities.extend(e for e in (b.entities or default_entities(store.attributes))
+                        if e not in entities)  # fmt: skip
+    snapshot = Snapshot.build(tables, as_of, store.attributes, entities=entities)
     snap_dir = Path(env["GUOMEN_SNAPSHOT_DIR"])
     if snap_dir.exists():
         shutil.rmtree(snap_dir)
     snapshot.save(snap_dir)
-    bundle = load_model(env["GUOMEN_MLFLOW_TRACKING_URI"], MODEL_NAME, version).bundle
+    bundle = bundles[0]
     online = OnlineFeatures(snapshot, bundle.feature_names, categories=bundle.categories)
     allowed = set(Declaration.model_fields) - {"attributes", "declared_value_usd"}
     guomen_bodies, mlflow_bodies = [], []
