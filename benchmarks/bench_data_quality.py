@@ -26,6 +26,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from provenance import git_commit  # benchmarks/provenance.py
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MAPPING = ROOT / "docs" / "examples" / "foreign_flat_mapping.yaml"
@@ -86,14 +88,6 @@ def _summary(tables: dict) -> dict:
     return out
 
 
-def _commit(checkout: Path) -> str | None:
-    """The checkout's HEAD commit (None outside git)."""
-    proc = subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return proc.stdout.strip() or None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--flat-rows", type=int, default=54_000)
@@ -116,8 +110,8 @@ def main() -> None:
         "benchmark": "data_quality",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "baseline": str(args.baseline) if args.baseline else None,
-        "baseline_commit": _commit(args.baseline) if args.baseline else None,
-        "current_commit": _commit(ROOT),
+        "baseline_commit": git_commit(args.baseline) if args.baseline else None,
+        "current_commit": git_commit(ROOT),
         "load_average": os.getloadavg(),
         "runs": runs,
     }

@@ -32,6 +32,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from provenance import git_commit  # benchmarks/provenance.py
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET_S = 60.0
@@ -86,14 +88,6 @@ def _run_ingest(src: Path, code: Path = ROOT) -> dict:
         return result
     finally:
         shutil.rmtree(store, ignore_errors=True)
-
-
-def _commit(checkout: Path) -> str | None:
-    """The checkout's HEAD commit (None outside git)."""
-    proc = subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    )
-    return proc.stdout.strip() or None
 
 
 def main() -> None:
@@ -193,8 +187,8 @@ def _compare(args: argparse.Namespace) -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "declarations": args.declarations,
         "baseline": str(args.baseline),
-        "baseline_commit": _commit(args.baseline) if args.baseline else None,
-        "current_commit": _commit(ROOT),
+        "baseline_commit": git_commit(args.baseline) if args.baseline else None,
+        "current_commit": git_commit(ROOT),
         "repeat": args.repeat,
         "load_average": os.getloadavg(),
         "machine": {"nproc": os.cpu_count(), "ram_gb": _ram_gb()},

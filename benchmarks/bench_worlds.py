@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from provenance import git_commit  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -72,17 +72,6 @@ def _mem_gib() -> float:
     with open("/proc/meminfo") as fh:
         kb = int(next(line for line in fh if line.startswith("MemTotal")).split()[1])
     return round(kb / 2**20, 1)
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,7 +352,7 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
         "declarations": n,
         "seed": seed,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": git_commit(ROOT) or "unknown",
         "machine": {
             "nproc": os.cpu_count(),
             "ram_gib": _mem_gib(),
