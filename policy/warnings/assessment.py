@@ -279,7 +279,6 @@ def _signal_evidence(
         & notice_fdr.reindex(out.index).to_numpy()
         & (n_sig >= int(en["min_reports"]))
         & (out["signal_sources"] >= int(en["min_sources"]))
-        & (out["signals_expected"] <= float(en["max_expected"]))
     )
     return out
 

@@ -59,7 +59,6 @@ class EarlyNoticeConfig(_Section):
     kinds: list[str]
     min_reports: int
     min_sources: int
-    max_expected: float
     fdr: float
     review_days: int
 
