@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from provenance import git_commit  # benchmarks/provenance.py
 
 from policy.warnings import (
     Subject,
@@ -309,6 +310,7 @@ def run(
     no_cause = n_w - with_cause
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": git_commit(Path(__file__).resolve().parent),
         "machine": machine(),
         "load_average": list(os.getloadavg()),
         "declarations": n_declarations,
@@ -465,8 +467,8 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
         "",
         "| world | declarations | intensity | seed | detected <= 30 d | detected <= 42 d | "
         "eligible proposed <= 30 d | median delay (d) | max level exact | without cause "
-        "(per year) | notices (confirmed / lapsed) | warnings | replay s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(per year) | notices (confirmed / lapsed) | warnings | replay s | load | date | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s = r["summary"]
@@ -479,7 +481,8 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
             f"{s['max_level_exact']}/{s['detected']} | {s['without_planted_cause']} "
             f"({(s['without_planted_cause_per_year'] or 0):.1f}) | "
             f"{s['report_driven_notices']} ({s['notices_confirmed']} / {s['notices_lapsed']}) | "
-            f"{s['warnings']} | {r['timings']['replay_s']:.0f} | {r['load_average'][0]:.1f} |"
+            f"{s['warnings']} | {r['timings']['replay_s']:.0f} | {r['load_average'][0]:.1f} | "
+            f"{r['date'][:16]} | {r.get('commit') or '-'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -501,13 +504,25 @@ def main() -> None:
         help="run worlds x intensities, e.g. 'all:0.5,1,2' or 'default,hs6_origin:1'; "
         "results to warnings_worlds_<size>k.json/.md (rewritten after every run)",
     )
+    ap.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="with --matrix: keep each world's demo data and store in DATA_ROOT/<world>_<x> "
+        "and reuse them on the next run (generation is deterministic by world, seed, intensity)",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="with --matrix: results file stem (default warnings_worlds_<size>k)",
+    )
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.matrix:
         names, _, levels = args.matrix.partition(":")
         worlds = list(MATRIX_WORLDS) if names == "all" else names.split(",")
         intensities = [float(x) for x in (levels or "1").split(",")]
-        out = RESULTS / f"warnings_worlds_{args.declarations // 1000}k"
+        out = RESULTS / (args.out or f"warnings_worlds_{args.declarations // 1000}k")
         runs: list[dict[str, Any]] = []
         if out.with_suffix(".json").exists():  # resume: keep the runs already measured
             runs = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["runs"]
@@ -517,8 +532,12 @@ def main() -> None:
                 if (world, x) in done:
                     continue
                 with tempfile.TemporaryDirectory() as tmp:
+                    work = Path(tmp)
+                    if args.data_root is not None:
+                        work = args.data_root / f"{world}_{x}"
                     r = run(args.declarations, args.seed, args.step_days, args.max_delay,
-                            Path(tmp), world=None if world == "default" else world,
+                            work, reuse=args.data_root is not None,
+                            world=None if world == "default" else world,
                             signal_intensity=None if x == 1.0 else x)  # fmt: skip
                 r["world"], r["signal_intensity"] = world, x
                 runs.append(r)

@@ -745,7 +745,21 @@ def test_two_independent_reports_about_a_quiet_subject_make_a_report_driven_iv_n
     # a subject reported on every few weeks is no quiet subject: two more reports are usual
     busy = reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
     [b] = assess(with_reports(tables, busy, two), day(203), CFG, subjects=[QUIET])
-    assert b.signals_expected > CFG["early_notice"]["max_expected"] and not b.report_driven
+    assert b.signals_expected > 1 and b.signal_p > 0.2 and not b.report_driven
+
+
+def test_a_burst_far_above_a_busy_subjects_own_usual_count_makes_a_notice(tables):
+    """No fixed cap on the expected count: the tail under the subject's own history decides
+    (at 1M two outbreaks on pairs expecting 0.5-0.9 reports a window were missed by a cap)."""
+    busy = reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
+    burst = reports(9, 177, "851610", "DE", ["foreign_alert", "public_opinion", "complaint"],
+                    ["RASFF", "Weibo", "12315"], "S")  # fmt: skip
+    [b] = assess(with_reports(tables, busy, burst), day(203), CFG, subjects=[QUIET])
+    assert b.signals_expected > 1  # reported on most months: not a quiet subject
+    assert b.signals == 9 and b.signal_p < 5e-3
+    assert b.report_driven and b.level == 4 and b.likelihood == 1
+    made = propose(with_reports(tables, busy, burst), day(203), CFG)
+    assert QUIET.key_str in {w["subject_key"] for w in made if w["report_driven"]}
 
 
 def test_an_unconfirmed_notice_lapses_by_itself_after_its_review_period(tables):
