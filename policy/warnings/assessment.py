@@ -222,7 +222,9 @@ def _signal_evidence(
     under that gamma-Poisson predictive, with Benjamini-Hochberg over the kind's subjects,
     says which counts are surprising (a *surge*: the likelihood goes up one class). An *early
     notice* needs two or more reports from independent channels or sources about a subject
-    whose expected count is near zero (docs/warnings.md).
+    whose count is surprising for it (BH at ``early_notice.fdr``): for a subject hardly ever
+    reported on, two reports are; a busy one needs a burst above its own usual count
+    (docs/warnings.md).
 
     Parameters
     ----------
