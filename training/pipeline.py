@@ -31,7 +31,6 @@ from training.train import (
     VALIDATION,
     FittedModel,
     TrainingData,
-    fit_booster,
     prepare,
     train_model,
 )
@@ -160,7 +159,7 @@ def run_training(
     model_name
         Registered model name, recorded in the bundle.
     declarations, credit_ratings
-        Contract tables for the legacy-rule baseline; the baseline is skipped if omitted.
+        Contract tables for the legacy-rule and plain LightGBM baselines (skipped if omitted).
     attributes
         Extra model attributes of the store (recorded in the bundle).
     store_fingerprint
@@ -273,13 +272,27 @@ def run_training(
     base["logistic_regression"] = evaluate_scores(
         baselines.logistic_scores(lr, X_test), test_frame, probabilities=True, **kw
     )
-    plain_names = baselines.plain_feature_names(names)
     plain_verdict: dict[str, Any] = {}
-    if plain_names:
-        p_plain = _plain_lightgbm(data, plain_names, config, test_rows)
+    if declarations is not None:
+        # aligned to the training frame's order (sorted by time)
+        pos = pd.Index(declarations["declaration_id"].astype("str")).get_indexer(
+            pd.Index(data.frame["declaration_id"].astype("str"))
+        )
+        if (pos < 0).any():
+            raise ValueError("the declarations table lacks declarations of the features")
+        p_plain, plain_cols = baselines.plain_lightgbm_scores(
+            declarations.iloc[pos],
+            attributes,
+            data.labels["y"].to_numpy(dtype=np.float64),
+            data.rows(TRAIN),
+            data.rows(VALIDATION),
+            test_rows,
+            config.seed,
+            config.lightgbm.num_threads,
+        )
         base["plain_lightgbm"] = evaluate_scores(p_plain, test_frame, probabilities=True, **kw)
         plain_verdict = baselines.compare_to_plain(metrics, base["plain_lightgbm"])
-        plain_verdict["features"] = plain_names
+        plain_verdict["features"] = plain_cols
     timings["baselines"] = time.perf_counter() - t0
 
     step("policy")
@@ -413,31 +426,6 @@ def run_training(
         counts=counts,
         example=pd.DataFrame(X_test[:3], columns=names),
     )
-
-
-def _plain_lightgbm(
-    data: TrainingData, plain_names: list[str], config: TrainConfig, rows: np.ndarray
-) -> np.ndarray:
-    """Fit the plain baseline (raw declaration columns, native categoricals, no history, no
-    weights) like the model, and return its probabilities on ``rows``."""
-
-    def matrix(mask: np.ndarray) -> np.ndarray:
-        return data.frame.loc[mask, plain_names].to_numpy(dtype=np.float64, na_value=np.nan)
-
-    tr, va = data.rows(TRAIN), data.rows(VALIDATION)
-    y = data.labels["y"].to_numpy()
-    booster = fit_booster(
-        matrix(tr),
-        y[tr],
-        None,
-        matrix(va),
-        y[va],
-        plain_names,
-        config.lightgbm.params(config.seed),
-        config.lightgbm.num_boost_round,
-        config.lightgbm.early_stopping_rounds,
-    )
-    return np.asarray(booster.predict(matrix(rows)), dtype=np.float64)
 
 
 def evaluate_bundle(

@@ -10,7 +10,12 @@ from features.online import OnlineFeatures
 from features.registry import candidate_entities, default_entities, feature_names
 from features.snapshot import Snapshot
 from tests.training.training_support import SELECTING
-from training.baselines import compare_to_plain, plain_feature_names
+from training.baselines import (
+    PLAIN_MAX_CATEGORIES,
+    compare_to_plain,
+    plain_columns,
+    plain_lightgbm_scores,
+)
 from training.config import load_config
 from training.train import capacity_grid, shap_cost
 
@@ -91,15 +96,97 @@ def test_grid_scales_with_the_labelled_rows_and_caps_trees() -> None:
     assert max(p["num_boost_round"] for p in big if p["num_leaves"] == 63) == 147
 
 
-def test_the_plain_baseline_is_in_every_evaluation(selected) -> None:
+def test_the_plain_baseline_is_in_every_evaluation(demo, selected) -> None:
     assert "plain_lightgbm" in selected.baselines
     verdict = selected.bundle.metrics["plain_baseline"]
     assert set(verdict["budgets"]) == {"0.05", "0.1"}
     assert verdict["statement"].startswith("The model ")
-    assert all(n.startswith(("decl_", "attr_")) for n in verdict["features"])
-    assert "decl_hs4_cat_now" in verdict["features"]
-    # The declaration's own values only ("now"), nothing counted over earlier events.
-    assert all(n.endswith("_now") for n in verdict["features"])
+    # The raw columns of the declarations table (the HS code also at 2/4/6 digits), no feature of
+    # the model: nothing counted over earlier events.
+    _, inputs = demo
+    cols = set(verdict["features"])
+    assert {"hs2", "hs4", "hs6", "origin_country", "port_code", "month", "usd_per_kg"} <= cols
+    derived = {"hs2", "hs4", "hs6", "month", "weekday", "hour", "usd_per_kg"}
+    assert cols <= derived | set(inputs.tables["declarations"].columns)
+    assert not {"declaration_id", "declared_at"} & cols
+
+
+def test_the_report_and_the_worlds_harness_share_one_plain_baseline(demo, selected) -> None:
+    """The training report's plain baseline is ``plain_lightgbm_scores`` on the same rows (the
+    harness reads the report's): calling it directly gives the report's numbers exactly."""
+    from training.evaluate import evaluate_scores
+    from training.train import TEST, TRAIN, VALIDATION, prepare
+
+    _, inputs = demo
+    cfg = load_config(overrides=SELECTING)
+    names = selected.bundle.feature_names
+    from features.build import build_offline
+
+    feats = build_offline(
+        inputs.tables,
+        inputs.attributes,
+        entities=selected.bundle.entities,
+        categories=selected.bundle.categories,
+    )
+    data = prepare(feats, inputs.labels, names, cfg.split.test_months, cfg.split.validation_months)
+    decl = inputs.tables["declarations"].set_index("declaration_id", drop=False)
+    decl = decl.loc[data.frame["declaration_id"].to_numpy()].reset_index(drop=True)
+    test = data.rows(TEST, labelled=False)
+    scores, cols = plain_lightgbm_scores(
+        decl,
+        inputs.attributes,
+        data.labels["y"].to_numpy(dtype=np.float64),
+        data.rows(TRAIN),
+        data.rows(VALIDATION),
+        test,
+        cfg.seed,
+        cfg.lightgbm.num_threads,
+    )
+    assert cols == selected.bundle.metrics["plain_baseline"]["features"]
+    got = evaluate_scores(
+        scores, data.labels[test].reset_index(drop=True), probabilities=True, budgets=(0.05, 0.1)
+    )
+    want = selected.baselines["plain_lightgbm"]
+    for b in ("0.05", "0.1"):
+        assert got["budgets"][b]["all_inspected"]["precision"] == pytest.approx(
+            want["budgets"][b]["all_inspected"]["precision"], abs=1e-12
+        )
+    assert got["all_inspected"]["auc"] == pytest.approx(want["all_inspected"]["auc"], abs=1e-12)
+
+
+def test_plain_baseline_finds_risk_in_a_raw_column_and_codes_unseen_values_missing() -> None:
+    """Risk planted in the full HS code alone: the plain baseline ranks it (AUC well above
+    0.5), IDs with too many values are left out, unseen values become missing."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    catalogue = np.array([f"{c:010d}" for c in rng.integers(1_000_000_000, 9_999_999_999, 40)])
+    codes = catalogue[rng.integers(0, 40, n)]
+    risky = np.isin(codes, catalogue[:5])
+    y = (rng.random(n) < np.where(risky, 0.6, 0.05)).astype(np.float64)
+    decl = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i}" for i in range(n)],
+            "declared_at": pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC"),
+            "hs_code": codes,
+            "enterprise_id": [f"E{i}" for i in range(n)],  # one value per row: left out
+            "declared_value_usd": rng.lognormal(8, 1, n),
+            "grade": rng.choice(["a", "b"], n),
+        }
+    )
+    train = np.arange(n) < 4000
+    valid = (np.arange(n) >= 4000) & (np.arange(n) < 5000)
+    test = np.arange(n) >= 5000
+    X = plain_columns(decl, {"grade": "categorical"}, train)
+    assert "enterprise_id" not in X.columns and n > PLAIN_MAX_CATEGORIES
+    assert {"hs2", "hs4", "hs6", "hs_code", "declared_value_usd", "grade"} <= set(X.columns)
+    assert {"month", "weekday", "hour"} <= set(X.columns)
+    decl.loc[n - 1, "hs_code"] = "9999999999"
+    X = plain_columns(decl, {"grade": "categorical"}, train)
+    assert pd.isna(X.loc[n - 1, "hs_code"]) and pd.isna(X.loc[n - 1, "hs6"])
+    scores, _ = plain_lightgbm_scores(decl, {"grade": "categorical"}, y, train, valid, test, 0)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y[test], scores) > 0.75
 
 
 def test_the_report_says_plainly_when_the_plain_baseline_wins() -> None:
@@ -118,10 +205,3 @@ def test_the_report_says_plainly_when_the_plain_baseline_wins() -> None:
     won = compare_to_plain(m(0.40, 0.30), m(0.32, 0.24))
     assert won["beats_all"] and "beats the plain LightGBM baseline at 5 %" in won["statement"]
     assert won["budgets"]["0.05"]["relative"] == pytest.approx(0.25)
-
-
-def test_plain_columns_carry_no_history() -> None:
-    names = feature_names({"grade": "categorical", "rate": "numeric"})
-    plain = plain_feature_names(names)
-    assert "attr_grade_cat_now" in plain and "attr_rate_value_now" in plain
-    assert "attr_grade_decl_cnt_all" not in plain and "hs6_uv_log_ratio_month" not in plain
