@@ -169,11 +169,11 @@ app.add_typer(warnings_app, name="warnings")
 
 def _warning_store(config: Path | None) -> object:
     from policy.warnings import load_warning_config
-    from serving.db import make_engine
-    from serving.warnings_store import WarningStore, ensure_schema
+    from serving.db import create_schema, make_engine
+    from serving.warnings_store import WarningStore
 
     engine = make_engine(get_settings().database_url)
-    ensure_schema(engine)
+    create_schema(engine)
     return WarningStore(engine, load_warning_config(config))
 
 
@@ -296,6 +296,23 @@ def serve(
         from serving.app import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, access_log=access_log)
+
+
+db_app = typer.Typer(
+    help="The serving database's schema (Alembic migrations).", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate GUOMEN_DATABASE_URL to the newest schema (the API also does this at start-up)."""
+    from serving.db import create_schema, make_engine, schema_revision
+
+    engine = make_engine(get_settings().database_url)
+    before = schema_revision(engine)
+    create_schema(engine)
+    typer.echo(f"database schema at revision {schema_revision(engine)} (was {before or 'none'})")
 
 
 def _keys_engine():

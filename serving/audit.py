@@ -74,13 +74,6 @@ inspection_results = sa.Table(
     sa.Column("data_quality", sa.JSON, nullable=True),  # as in score_audit
 )
 
-#: Columns added after the first release; :func:`serving.db.create_schema` adds them to an
-#: existing database (all nullable, so old rows stay valid).
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "score_audit": ("declaration_json", "worker_id", "data_quality"),
-    "inspection_results": ("worker_id", "data_quality"),
-}
-
 
 def canonical_json(payload: Mapping[str, Any]) -> str:
     """The canonical JSON text of a validated request item (what ``input_sha256`` hashes).

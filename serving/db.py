@@ -1,19 +1,30 @@
 """One SQLAlchemy engine per process and the shared table metadata.
 
-Every serving module declares its tables on :data:`metadata` (SQLAlchemy Core, no ORM), so one
-``create_all`` makes the whole schema. SQLite is the default (WAL mode, a busy timeout so
+Every serving module declares its tables on :data:`metadata` (SQLAlchemy Core, no ORM); the
+database itself is made and changed only by the Alembic migrations in ``serving/migrations``
+(:func:`create_schema`, run at start-up and by ``guomen db upgrade``). A test checks that the
+migrations at head give exactly the declared tables. SQLite is the default (WAL mode, a busy timeout so
 concurrent writers wait instead of failing); any other SQLAlchemy URL, such as
 ``postgresql+psycopg://...``, works unchanged.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 
@@ -91,50 +102,95 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
     return sa.create_engine(parsed, pool_size=8, max_overflow=32, pool_pre_ping=True)
 
 
-def create_schema(engine: Engine) -> None:
-    """Create every table declared on :data:`metadata` that does not exist yet.
-
-    Several uvicorn workers may start at once; the loser of a create race retries once.
-    """
-    # Import for the side effect of declaring the tables on ``metadata``.
+def declared_metadata() -> sa.MetaData:
+    """:data:`metadata` with every serving table declared on it (the modules are imported)."""
     import serving.audit  # noqa: F401
     import serving.auth  # noqa: F401
+    import serving.rescore.db  # noqa: F401
     import serving.storage  # noqa: F401
+    import serving.warnings_store  # noqa: F401
 
-    try:
-        metadata.create_all(engine)
-    except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
-        log.info("schema creation raced with another process; retrying")
-        metadata.create_all(engine)
-    _add_missing_columns(engine, serving.audit.ADDED_COLUMNS)
+    return metadata
 
 
-def _add_missing_columns(engine: Engine, added: dict[str, tuple[str, ...]]) -> None:
-    """``ALTER TABLE ... ADD COLUMN`` for nullable columns a database made earlier lacks.
+def alembic_config(connection: sa.Connection | None = None) -> AlembicConfig:
+    """The Alembic configuration of the serving migrations (shipped in ``serving/migrations``).
 
-    ``create_all`` never changes an existing table. The DDL is built from our own metadata
-    (identifiers cannot be bound parameters); another worker adding the same column first is
-    not an error.
+    ``connection``: the connection the migrations run on (``env.py`` reads it from
+    ``config.attributes``); there is no ``alembic.ini``.
     """
-    for table_name, columns in added.items():
-        table = metadata.tables[table_name]
-        have = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
-        for name in columns:
-            if name in have:
-                continue
-            column = table.c[name]
-            if not column.nullable:
-                raise RuntimeError(f"cannot add the non-null column {table_name}.{name}")
-            ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
-            statement = f"ALTER TABLE {table.name} ADD COLUMN {ddl}"
-            try:
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(statement)
-                log.info("added column %s.%s", table_name, name)
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-                again = {c["name"] for c in sa.inspect(engine).get_columns(table_name)}
-                if name not in again:
-                    raise
+    config = AlembicConfig()
+    config.set_main_option("script_location", "serving:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's migration revision (None: no migrations applied yet)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with the code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no serving migrations found (serving/migrations/versions)")
+    return head
+
+
+@contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations of one SQLite file across processes (workers start at once).
+
+    An exclusive ``flock`` on ``<database>.migrate.lock`` (SQLite runs most DDL outside a
+    transaction, so its own locks do not make "check revision, then upgrade" atomic).
+    """
+    database = engine.url.database or ""
+    if (
+        engine.dialect.name != "sqlite"
+        or database in ("", ":memory:")
+        or database.startswith("file:")
+    ):
+        yield
+        return
+    lock_path = Path(database).expanduser().with_name(Path(database).name + ".migrate.lock")
+    with open(lock_path, "a+b") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+# Engines already migrated to head by this process (start-up and every writer call
+# create_schema; only the first call per engine pays for the check).
+_at_head: weakref.WeakSet[Engine] = weakref.WeakSet()
+_at_head_lock = threading.Lock()
+
+# pg_advisory_xact_lock key of the migration (any constant of ours; "guomen" in ASCII).
+_PG_MIGRATION_LOCK = 0x67756F6D656E
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to the newest migration (Alembic, ``serving/migrations``).
+
+    Creates every table on a fresh database; adopts a database made before migrations (see
+    revision ``0001``); applies later revisions in order. Several workers may start at once:
+    on PostgreSQL they queue on an advisory lock inside the migration's transaction, on SQLite
+    on a file lock, so one migrates and the others find the database at head.
+    """
+    if engine in _at_head:
+        return
+    with _at_head_lock, _sqlite_migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
+        before = MigrationContext.configure(conn).get_current_revision()
+        alembic_command.upgrade(alembic_config(conn), "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+        if before != after:
+            log.info("database schema migrated from %s to %s", before or "(none)", after)
+    _at_head.add(engine)
 
 
 def utcnow() -> datetime:

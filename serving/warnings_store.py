@@ -118,11 +118,6 @@ EXPORT_FIELDS: tuple[str, ...] = (
 )
 
 
-def ensure_schema(engine: Engine) -> None:
-    """Create the two warnings tables when missing (idempotent; safe beside ``create_schema``)."""
-    metadata.create_all(engine, tables=[warnings_table, transitions_table])
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 

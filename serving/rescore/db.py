@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from policy.tiers import TIER_ORDER
-from serving.db import UTCDateTime, metadata, utcnow
+from serving.db import UTCDateTime, create_schema, metadata, utcnow
 from serving.rescore.profiles import profile_dict
 
 # One row per enterprise and as-of date. The as-of date is the run key: rescoring the same date
@@ -72,11 +72,6 @@ rescore_runs = sa.Table(
 PROFILE_COLUMNS = [c.name for c in enterprise_profiles.columns]
 
 
-def create_tables(engine: Engine) -> None:
-    """Create the two rescoring tables if they do not exist."""
-    metadata.create_all(engine, tables=[enterprise_profiles, rescore_runs])
-
-
 def _py(value: Any) -> Any:
     """A DB-ready Python value (NaN/NA to None, numpy scalars to Python, UTC datetimes)."""
     if value is None or value is pd.NA or value is pd.NaT:
@@ -97,7 +92,7 @@ def write_profiles(
     chunk: int = 5000,
 ) -> None:
     """Replace the rows of ``run['as_of']`` with ``profiles`` in one transaction."""
-    create_tables(engine)
+    create_schema(engine)
     as_of = str(run["as_of"])
     rows = [
         {c: _py(v) for c, v in zip(PROFILE_COLUMNS, values, strict=True)}
@@ -128,7 +123,7 @@ def write_profiles(
 
 def latest_as_of(engine: Engine) -> str | None:
     """The most recent as-of date with profiles in the database."""
-    create_tables(engine)
+    create_schema(engine)
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.max(rescore_runs.c.as_of))).scalar()
 

@@ -26,9 +26,10 @@ def warnings_in_force(engine: Engine) -> WarningsProvider:
     def provider(
         enterprise_ids: Sequence[str], as_of: pd.Timestamp
     ) -> dict[str, list[dict[str, Any]]]:
-        from serving.warnings_store import ensure_schema, warnings_table
+        from serving.db import create_schema
+        from serving.warnings_store import warnings_table
 
-        ensure_schema(engine)
+        create_schema(engine)
         t = warnings_table
         at = pd.Timestamp(as_of).to_pydatetime()
         q = (

@@ -18,7 +18,7 @@ from fastapi import Path as PathParam
 
 from serving.auth import ApiKey, require_role
 from serving.deps import DbEngine
-from serving.rescore.db import create_tables, get_profile, list_profiles
+from serving.rescore.db import get_profile, list_profiles
 
 router = APIRouter(prefix="/v1/enterprises", tags=["enterprises"])
 
@@ -26,11 +26,6 @@ Committee = Annotated[ApiKey, Depends(require_role("committee"))]
 AsOf = Annotated[
     dt.date | None, Query(description="as-of date of the rescoring run (default: the latest)")
 ]
-
-
-def install(app: Any) -> None:
-    """Create the profile tables at start-up so a fresh database answers with empty lists."""
-    create_tables(app.state.engine)
 
 
 @router.get("", summary="Enterprise profiles sorted by risk")

@@ -35,12 +35,12 @@ from policy.warnings import (
 )
 from policy.warnings.subjects import check_subject_key
 from serving.auth import ApiKey, require_role
+from serving.db import create_schema
 from serving.request_guard import validation_error
 from serving.warnings_store import (
     EXPORT_FIELDS,
     MeasureCache,
     WarningStore,
-    ensure_schema,
     export_rows,
     to_csv,
 )
@@ -56,9 +56,9 @@ _install_lock = threading.Lock()
 def install(
     app: FastAPI, engine: Any | None = None, config_path: Path | None = None
 ) -> WarningStore:
-    """Create the warnings tables and put the store and measure provider on ``app.state``."""
+    """Migrate ``engine`` to head and put the warning store and measure provider on ``app.state``."""
     engine = engine if engine is not None else app.state.engine
-    ensure_schema(engine)
+    create_schema(engine)
     store = WarningStore(engine, load_warning_config(config_path))
     app.state.warning_store = store
     app.state.measure_provider = MeasureCache(store)

@@ -26,8 +26,9 @@ from fastapi.testclient import TestClient
 from guomen.settings import Settings
 from serving.app import create_app
 from serving.audit import inspection_results, score_audit, sha256_text
-from serving.db import create_schema, make_engine, metadata
+from serving.db import make_engine
 from serving.sync import _Cursor
+from tests.serving.database import reset_database
 
 REPO = Path(__file__).resolve().parents[2]
 ENTERPRISE = "E0007"
@@ -244,26 +245,9 @@ def test_in_process_workers_on_sqlite(world, decl, tmp_path):
 def test_in_process_workers_on_postgres(world, decl):
     assert PG_URL is not None
     engine = make_engine(PG_URL)
-    import serving.audit  # noqa: F401  (declares the tables on metadata)
-    import serving.auth  # noqa: F401
-
-    metadata.drop_all(engine)
+    reset_database(engine)
     engine.dispose()
     _in_process_round_trip(world, decl, PG_URL)
-
-
-def test_old_database_gets_the_new_columns(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    with engine.begin() as conn:  # the tables as the first release made them
-        conn.exec_driver_sql("CREATE TABLE score_audit (id INTEGER PRIMARY KEY, x TEXT)")
-        conn.exec_driver_sql("CREATE TABLE inspection_results (id INTEGER PRIMARY KEY, y TEXT)")
-    create_schema(engine)
-    create_schema(engine)  # idempotent
-    cols = {t: {c["name"] for c in sa.inspect(engine).get_columns(t)}
-            for t in ("score_audit", "inspection_results")}  # fmt: skip
-    engine.dispose()
-    assert {"declaration_json", "worker_id", "data_quality"} <= cols["score_audit"]
-    assert {"worker_id", "data_quality"} <= cols["inspection_results"]
 
 
 def test_cursor_remembers_skipped_ids_until_they_appear():

@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.audit import count_audit, inspection_results, score_audit
-from serving.db import make_engine, metadata
+from serving.db import make_engine
+from tests.serving.database import reset_database
 
 pytestmark = pytest.mark.postgres
 URL = os.environ.get("GUOMEN_TEST_POSTGRES_URL")
@@ -23,10 +24,7 @@ URL = os.environ.get("GUOMEN_TEST_POSTGRES_URL")
 def test_scoring_audit_and_inspections_on_postgres(world, decl):
     engine = make_engine(URL)
     assert engine.dialect.name == "postgresql"
-    import serving.audit  # noqa: F401  (declares the tables on metadata)
-    import serving.auth  # noqa: F401
-
-    metadata.drop_all(engine)  # a clean schema for this run
+    reset_database(engine)  # a clean schema for this run
     engine.dispose()
     settings = world.settings(world.root / "unused.db", database_url=URL, max_batch=5)
     keys = world.make_keys(settings)
