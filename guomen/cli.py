@@ -894,5 +894,104 @@ def export_results(
     typer.echo(f"next: guomen ingest {out} --store STORE")
 
 
+# --- the annual monitoring plan and the public disclosure (issue 18) -----------------------
+
+
+@app.command("plan")
+def plan_cmd(
+    year: Annotated[int, typer.Option(help="the plan year", min=2000, max=2100)],
+    samples: Annotated[int, typer.Option(help="monitoring samples of the year (N)", min=1)],
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    out: Annotated[Path, typer.Option(help="folder for the plan documents")] = Path("data/plan"),
+    product_level: Annotated[str, typer.Option(help="chapter or hs4")] = "chapter",
+    scores: Annotated[
+        Path | None,
+        typer.Option(help="rescoring run (or its root, default data/) for the expected rates"),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="data up to this time (default: newest)")
+    ] = None,
+) -> None:
+    """Propose the year's risk-monitoring plan: N samples over product x origin x trade mode
+    and ports (docs/plan.md); writes Markdown (zh, en) and CSV and stores the proposal for the
+    committee's approval."""
+    import getpass
+
+    import pandas as pd
+
+    from policy.plan import PlanConfig, PlanError
+    from serving.db import make_engine
+    from serving.plan_inputs import latest_scores, propose_plan
+
+    settings = get_settings()
+    try:
+        config = PlanConfig(product_level=product_level)  # type: ignore[arg-type]
+    except PlanError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    when = None
+    if as_of:
+        try:
+            ts = pd.Timestamp(as_of)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--as-of: {exc}") from exc
+        when = (ts.tz_localize(settings.timezone) if ts.tzinfo is None else ts).to_pydatetime()
+    if scores is None and latest_scores(Path("data")) is not None:
+        scores = Path("data")
+    try:
+        plan, plan_id, paths = propose_plan(
+            store or settings.store_dir, year=year, samples=samples, out_dir=out / str(year),
+            engine=make_engine(settings.database_url), actor=f"cli:{getpass.getuser()}",
+            config=config, scores=scores, as_of=when,
+        )  # fmt: skip
+    except (PlanError, ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    s = plan.summary
+    if not s.get("model_rates"):
+        typer.echo("no rescoring run found: expected rates from past random results only")
+    typer.echo(
+        f"plan {plan_id}: {s['samples']} samples over {s['groups']} groups (floor "
+        f"{s['floor_samples']}, risk {s['risk_samples']}); expected nonconforming "
+        f"{s['expected_nonconforming']:.1f} vs {s['expected_nonconforming_proportional']:.1f} "
+        "volume-proportional"
+    )
+    for p in paths.values():
+        typer.echo(f"  {p}")
+    typer.echo("the committee approves it at /committee/plans")
+
+
+@app.command("disclose")
+def disclose_cmd(
+    period: Annotated[str, typer.Option(help="closed period: YYYY-Qn, YYYY-Hn, YYYY-MM, YYYY")],
+    out: Annotated[Path, typer.Option(help="folder for the report")] = Path("data/disclosure"),
+    store: Annotated[Path | None, typer.Option(help="the ingested Parquet store")] = None,
+    product_level: Annotated[str, typer.Option(help="chapter or hs4")] = "chapter",
+) -> None:
+    """Write the public report of spot-check (random monitoring) results of a period: JSON, CSV
+    and printable HTML (docs/disclosure.md); no enterprise named outside the blacklist."""
+    from policy.disclosure import DisclosureError
+    from serving.db import make_engine
+    from serving.plan_inputs import publish_disclosure
+
+    if product_level not in ("chapter", "hs4"):
+        raise typer.BadParameter("--product-level must be chapter or hs4")
+    settings = get_settings()
+    try:
+        report, paths = publish_disclosure(
+            store or settings.store_dir, period=period, out_dir=out,
+            engine=make_engine(settings.database_url), timezone=settings.timezone,
+            product_level=product_level,
+        )  # fmt: skip
+    except DisclosureError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    t = report["totals"]
+    typer.echo(
+        f"{report['period']}: {t['samples']:,} random samples, {t['nonconforming']:,} "
+        f"nonconforming in {len(report['groups'])} product x origin groups; "
+        f"{len(report['warnings'])} warnings issued"
+    )
+    for p in paths.values():
+        typer.echo(f"  {p}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()

@@ -178,10 +178,7 @@ def warning_flags(
             mask = product.str.slice(0, 2) == key
         else:
             hs4, _, country = key.partition("/")
-            if config.product_level == "chapter":
-                mask = product == hs4[:2]
-            else:
-                mask = product == hs4
+            mask = product == (hs4[:2] if config.product_level == "chapter" else hs4)
             if kind == "hs4_origin":
                 mask &= origin == country
         for i in np.flatnonzero(mask.to_numpy()):
@@ -217,11 +214,7 @@ def apportion(
     if np.any(~np.isfinite(w)) or np.any(w < 0):
         raise PlanError("weights must be finite and >= 0")
     lo = np.broadcast_to(np.asarray(minimum, dtype=np.int64), (n,)).copy()
-    hi = (
-        np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
-        if cap is None
-        else np.asarray(cap, dtype=np.int64).copy()
-    )
+    hi = np.full(n, total, dtype=np.int64) if cap is None else np.asarray(cap, np.int64).copy()
     hi = np.maximum(hi, lo)
     if lo.sum() > total:
         raise PlanError(f"the minimums ({int(lo.sum())}) exceed the total ({total})")
@@ -253,7 +246,7 @@ def apportion(
     elif left < 0:  # rounding up at the bounds overshot: take back from the largest remainders
         frac = exact - result
         frac[result <= lo] = np.inf
-        for i in np.lexsort((np.arange(n), frac))[: -left]:
+        for i in np.lexsort((np.arange(n), frac))[:-left]:
             result[i] -= 1
     return result
 
@@ -372,7 +365,7 @@ def allocate(
     if floor_min.sum() > samples:
         raise PlanError(
             f"{len(g)} groups need {int(floor_min.sum())} floor samples but the plan has "
-            f"{samples}: raise --samples or use coarser groups (product level chapter)"
+            f"{samples}: raise --samples or use coarser groups (--product-level chapter)"
         )
     floor_total = max(floor_total, int(floor_min.sum()))
     floor = apportion(floor_total, volume, floor_min, cap)

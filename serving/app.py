@@ -40,6 +40,7 @@ from serving.routes import (
     keys,
     model,
     pages,
+    plan_pages,
     score,
     warning_record,  # before pages: /committee/warnings/{id} would take it
 )
@@ -136,6 +137,7 @@ ROUTER_MODULES: tuple[ModuleType, ...] = (
     enterprises,
     warning_routes,
     warning_record,  # before pages: /committee/warnings/{id} would take "record"
+    plan_pages,
     pages,
 )
 
@@ -207,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 secret=secret,
                 measure_secret=measure_secret,
                 rates=app.state.rates,
+                # per-group shares of the approved monitoring plan (serving.plan_store)
+                monitoring=getattr(app.state, "monitoring_quotas", None),
             )
 
         def on_swap(scorer: Scorer) -> None:

@@ -148,12 +148,16 @@ class Scorer:
         measure_secret: str | None = None,
         rates: RateTable | None = None,
         online_features: Any | None = None,
+        monitoring: Any | None = None,
     ) -> None:
         self.bundle = bundle
         self.ref = ref
         self.live = live
         self.secret = secret
         self.measure_secret = measure_secret
+        # ``share(declaration, default) -> float``: the approved plan's per-group monitoring
+        # share (serving.plan_store.QuotaShares); None: the bundle policy's one global share
+        self.monitoring = monitoring
         self.policy = SupervisionPolicy.from_dict(bundle.policy)
         self.feature_names = list(bundle.feature_names)
         if online_features is None:
@@ -185,7 +189,11 @@ class Scorer:
             credit_rating=credit,
             measures=measures,
             secret=self.secret,
-            monitoring_share=self.policy.monitoring_share,
+            monitoring_share=(
+                self.policy.monitoring_share
+                if self.monitoring is None
+                else self.monitoring.share(declaration, self.policy.monitoring_share)
+            ),
             measure_secret=self.measure_secret,
         )
         return ScoreResult(

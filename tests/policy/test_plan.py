@@ -69,9 +69,9 @@ def test_plan_keeps_the_floor_and_sums_to_n() -> None:
     exact = 1000 * lines["volume"] / lines["volume"].sum()
     assert (lines["floor"] - exact.clip(lower=1)).abs().max() < 1.0 + 1e-9
     assert (lines["quota"] <= np.maximum(0.5 * lines["volume"], 1)).all()
-    assert plan.summary["expected_nonconforming"] > plan.summary[
-        "expected_nonconforming_proportional"
-    ]
+    assert (
+        plan.summary["expected_nonconforming"] > plan.summary["expected_nonconforming_proportional"]
+    )
 
 
 def test_risk_goes_where_rate_is_high_or_uncertain() -> None:
