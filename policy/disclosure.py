@@ -130,7 +130,7 @@ def disclose(
             "hazard_types": [{"hazard_type": h, "count": int(c)} for h, c in top],
         })  # fmt: skip
     n_all, k_all = len(r), int(r["bad"].sum())
-    lo, hi = wilson_interval(k_all, n_all, CONFIDENCE) if n_all else (None, None)
+    lo_all, hi_all = wilson_interval(k_all, n_all, CONFIDENCE) if n_all else (None, None)
     blacklist = blacklisted(tables, period.end)
     named = []
     for ent in sorted(blacklist):
@@ -148,7 +148,8 @@ def disclose(
         "selection": "random",
         "interval": {"method": INTERVAL_METHOD, "confidence": CONFIDENCE},
         "totals": {"samples": n_all, "nonconforming": k_all,
-                   "rate": (k_all / n_all) if n_all else None, "ci_low": lo, "ci_high": hi},
+                   "rate": (k_all / n_all) if n_all else None, "ci_low": lo_all,
+                   "ci_high": hi_all},
         "groups": groups,
         "warnings": issued_warnings(warnings, period, blacklist),
         "named_enterprises": named,

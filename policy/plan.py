@@ -557,12 +557,13 @@ def plan_markdown(plan: Plan, lang: Literal["zh", "en"], top: int | None = None)
                 "| group | volume | floor | risk | quota | estimated rate | expected found | "
                 "year-end CI width | reasoning |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    for r in lines.itertuples(index=False):
-        reason = (r.reason_zh if zh else r.reason_en).replace("|", "/")
+    records: list[dict[str, Any]] = lines.to_dict("records")  # type: ignore[assignment]
+    for r in records:
+        reason = str(r["reason_zh"] if zh else r["reason_en"]).replace("|", "/")
         out.append(
-            f"| {r.group_id} | {r.volume:,.0f} | {r.floor} | {r.risk} | {r.quota} | "
-            f"{r.estimated_rate:.2%} | {r.expected_nonconforming:.1f} | "
-            f"{r.expected_ci_width:.1%} | {reason} |"
+            f"| {r['group_id']} | {r['volume']:,.0f} | {r['floor']} | {r['risk']} | "
+            f"{r['quota']} | {r['estimated_rate']:.2%} | {r['expected_nonconforming']:.1f} | "
+            f"{r['expected_ci_width']:.1%} | {reason} |"
         )
     if not plan.ports.empty:
         by_port = plan.ports.groupby("port_code")["quota"].sum().sort_values(ascending=False)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from features.build import final_inspections
-from policy.plan import group_frame, group_of, wilson_interval
+from policy.plan import ProductLevel, group_frame, group_of, wilson_interval
 from serving.audit import inspection_results, score_audit
 from serving.plan_store import count_draws, get_plan, list_plans
 
@@ -51,14 +51,19 @@ def execution(
     end = pd.Timestamp(year=plan["year"] + 1, month=1, day=1, tz=timezone).tz_convert("UTC")
     drawn, _ = count_draws(engine, level, start.to_pydatetime())
     results = _results(engine, tables, level, start, end)
-    rows = []
-    for r in lines.itertuples(index=False):
-        n, k = results.get(r.group_id, (0, 0))
+    rows: list[dict[str, Any]] = []
+    for gid, quota, rate in zip(
+        lines["group_id"].astype("str").tolist(),
+        lines["quota"].astype("int64").tolist(),
+        lines["estimated_rate"].astype("float64").tolist(),
+        strict=True,
+    ):
+        n, k = results.get(gid, (0, 0))
         lo, hi = wilson_interval(k, n) if n else (None, None)
         rows.append({
-            "group_id": r.group_id, "quota": int(r.quota), "drawn": int(drawn.get(r.group_id, 0)),
+            "group_id": gid, "quota": quota, "drawn": int(drawn.get(gid, 0)),
             "results": n, "nonconforming": k, "rate": (k / n) if n else None,
-            "ci_low": lo, "ci_high": hi, "estimated_rate": float(r.estimated_rate),
+            "ci_low": lo, "ci_high": hi, "estimated_rate": rate,
         })  # fmt: skip
     total_n = sum(x["results"] for x in rows)
     total_k = sum(x["nonconforming"] for x in rows)
@@ -80,7 +85,7 @@ def execution(
 def _results(
     engine: Engine,
     tables: Mapping[str, pd.DataFrame] | None,
-    level: str,
+    level: ProductLevel,
     start: pd.Timestamp,
     end: pd.Timestamp,
 ) -> dict[str, tuple[int, int]]:
@@ -118,7 +123,7 @@ def _results(
             ):
                 if text and did not in audited:
                     try:
-                        audited[did] = group_of(json.loads(text), level)  # type: ignore[arg-type]
+                        audited[did] = group_of(json.loads(text), level)
                     except KeyError:
                         continue
     store_groups = {did: g for did, (g, _) in found.items()}

@@ -115,8 +115,11 @@ def save_plan(engine: Engine, plan: Plan, actor: str) -> str:
         }
         for r in lines.to_dict("records")
     ]
-    ports = plan.ports.groupby("port_code")["quota"].sum() if not plan.ports.empty else {}
-    summary = {**plan.summary, "ports": {str(k): int(v) for k, v in dict(ports).items()}}
+    ports: dict[str, int] = {}
+    if not plan.ports.empty:
+        by_port = plan.ports.groupby("port_code")["quota"].sum()
+        ports = {str(k): int(v) for k, v in by_port.items()}
+    summary = {**plan.summary, "ports": ports}
     with engine.begin() as conn:
         conn.execute(
             plans_table.insert().values(
