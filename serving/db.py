@@ -106,6 +106,7 @@ def declared_metadata() -> sa.MetaData:
     """:data:`metadata` with every serving table declared on it (the modules are imported)."""
     import serving.audit  # noqa: F401
     import serving.auth  # noqa: F401
+    import serving.plan_store  # noqa: F401
     import serving.rescore.db  # noqa: F401
     import serving.storage  # noqa: F401
     import serving.warnings_store  # noqa: F401

@@ -172,9 +172,10 @@ def make_plan(
 
 def warnings_of(engine: Any) -> list[dict[str, Any]]:
     """Every stored warning (subject, status, activation and lift times)."""
-    from serving.warnings_store import WarningStore, ensure_schema
+    from serving.db import create_schema
+    from serving.warnings_store import WarningStore
 
-    ensure_schema(engine)
+    create_schema(engine)
     return WarningStore(engine).list()
 
 

@@ -32,7 +32,7 @@ from policy.plan import (
     year_elapsed,
 )
 from serving.audit import score_audit
-from serving.db import UTCDateTime, metadata, utcnow
+from serving.db import UTCDateTime, create_schema, metadata, utcnow
 
 plans_table = sa.Table(
     "monitoring_plans",
@@ -87,8 +87,8 @@ class PlanStateError(PlanError):
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the plan tables when missing (idempotent)."""
-    metadata.create_all(engine, tables=list(PLAN_TABLES))
+    """Bring the database to the newest migration (revision ``0002`` adds the plan tables)."""
+    create_schema(engine)
 
 
 def _jsonable(value: Any) -> Any:
