@@ -18,13 +18,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.contract import DQ_ISSUE_COUNT, SIGNAL_CHANNELS, SIGNAL_SEVERITIES
-from features.entities import EntityCoder, entities_for, frame_fields
+from features.entities import EntityCoder, entities_for, frame_fields, frame_keys
+from features.history import History
 from features.registry import (
     BEHAVIOUR_RATIOS,
     CALENDAR_TZ,
@@ -39,6 +41,7 @@ from features.registry import (
     UV_LOW_LOG_RATIO,
     VOCABULARIES,
     WINDOWS,
+    Entity,
     categorical_keys,
     computation_order,
     entity_aggregations,
@@ -181,6 +184,7 @@ class Prepared:
         entities: EntitySet = None,
         screening: bool = False,
         categories: dict[str, list[str]] | None = None,
+        ghosts: pd.DataFrame | None = None,
     ) -> None:
         self.attributes = dict(attributes or {})
         decl = tables["declarations"].reset_index(drop=True)
@@ -198,8 +202,15 @@ class Prepared:
         self.uv_log_ratio = np.full(self.n, np.nan)
 
         insp = final_inspections(_table(tables, "inspections"))
-        row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
+        # Ghosts: declarations older than this frame whose results fall inside it (the
+        # partitioned build); their inspections count for their keys, they are no events.
+        self.ghost_fields = None if ghosts is None else frame_fields(ghosts, self.attributes)
+        ids = decl["declaration_id"]
+        if ghosts is not None and len(ghosts):
+            ids = pd.concat([ids, ghosts["declaration_id"]], ignore_index=True)
+        row = pd.Index(ids).get_indexer(insp["declaration_id"])
         insp = insp[row >= 0]
+        # Row of each result's declaration (>= n: a ghost, row - n in ``ghosts``).
         self.insp_row = row[row >= 0].astype(np.int64)
         self.insp_t = to_ns(insp["inspected_at"]) if len(insp) else np.zeros(0, np.int64)
         self.insp_flags = inspection_flags(insp)
@@ -221,6 +232,22 @@ class Prepared:
             w: (self.ranks.rank(s) if (s := starts.get(w)) is not None else None) for w in WINDOWS
         }
         self.rank_insp = self.ranks.rank(self.insp_t)
+
+    def inspection_codes(self, entity: Entity, code_in: np.ndarray) -> np.ndarray:
+        """Entity code of every result's declaration (-1: no key, or a ghost key never declared
+        in this frame, which no query of the frame can match)."""
+        direct = self.insp_row < self.n
+        if direct.all():
+            return code_in[self.insp_row]
+        out = np.full(len(self.insp_row), -1, dtype=np.int64)
+        out[direct] = code_in[self.insp_row[direct]]
+        assert self.ghost_fields is not None
+        ghost_keys = frame_keys(self.ghost_fields, entity)
+        codes = pd.Index(self.coder.keys(entity), dtype="str").get_indexer(
+            pd.Index(ghost_keys, dtype="str")
+        )
+        out[~direct] = codes[self.insp_row[~direct] - self.n]
+        return out
 
 
 class _Columns:
@@ -292,7 +319,7 @@ def _categorical_features(p: Prepared, out: _Columns) -> None:
         out[name] = values
 
 
-def _value_features(p: Prepared, out: _Columns) -> None:
+def _value_features(p: Prepared, out: _Columns, earlier: UnitValues | None = None) -> None:
     usd = declared_value_usd(p.decl)
     kg = (
         p.decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -304,17 +331,20 @@ def _value_features(p: Prepared, out: _Columns) -> None:
         out["decl_log_weight_now"] = np.where(kg >= 0, np.log1p(np.where(kg >= 0, kg, 0)), np.nan)
     luv = unit_value_log(usd, kg)
     out["decl_log_unit_value_now"] = luv
-    ratio, z = hs6_unit_value_features(p.coder.field("hs6")[0], p.t, luv)
+    ratio, z = hs6_unit_value_features(p.coder.field("hs6")[0], p.t, luv, earlier)
     out["hs6_uv_log_ratio_month"] = ratio
     out["hs6_uv_z_month"] = z
     p.uv_log_ratio = ratio
 
 
+UnitValues = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def hs6_unit_value_features(
-    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray
+    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray, earlier: UnitValues | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``hs6_uv_log_ratio_month`` and ``hs6_uv_z_month`` of every row (NaN when unknown)."""
-    median, mean, std, count = hs6_unit_value_stats(hs6, t, luv)
+    median, mean, std, count = hs6_unit_value_stats(hs6, t, luv, earlier)
     ok = count >= MIN_UNIT_VALUE_COUNT
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok, luv - median, np.nan), np.where(
@@ -323,12 +353,13 @@ def hs6_unit_value_features(
 
 
 def hs6_unit_value_stats(
-    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray
+    hs6: np.ndarray, t: np.ndarray, luv: np.ndarray, earlier: UnitValues | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Median, mean, population std and count of earlier log unit values of each row's HS6.
 
-    "Earlier" means declared before the start of the row's UTC month. One O(n) pass per month,
-    no loop over rows.
+    "Earlier" means declared before the start of the row's UTC month. ``earlier`` adds values
+    declared before these rows (HS6 code in the same coding, time, log unit value), as the
+    partitioned build carries them. One O(n) pass per month, no loop over rows.
     """
     n = len(t)
     median = np.full(n, np.nan)
@@ -336,14 +367,20 @@ def hs6_unit_value_stats(
     std = np.full(n, np.nan)
     count = np.zeros(n, dtype=np.int64)
     valid = np.isfinite(luv) & (hs6 >= 0)
-    if not valid.any() or n == 0:
+    vh, vt, vl = hs6[valid], t[valid], luv[valid]
+    if earlier is not None:
+        eh, et, el = earlier
+        keep = (eh >= 0) & np.isfinite(el)
+        vh = np.concatenate([eh[keep], vh])
+        vt = np.concatenate([et[keep], vt])
+        vl = np.concatenate([el[keep], vl])
+    if len(vh) == 0 or n == 0 or not (hs6 >= 0).any():
         return median, mean, std, count
-    vi = np.flatnonzero(valid)
-    order = vi[np.lexsort((luv[vi], hs6[vi]))]
-    g = hs6[order]
-    vals = luv[order]
-    times = t[order]
-    n_groups = int(hs6.max()) + 1
+    order = np.lexsort((vl, vh))
+    g = vh[order]
+    vals = vl[order]
+    times = vt[order]
+    n_groups = int(max(hs6.max(), g.max())) + 1
     ms = month_start_ns(t)
     arange = np.arange(n_groups)
     for m in np.unique(ms):
@@ -427,17 +464,38 @@ def eb_rate(nc: np.ndarray, insp: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return (nc + PRIOR_STRENGTH * prior) / (insp + PRIOR_STRENGTH)
 
 
-def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> None:
+def _entity_features(
+    p: Prepared,
+    out: _Columns,
+    progress: Progress | None,
+    history: History | None = None,
+    n_query: int | None = None,
+) -> None:
+    """Entity history features of the last ``n_query`` rows of ``p`` (None: every row).
+
+    Every row of ``p`` is an event; only the query rows get features (the partitioned build puts
+    the year before a partition in front of it). ``history`` holds the all-history totals of
+    everything older than ``p``'s rows, added to the all-history aggregations.
+    """
+    nq = p.n if n_query is None else n_query
+    q0 = p.n - nq
     aggs_by_entity = p.entity_aggs
     rates: dict[tuple[str, str], np.ndarray] = {}
     # Global rate (the root prior): all results known before t.
-    zero_q = np.zeros(p.n, dtype=np.int64)
+    zero_q = np.zeros(nq, dtype=np.int64)
+    q_rank = p.rank_t[q0:]
     gidx = EventIndex(np.zeros(len(p.insp_t), np.int64), p.rank_insp, p.M, p.insp_flags)
-    ghi = gidx.position(zero_q, p.rank_t)
+    ghi = gidx.position(zero_q, q_rank)
     for w in RATE_WINDOWS:
-        glo = gidx.position(zero_q, p.rank_start[w])
+        start = p.rank_start[w]
+        glo = gidx.position(zero_q, None if start is None else start[q0:])
+        g_nc = gidx.count(glo, ghi, "nc")
+        g_insp = gidx.count(glo, ghi, "insp")
+        if history is not None and start is None:
+            g_nc = g_nc + history.global_counts["nc"]
+            g_insp = g_insp + history.global_counts["insp"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            rates[("global", w)] = gidx.count(glo, ghi, "nc") / gidx.count(glo, ghi, "insp")
+            rates[("global", w)] = g_nc / g_insp
 
     order = computation_order(tuple(aggs_by_entity), p.attributes)
     nc_sel = p.insp_flags["nc"].astype(bool)
@@ -455,44 +513,65 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
         comb = code_in * p.M + p.rank_t
         perm = np.argsort(comb, kind="stable")
         comb = comb[perm]
-        code = code_in[perm]
-        rank_t = p.rank_t[perm]
-        t = p.t[perm]
-        starts = {w: (r[perm] if r is not None else None) for w, r in p.rank_start.items()}
-        missing = code < 0
+        code_all = code_in[perm]
         pos = np.arange(p.n, dtype=np.int64)
         # Earlier declarations of the key end where this row's (key, time) tie group starts.
         tie_start = np.ones(p.n, dtype=bool)
         np.not_equal(comb[1:], comb[:-1], out=tie_start[1:])
         dhi = np.maximum.accumulate(np.where(tie_start, pos, 0))
         key_start = np.ones(p.n, dtype=bool)
-        np.not_equal(code[1:], code[:-1], out=key_start[1:])
+        np.not_equal(code_all[1:], code_all[:-1], out=key_start[1:])
         dlo_all = np.maximum.accumulate(np.where(key_start, pos, 0))
         del tie_start, key_start, pos
+        if nq == p.n:
+            qsel = None
+            qperm = perm
+        else:
+            qsel = perm >= q0
+            qperm = perm[qsel] - q0
+        code = _take(qsel, code_all)
+        rank_t = _take(qsel, p.rank_t[perm])
+        t_sorted = p.t[perm]
+        t = _take(qsel, t_sorted)
+        starts = {
+            w: (_take(qsel, r[perm]) if r is not None else None) for w, r in p.rank_start.items()
+        }
+        missing = code < 0
+        q_dhi = _take(qsel, dhi)
+        q_dlo = _take(qsel, dlo_all)
+        carried = None if history is None else history.entity(name, p.coder.keys(entity))
+        at = np.maximum(code, 0)
+
         res: dict[str, np.ndarray] = {}
         for w in aggs.get("decl_cnt", ()):
             if w == "all":
-                lo = dlo_all
+                cnt = (q_dhi - q_dlo).astype(np.float64)
+                res["decl_cnt_all"] = cnt if carried is None else cnt + carried["decl"][at]
             else:
                 start = starts[w]
                 assert start is not None  # only "all" has no start rank
                 lo = np.searchsorted(comb, code * p.M + start, side="left")
-            res[f"decl_cnt_{w}"] = (dhi - lo).astype(np.float64)
-        seen = dhi > dlo_all
+                res[f"decl_cnt_{w}"] = (q_dhi - lo).astype(np.float64)
+        seen = q_dhi > q_dlo
+        first_t = t_sorted[_take(qsel, dlo_all)]
+        if carried is not None:
+            old = carried["decl"][at] > 0
+            seen = seen | old
+            first_t = np.where(old, carried["first_t"][at], first_t)
         if name in ("ent", "ent_x_hs4", "ent_x_org"):
             flag = np.where(missing, np.nan, (~seen).astype(np.float64))
-            new_flags[name] = np.empty(p.n)
-            new_flags[name][perm] = flag
+            new_flags[name] = np.empty(nq)
+            new_flags[name][qperm] = flag
         if "days_since_first" in aggs:
-            # The key's first declaration is the first row of its block.
+            # The key's first declaration is the first row of its block (or carried).
             res["days_since_first_all"] = np.where(
-                seen, (t - t[dlo_all]).astype(np.float64) / DAY_NS, np.nan
+                seen, (t - first_t).astype(np.float64) / DAY_NS, np.nan
             )
         if any(a in aggs for a in BEHAVIOUR_RATIOS):
-            res.update(_behaviour_features(p, aggs, perm, code, dlo_all, dhi))
-        del comb
+            res.update(_behaviour_features(p, aggs, perm, code_all, dlo_all, dhi, qsel, carried))
+        del comb, dhi, dlo_all, q_dlo
 
-        icode = code_in[p.insp_row]
+        icode = p.inspection_codes(entity, code_in)
         iidx = EventIndex(icode, p.rank_insp, p.M, p.insp_flags)
         ihi = iidx.position(code, rank_t)
         # Only the (kind, window) counts some output or rate needs.
@@ -506,7 +585,10 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             lo = iidx.position(code, starts[w])
             for k in ("insp", "nc", "ncmaj", "rand"):
                 if (k, w) in need_kw:
-                    counts[(k, w)] = iidx.count(lo, ihi, k).astype(np.float64)
+                    c = iidx.count(lo, ihi, k).astype(np.float64)
+                    counts[(k, w)] = (
+                        c + carried[k][at] if (carried is not None and w == "all") else c
+                    )
         for agg, k in (("insp_cnt", "insp"), ("nc_cnt", "nc"), ("ncmaj_cnt", "ncmaj")):
             for w in aggs.get(agg, ()):
                 res[f"{agg}_{w}"] = counts[(k, w)]
@@ -515,15 +597,15 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
                 res[f"rand_share_{w}"] = counts[("rand", w)] / counts[("insp", w)]
         for w in RATE_WINDOWS:
             parents = entity.parents or ("global",)
-            prior = rates[(parents[0], w)][perm]
+            prior = rates[(parents[0], w)][qperm]
             for q in parents[1:]:
-                prior = prior + rates[(q, w)][perm]
+                prior = prior + rates[(q, w)][qperm]
             if len(parents) > 1:
                 prior = prior / len(parents)
             r = eb_rate(counts[("nc", w)], counts[("insp", w)], prior)
             r[missing] = np.nan
-            full = np.empty(p.n)
-            full[perm] = r
+            full = np.empty(nq)
+            full[qperm] = r
             rates[(name, w)] = full
             if w in aggs.get("nc_rate_eb", ()):
                 res[f"nc_rate_eb_{w}"] = r
@@ -533,14 +615,23 @@ def _entity_features(p: Prepared, out: _Columns, progress: Progress | None) -> N
             nlo = nidx.position(code, None)
             has = nhi > nlo
             last = nidx.time_at(nhi - 1, has)
+            if carried is not None:
+                old_nc = carried["last_nc_t"][at]
+                last = np.where(has, last, old_nc)
+                has = has | (old_nc != np.iinfo(np.int64).min)
             res["days_since_nc_all"] = np.where(has, (t - last).astype(np.float64) / DAY_NS, np.nan)
         for key, values in res.items():
             values = np.asarray(values, dtype=np.float64)
             values[missing] = np.nan
             target = out.slot(f"{name}_{key}")
-            target[perm] = values
+            target[qperm] = values
     for ent, flags in new_flags.items():
         out[f"{ent}_is_new_all"] = flags
+
+
+def _take(qsel: np.ndarray | None, values: np.ndarray) -> np.ndarray:
+    """The query rows of an array in the entity loop's order (all rows when ``qsel`` is None)."""
+    return values if qsel is None else values[qsel]
 
 
 def _behaviour_features(
@@ -550,19 +641,28 @@ def _behaviour_features(
     code: np.ndarray,
     dlo: np.ndarray,
     dhi: np.ndarray,
+    qsel: np.ndarray | None,
+    carried: dict[str, np.ndarray] | None,
 ) -> dict[str, np.ndarray]:
-    """Behaviour aggregations of every row, in the (key, time) order ``perm`` of the entity loop.
+    """Behaviour aggregations of the query rows, in the (key, time) order ``perm`` of the entity
+    loop (``qsel`` marks the query rows of that order; None: all rows are queries).
 
     Rows ``[dlo, dhi)`` of that order are the row's earlier declarations of its key (its own tie
     group excluded). Each sum is a running sum that restarts at every key, read at row ``dhi - 1``:
     no difference of two prefix sums over all keys, so no cancellation in the unit-value sum.
+    ``carried`` totals (older than the frame) are added to the sums.
     """
     terms = behaviour_terms(p.cert[perm], p.legal[perm], p.uv_log_ratio[perm])
     running = pd.DataFrame(terms.T).groupby(code, sort=False).cumsum().to_numpy().T
-    has = dhi > dlo
-    last = np.maximum(dhi - 1, 0)
+    q_dhi, q_dlo, q_code = _take(qsel, dhi), _take(qsel, dlo), _take(qsel, code)
+    has = q_dhi > q_dlo
+    last = np.maximum(q_dhi - 1, 0)
     sums = {name: np.where(has, running[i][last], 0.0) for i, name in enumerate(BEHAVIOUR_SUMS)}
-    sums["decl"] = (dhi - dlo).astype(np.float64)
+    sums["decl"] = (q_dhi - q_dlo).astype(np.float64)
+    if carried is not None:
+        at = np.maximum(q_code, 0)
+        for name in sums:
+            sums[name] = sums[name] + carried[name][at]
     return {
         f"{agg}_all": ratio_or_nan(sums[num], sums[den])
         for agg, (num, den) in BEHAVIOUR_RATIOS.items()
@@ -781,6 +881,61 @@ def build_offline(
         return _build_offline(tables, attributes, progress, entities, categories, screening)
 
 
+@dataclass
+class Carried:
+    """What the partitioned build (``features.partitioned``) hands :func:`build_offline` for one
+    partition: the year before it and the totals of everything older.
+
+    Attributes
+    ----------
+    context
+        Declarations of the months before the partition that its bounded windows reach (key
+        fields, flags, ``declared_at``; older than every row of the partition). Events only.
+    context_uv_log_ratio
+        ``hs6_uv_log_ratio_month`` of each context row, as its own partition computed it.
+    ghosts
+        Declarations older than the context whose results fall inside it (key fields).
+    history
+        All-history totals of everything older than the context.
+    unit_values
+        Log unit values of every earlier declaration: (HS6 values, code of each row in them,
+        ``declared_at`` ns, ln USD/kg).
+    """
+
+    context: pd.DataFrame
+    context_uv_log_ratio: np.ndarray
+    ghosts: pd.DataFrame
+    history: History
+    unit_values: tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]
+
+
+def build_partition(
+    tables: dict[str, pd.DataFrame],
+    carried: Carried,
+    attributes: dict[str, str] | None = None,
+    *,
+    entities: EntitySet = None,
+    categories: dict[str, list[str]] | None = None,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, Prepared]:
+    """Point-in-time features of one time partition's declarations, given what came before.
+
+    ``tables["declarations"]`` holds the partition; the other tables the results, signals and
+    ratings the partition's windows can see (and may hold more). The features equal
+    :func:`build_offline`'s rows for these declarations on the whole history.
+
+    Returns
+    -------
+    (pd.DataFrame, Prepared)
+        The features (as :func:`build_offline`) and the prepared context frame (its coder and
+        arrays let the caller move the carried state forward).
+    """
+    with _small_pages():
+        return _build_offline(
+            tables, attributes, progress, entities, categories, False, carried=carried
+        )
+
+
 @contextmanager
 def _small_pages() -> Iterator[None]:
     """Turn off numpy's transparent-huge-page advice while the build runs (restored after).
@@ -807,16 +962,37 @@ def _build_offline(
     entities: EntitySet,
     categories: dict[str, list[str]] | None,
     screening: bool,
-) -> pd.DataFrame:
+    carried: Carried | None = None,
+) -> Any:
     specs = feature_specs(attributes, entities, screening)
     p = Prepared(tables, attributes, entities, screening, categories)
     feats = _Columns([s.name for s in specs], p.n)
+    events = p
+    earlier: UnitValues | None = None
+    if carried is not None:
+        decl = pd.concat([carried.context, p.decl], ignore_index=True)
+        events = Prepared(
+            {**tables, "declarations": decl}, attributes, entities, screening, categories,
+            ghosts=carried.ghosts,
+        )  # fmt: skip
+        uniques, codes, times, luv = carried.unit_values
+        hs6_uniques = p.coder.field("hs6")[1]
+        remap = pd.Index(hs6_uniques, dtype="str").get_indexer(uniques)
+        earlier = (np.append(remap, -1)[codes], times, luv)
+
+    def entity_step() -> None:
+        if carried is None:
+            _entity_features(p, feats, progress)
+            return
+        events.uv_log_ratio = np.concatenate([carried.context_uv_log_ratio, p.uv_log_ratio])
+        _entity_features(events, feats, progress, carried.history, n_query=p.n)
+
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("declaration", lambda: _declaration_features(p, feats)),
         ("categorical", lambda: _categorical_features(p, feats)),
-        ("value", lambda: _value_features(p, feats)),
+        ("value", lambda: _value_features(p, feats, earlier)),
         ("credit", lambda: _credit_features(p, feats)),
-        ("entities", lambda: _entity_features(p, feats, progress)),
+        ("entities", entity_step),
         ("signals", lambda: _signal_features(p, feats)),
         ("extra", lambda: _extra_numeric(p, feats)),
         ("ratios", lambda: _ratio_features(feats)),
@@ -830,7 +1006,8 @@ def _build_offline(
     ids = pd.DataFrame({c: p.decl[c].reset_index(drop=True) for c in ID_COLUMNS})
     # One float64 block, transposed view: pandas takes it without a copy or consolidation.
     values = pd.DataFrame(feats.matrix.T, columns=feats.names, copy=False)
-    return pd.concat([ids, values], axis=1)
+    frame = pd.concat([ids, values], axis=1)
+    return frame if carried is None else (frame, events)
 
 
 def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

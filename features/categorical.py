@@ -35,12 +35,28 @@ def fit_code_maps(
 
     Values are ordered by count (descending), ties by value, so the map is deterministic.
     """
+    return code_maps_from_counts(value_counts(declarations, attributes), min_count, max_values)
+
+
+def value_counts(
+    declarations: pd.DataFrame, attributes: dict[str, str] | None = None
+) -> dict[str, pd.Series]:
+    """Declarations per value of every categorical key column (summable across partitions)."""
     fields = frame_fields(declarations, attributes)
+    return {
+        name: fields[key.field].value_counts(dropna=True)
+        for name, key in categorical_keys(attributes).items()
+    }
+
+
+def code_maps_from_counts(
+    counts: Mapping[str, pd.Series], min_count: int = MIN_COUNT, max_values: int = MAX_VALUES
+) -> CodeMaps:
+    """Code maps from :func:`value_counts` (of all declarations, or summed over partitions)."""
     maps: CodeMaps = {}
-    for name, key in categorical_keys(attributes).items():
-        counts = fields[key.field].value_counts(dropna=True)
-        counts = counts[counts >= min_count]
-        ordered = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    for name, column in counts.items():
+        column = column[column >= min_count]
+        ordered = sorted(column.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
         maps[name] = [str(v) for v, _ in ordered[:max_values]]
     return maps
 

@@ -94,6 +94,15 @@ def frame_fields(decl: pd.DataFrame, attributes: dict[str, str] | None) -> dict[
     return cols
 
 
+def frame_keys(fields: Mapping[str, pd.Series], entity: Entity) -> pd.Series:
+    """Key string of every row of a frame's fields (NA where a field is missing), as
+    :meth:`EntityCoder.keys` spells them."""
+    out = fields[entity.fields[0]].astype("str")
+    for f in entity.fields[1:]:
+        out = out + KEY_SEP + fields[f].astype("str")
+    return out
+
+
 class EntityCoder:
     """Integer codes (and, on demand, key strings) of every entity for a declarations frame."""
 

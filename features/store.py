@@ -139,19 +139,28 @@ class Store:
         return dict(self.manifest.get("attributes", {}))
 
     # -- tables ---------------------------------------------------------------------------
-    def _parts(self, folder: str) -> list[Path]:
+    def _parts(self, folder: str, months: list[str] | None = None) -> list[Path]:
         batches = self.batches
         order = {b: i for i, b in enumerate(batches)}
         base = self.root / folder
         if not base.exists():
             return []
         parts = [p for p in base.rglob("part-*.parquet") if p.stem[5:] in order]
+        if months is not None:
+            wanted = set(months)
+            parts = [p for p in parts if p.parent.name.partition("=")[2] in wanted]
         # Oldest batch first, then partition (month) order: later batches win on replace.
         return sorted(parts, key=lambda p: (order[p.stem[5:]], str(p.parent)))
 
-    def _read_arrow(self, folder: str, columns: list[str] | None = None) -> list[pa.Table]:
+    def months(self, table: str = "declarations") -> list[str]:
+        """The months (``YYYY-MM``) of a partitioned table holding committed parts, in order."""
+        return sorted({p.parent.name.partition("=")[2] for p in self._parts(table)})
+
+    def _read_arrow(
+        self, folder: str, columns: list[str] | None = None, months: list[str] | None = None
+    ) -> list[pa.Table]:
         tables = []
-        for part in self._parts(folder):
+        for part in self._parts(folder, months):
             pf = pq.ParquetFile(part)
             cols = None
             if columns is not None:
@@ -159,7 +168,9 @@ class Store:
             tables.append(pf.read(columns=cols))
         return tables
 
-    def read(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    def read(
+        self, table: str, columns: list[str] | None = None, months: list[str] | None = None
+    ) -> pd.DataFrame:
         """One contract table with canonical dtypes.
 
         Parameters
@@ -168,6 +179,8 @@ class Store:
             A contract table name.
         columns : list of str, optional
             Read only these columns (others are skipped on disk).
+        months : list of str, optional
+            Read only these partitions (``YYYY-MM``) of a partitioned table (``months()``).
 
         Returns
         -------
@@ -178,7 +191,7 @@ class Store:
         """
         spec = TABLES[table]
         schema = canonical_schema(spec)
-        parts = self._read_arrow(table, columns)
+        parts = self._read_arrow(table, columns, months)
         if columns is not None:
             schema = pa.schema([f for f in schema if f.name in columns])
         if not parts:
