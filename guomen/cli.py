@@ -139,7 +139,17 @@ def features_list(
 @features_app.command("build")
 def features_build(
     store: Annotated[Path, typer.Option(help="the ingested Parquet store")],
-    out: Annotated[Path, typer.Option(help="Parquet file to write the feature table to")],
+    out: Annotated[Path, typer.Option(help="Parquet file (or, partitioned, folder) to write")],
+    partition_months: Annotated[
+        int | None,
+        typer.Option(
+            help="out of core: build N UTC months at a time into the folder --out (docs/scale.md)",
+            min=1,
+        ),
+    ] = None,
+    entities: Annotated[
+        str | None, typer.Option(help="history keys to build, comma-separated (default set)")
+    ] = None,
 ) -> None:
     """Build point-in-time features for every declaration in the store (offline path)."""
     from rich.progress import Progress
@@ -147,17 +157,34 @@ def features_build(
     from features.build import build_offline, progress_steps
     from features.store import Store
 
+    chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    if partition_months is not None:
+        from features.partitioned import StoreSource, build_partitioned
+
+        built = build_partitioned(
+            StoreSource(store),
+            out,
+            Store(store).attributes,
+            entities=chosen,
+            partition_months=partition_months,
+            progress=lambda step: typer.echo(f"features: {step}"),
+        )
+        typer.echo(
+            f"{built.rows:,} declarations x {len(built.feature_names)} features in "
+            f"{len(built.partitions)} partitions -> {out}"
+        )
+        return
     st = Store(store)
     tables = st.tables()
     attrs = st.attributes
     with Progress(transient=False) as bar:
-        task = bar.add_task("features", total=progress_steps(attrs))
+        task = bar.add_task("features", total=progress_steps(attrs, chosen))
 
         def advance(step: str) -> None:
             bar.update(task, advance=1, description=f"features: {step}")
 
-        frame = build_offline(tables, attrs, progress=advance)
-        bar.update(task, completed=progress_steps(attrs), description="features: done")
+        frame = build_offline(tables, attrs, progress=advance, entities=chosen)
+        bar.update(task, completed=progress_steps(attrs, chosen), description="features: done")
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     typer.echo(f"{len(frame):,} declarations x {frame.shape[1] - 3} features -> {out}")
@@ -495,6 +522,13 @@ def train_cmd(
         Path | None,
         typer.Option(help="demo only: ground_truth/declaration_truth.parquet for the oracle"),
     ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="out of core: a folder of `features build --partition-months`"),
+    ] = None,
+    max_rows: Annotated[
+        int, typer.Option(help="with --features: most declarations per segment (sampled)", min=1)
+    ] = 3_000_000,
 ) -> None:
     """Train, calibrate and evaluate the risk model on a time split, write the bundle to
     models/, log the run to MLflow and register the version as challenger."""
@@ -508,23 +542,53 @@ def train_cmd(
     truth = load_ground_truth(ground_truth) if ground_truth else None
     bar, advance, finish = _step_bar(24 + len(cfg.selection.candidates))
     with bar:
-        inputs = load_inputs(store_dir, advance)
-        result = run_training(
-            inputs.features,
-            inputs.labels,
-            inputs.specs,
-            config=cfg,
-            models_dir=settings.home / settings.models_dir,
-            model_name=settings.model_name,
-            declarations=inputs.tables["declarations"],
-            credit_ratings=inputs.tables["credit_ratings"],
-            attributes=inputs.attributes,
-            store_fingerprint=inputs.store_fingerprint,
-            ground_truth=truth,
-            progress=advance,
-            categories=inputs.categories,
-            tables=inputs.tables,
-        )
+        if features is not None:
+            from training.partitioned import load_partitioned_inputs
+
+            part = load_partitioned_inputs(
+                features,
+                store_dir,
+                test_months=cfg.split.test_months,
+                validation_months=cfg.split.validation_months,
+                max_rows=max_rows,
+                seed=cfg.seed,
+            )
+            advance("read partitions")
+            result = run_training(
+                part.features,
+                part.labels,
+                part.specs,
+                config=cfg,
+                models_dir=settings.home / settings.models_dir,
+                model_name=settings.model_name,
+                declarations=part.declarations,
+                credit_ratings=part.credit_ratings,
+                attributes=part.attributes,
+                store_fingerprint=part.store_fingerprint,
+                ground_truth=truth,
+                progress=advance,
+                categories=part.categories,
+                entities=part.entities,
+                sample=part.sample.as_dict(),
+            )
+        else:
+            inputs = load_inputs(store_dir, advance)
+            result = run_training(
+                inputs.features,
+                inputs.labels,
+                inputs.specs,
+                config=cfg,
+                models_dir=settings.home / settings.models_dir,
+                model_name=settings.model_name,
+                declarations=inputs.tables["declarations"],
+                credit_ratings=inputs.tables["credit_ratings"],
+                attributes=inputs.attributes,
+                store_fingerprint=inputs.store_fingerprint,
+                ground_truth=truth,
+                progress=advance,
+                categories=inputs.categories,
+                tables=inputs.tables,
+            )
         advance("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)
         registered = log_and_register(
