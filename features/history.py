@@ -38,32 +38,34 @@ class History:
     def __init__(self, cut: int = NO_TIME) -> None:
         self.cut = cut
         self.global_counts: dict[str, int] = dict.fromkeys(RESULT_KINDS, 0)
-        self._keys: dict[str, pd.DataFrame] = {}
+        # Per entity: the keys seen, and one array per column aligned to them.
+        self._index: dict[str, pd.Index] = {}
+        self._columns: dict[str, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
         """Number of (entity, key) rows held."""
-        return sum(len(f) for f in self._keys.values())
+        return sum(len(i) for i in self._index.values())
 
     def entity(self, name: str, keys: np.ndarray) -> dict[str, np.ndarray]:
         """Totals of one entity aligned to ``keys`` (a frame's key strings, indexed by code).
 
         Unknown keys get zero counts, ``first_t = LATE_TIME`` and ``last_nc_t = NO_TIME``.
         """
-        frame = self._keys.get(name)
         n = len(keys)
-        if frame is None or frame.empty:
-            out = {c: np.zeros(n) for c in _SUMMED}
-            out["first_t"] = np.full(n, LATE_TIME, dtype=np.int64)
-            out["last_nc_t"] = np.full(n, NO_TIME, dtype=np.int64)
-            return out
-        pos = frame.index.get_indexer(pd.Index(keys, dtype="str"))
+        index = self._index.get(name)
+        pos = (
+            index.get_indexer(pd.Index(keys, dtype="str"))
+            if index is not None
+            else np.full(n, -1, dtype=np.int64)
+        )
         known = pos >= 0
         res: dict[str, np.ndarray] = {}
         for c in COLUMNS:
-            col = frame[c].to_numpy()
             fill = {"first_t": LATE_TIME, "last_nc_t": NO_TIME}.get(c, 0)
-            values = np.full(n, fill, dtype=col.dtype)
-            values[known] = col[pos[known]]
+            dtype = np.int64 if c in ("first_t", "last_nc_t") else np.float64
+            values = np.full(n, fill, dtype=dtype)
+            if index is not None:
+                values[known] = self._columns[name][c][pos[known]]
             res[c] = values
         return res
 
@@ -83,35 +85,47 @@ class History:
         ok = keys.notna().to_numpy()
         if not ok.any():
             return
-        data: dict[str, np.ndarray] = {}
-        n = int(ok.sum())
+        codes, uniques = pd.factorize(keys[ok])
+        m = len(uniques)
+        new: dict[str, np.ndarray] = {}
         if declared_at is not None:
             assert terms is not None
-            data["decl"] = np.ones(n)
+            new["decl"] = np.bincount(codes, minlength=m).astype(np.float64)
             for i, c in enumerate(BEHAVIOUR_SUM_NAMES):
-                data[c] = terms[i][ok]
-            data["first_t"] = declared_at[ok]
+                new[c] = np.bincount(codes, weights=terms[i][ok], minlength=m)
+            first = np.full(m, LATE_TIME, dtype=np.int64)
+            np.minimum.at(first, codes, declared_at[ok])
+            new["first_t"] = first
         if inspected_at is not None:
             assert flags is not None
             for k in RESULT_KINDS:
-                data[k] = np.asarray(flags[k], dtype=np.float64)[ok]
+                w = np.asarray(flags[k], dtype=np.float64)[ok]
+                new[k] = np.bincount(codes, weights=w, minlength=m)
             nc = np.asarray(flags["nc"], dtype=bool)[ok]
-            data["last_nc_t"] = np.where(nc, inspected_at[ok], NO_TIME)
-        new = pd.DataFrame(data, index=pd.Index(keys[ok].to_numpy(), dtype="str"))
-        for c in _SUMMED:
-            if c not in new:
-                new[c] = 0.0
-        if "first_t" not in new:
-            new["first_t"] = LATE_TIME
-        if "last_nc_t" not in new:
-            new["last_nc_t"] = NO_TIME
-        old = self._keys.get(name)
-        both = new if old is None else pd.concat([old, new])
-        agg = {**dict.fromkeys(_SUMMED, "sum"), "first_t": "min", "last_nc_t": "max"}
-        merged = both.groupby(level=0, sort=False).agg(agg)
-        merged["first_t"] = merged["first_t"].astype(np.int64)
-        merged["last_nc_t"] = merged["last_nc_t"].astype(np.int64)
-        self._keys[name] = merged[list(COLUMNS)]
+            last = np.full(m, NO_TIME, dtype=np.int64)
+            np.maximum.at(last, codes, np.where(nc, inspected_at[ok], NO_TIME))
+            new["last_nc_t"] = last
+        index = self._index.get(name, pd.Index([], dtype="str"))
+        pos = index.get_indexer(pd.Index(uniques, dtype="str"))
+        fresh = pos < 0
+        cols = self._columns.setdefault(name, {})
+        n_old, n_new = len(index), int(fresh.sum())
+        for c in COLUMNS:
+            fill = {"first_t": LATE_TIME, "last_nc_t": NO_TIME}.get(c, 0)
+            dtype = np.int64 if c in ("first_t", "last_nc_t") else np.float64
+            old = cols.get(c, np.zeros(0, dtype=dtype))
+            grown = np.concatenate([old, np.full(n_new, fill, dtype=dtype)])
+            if c in new:
+                at = pos.copy()
+                at[fresh] = n_old + np.arange(n_new)
+                if c == "first_t":
+                    np.minimum.at(grown, at, new[c])
+                elif c == "last_nc_t":
+                    np.maximum.at(grown, at, new[c])
+                else:
+                    grown[at] += new[c]
+            cols[c] = grown
+        self._index[name] = index.append(pd.Index(uniques[fresh], dtype="str"))
 
     def add_global(self, flags: Mapping[str, np.ndarray]) -> None:
         """Add results to the all-keys totals (the root prior of every smoothed rate)."""

@@ -306,7 +306,8 @@ def build_partitioned(
             feats, _ = build_partition(
                 tables, carried, attributes, entities=entities, categories=categories
             )
-            labels = build_labels({"declarations": decl, "inspections": insp})
+            own = insp_ids.get_indexer(pd.Index(decl["declaration_id"]))
+            labels = build_labels({"declarations": decl, "inspections": insp.iloc[own[own >= 0]]})
             name = group[0] if len(group) == 1 else f"{group[0]}_{group[-1]}"
             _write_float32(feats, tmp / "features" / f"part-{name}.parquet")
             labels.to_parquet(tmp / "labels" / f"part-{name}.parquet", index=False)

@@ -569,7 +569,7 @@ def train_cmd(
                 progress=advance,
                 categories=part.categories,
                 entities=part.entities,
-                sample=part.sample.as_dict(),
+                sampling=part.sample.as_dict(),
             )
         else:
             inputs = load_inputs(store_dir, advance)

@@ -142,7 +142,7 @@ def run_training(
     entities: list[str] | None = None,
     categories: dict[str, list[str]] | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
-    sample: dict[str, Any] | None = None,
+    sampling: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Train, evaluate and write a bundle.
 
@@ -178,7 +178,7 @@ def run_training(
     tables
         The contract tables: with them (and ``features.select``) the history keys are chosen
         on validation (``training.select``) and the features rebuilt for the chosen set.
-    sample
+    sampling
         How ``features`` was sampled from partitioned features (``training.partitioned``),
         recorded in the report and the bundle's metrics.
 
@@ -343,7 +343,7 @@ def run_training(
             "keys": selection.get("keys", []),
         },
         "capacity": {"chosen": fitted.capacity, "grid": fitted.grid},
-        **({"sample": sample} if sample else {}),
+        **({"sample": sampling} if sampling else {}),
     }
     bundle = ModelBundle(
         booster=fitted.booster,
@@ -411,7 +411,7 @@ def run_training(
         "feature_selection": selection,
         "capacity": {"chosen": fitted.capacity, "grid": fitted.grid},
         "fingerprint": fingerprint,
-        **({"sample": sample} if sample else {}),
+        **({"sample": sampling} if sampling else {}),
     }
     (report_dir / "metrics.json").write_text(
         json.dumps(_jsonable(report), indent=2, ensure_ascii=False), encoding="utf-8"
