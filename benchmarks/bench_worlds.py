@@ -239,6 +239,8 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
             },
         }
         model_json.write_text(json.dumps(model, indent=2, default=float) + "\n")
+        # the training report (selection table, capacity grid, corrections) stays for reading
+        shutil.copy(result.report_dir / "metrics.json", work / "training_report.json")
         shutil.rmtree(work / "models", ignore_errors=True)  # bundles are not needed here
 
     return {
