@@ -110,8 +110,12 @@ class FeatureSelectionConfig(_Strict):
     prefixes: tuple[int, ...] = (4, 8, 12)
     # A longer prefix must lower validation log loss by more than this share to be preferred.
     min_gain: float = Field(default=0.001, ge=0)
-    # Candidate keys built per screening pass (bounds the memory of the screening frame).
+    # Candidate keys built per screening pass, at least (bounds the memory of the screening frame).
     chunk: int = Field(default=16, ge=1)
+    # A pass takes more keys while its screening columns stay within this many float64 cells
+    # (every pass rebuilds the declaration's own columns and the candidates' default-set
+    # parents, so fewer passes are cheaper: 48 contract pairs at 200k rows in one pass).
+    screen_cells: int = Field(default=60_000_000, ge=1)
     # Candidates (besides the default set) whose own smoothed rate ranks validation best and
     # go on to the ranking model.
     screen_top: int = Field(default=24, ge=1)

@@ -41,6 +41,8 @@ from training.config import TrainConfig
 from training.train import TRAIN, VALIDATION, TrainingData, categorical_names
 
 Progress = Callable[[str], None]
+# Screening columns of one candidate key (features.registry's screening family; an upper bound).
+SCREEN_COLUMNS_PER_KEY = 6
 
 
 @dataclass
@@ -169,8 +171,10 @@ def select_entities(
         n: data.frame.loc[need, n].to_numpy(dtype=np.float64) for n in data.feature_names
     }
     owner = dict(default_owner)
-    for start in range(0, len(pool), fc.chunk):
-        chunk = pool[start : start + fc.chunk]
+    n_rows = len(tables["declarations"])
+    per_pass = max(fc.chunk, fc.screen_cells // max(1, n_rows * SCREEN_COLUMNS_PER_KEY))
+    for start in range(0, len(pool), per_pass):
+        chunk = pool[start : start + per_pass]
         if progress:
             progress(f"screen keys {start + 1}-{start + len(chunk)} of {len(pool)}")
         frame = build_offline(
