@@ -176,7 +176,7 @@ def open_office(settings: Any, inspector_key: str, *, declarations: int = 300,
     committee's point-in-time explanations, so the first page views are quick."""
     from features.store import Store
     from serving.app import create_app
-    from serving.routes.pages import prepare_explanations
+    from serving.committee.explaining import prepare_explanations
 
     tables = Store(settings.store_dir).tables()
     app = create_app(settings)

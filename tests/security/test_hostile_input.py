@@ -145,6 +145,22 @@ def test_nul_in_a_path_is_a_404(api):
     assert r.status_code == 404
 
 
+def test_committee_assets_are_cached_under_the_pages_csp(api):
+    client, _, _ = api
+    r = client.get("/committee/static/committee.css")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
+    assert r.headers["cache-control"] == "max-age=3600"
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    again = client.get(
+        "/committee/static/committee.css", headers={"If-None-Match": r.headers["etag"]}
+    )
+    assert again.status_code == 304
+    missing = client.get("/committee/static/nope.css")
+    assert missing.status_code == 404 and "<html" in missing.text  # the pages' error page
+    assert client.post("/committee/static/committee.css").status_code == 405
+
+
 def test_validation_errors_keep_their_form_per_area(api):
     """The pages' HTML error page and the API's JSON list both stand with the safe handler."""
     from tests.security.security_helpers import login

@@ -577,7 +577,7 @@ def test_committee_page_explanation_equals_rescoring(world, reference, tmp_path)
     from features.snapshot import Snapshot
     from guomen.settings import Settings
     from riskmodel import ModelRef
-    from serving.routes.pages import re_explanation
+    from serving.committee.explaining import re_explanation
     from serving.scoring import LiveSnapshot, Scorer
 
     bundle, tables = world["bundle"], world["tables"]

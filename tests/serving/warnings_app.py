@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
 from guomen.settings import Settings  # noqa: E402
 from serving.app import install_hardening  # noqa: E402
 from serving.auth import KeyStore, create_key  # noqa: E402
+from serving.committee.render import mount_static  # noqa: E402
 from serving.db import create_schema, make_engine  # noqa: E402
 from serving.routes import pages, warning_record, warnings  # noqa: E402
 from tests.policy.warnings_synth import make_tables, new_declaration, reports, with_reports  # noqa: E402
@@ -43,6 +44,7 @@ def build_app(
     app.include_router(warnings.router)
     app.include_router(warning_record.router)  # before pages, as in serving.app
     app.include_router(pages.router)
+    mount_static(app)
     keys = {role: create_key(engine, role, name=f"test {role}")[0] for role in
             ("committee", "inspector", "admin")}  # fmt: skip
     return app, keys
