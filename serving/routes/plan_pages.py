@@ -17,6 +17,8 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from policy.plan import PlanError
+from serving.committee.render import render, templates
+from serving.committee.state import app_settings
 from serving.plan_execution import execution
 from serving.plan_store import (
     PlanNotFound,
@@ -30,7 +32,6 @@ from serving.plan_store import (
     list_plans,
 )
 from serving.request_guard import validation_error
-from serving.routes.pages import _render, _settings, templates
 from serving.routes.warnings import get_tables
 from serving.sessions import User, check_csrf
 
@@ -69,7 +70,7 @@ def execution_panel(request: Request) -> dict[str, Any] | None:
     except HTTPException:
         tables = None
     data = execution(_engine(request), tables, now=datetime.now(UTC),
-                     timezone=_settings(request).timezone)  # fmt: skip
+                     timezone=app_settings(request.app).timezone)  # fmt: skip
     if data is not None:
         data["rows"] = sorted(data["rows"], key=lambda r: (-r["quota"], r["group_id"]))
     state.plan_execution_cache = (now, data)
@@ -85,7 +86,7 @@ def _forget(request: Request) -> None:
 
 @router.get("", response_class=HTMLResponse)
 def plans(request: Request, user: User) -> Response:
-    return _render(request, "plans.html", {"user": user, "plans": list_plans(_engine(request))})
+    return render(request, "plans.html", {"user": user, "plans": list_plans(_engine(request))})
 
 
 @router.get("/{plan_id}", response_class=HTMLResponse)
@@ -96,7 +97,7 @@ def plan_page(request: Request, plan_id: str, user: User, q: str = "") -> Respon
         raise HTTPException(404, f"no plan {plan_id}") from exc
     q = q.strip()[:64]
     shown = lines[lines["group_id"].str.contains(q, regex=False)] if q else lines
-    return _render(request, "plan.html", {
+    return render(request, "plan.html", {
         "user": user, "plan": plan, "lines": shown.to_dict("records"), "q": q,
         "total_lines": len(lines), "events": events(_engine(request), plan_id),
         "expected": float(lines["expected_nonconforming"].sum()),
