@@ -112,6 +112,13 @@ class StoreSource:
         names = ("inspections", "risk_signals", "credit_ratings", "enterprises")
         return {name: self.store.read(name) for name in names}
 
+    def fingerprint(self) -> str:
+        """sha256 of the store manifest (it lists the content hash of every loaded batch)."""
+        import hashlib
+
+        path = self.store.root / "manifest.json"
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
 
 class FrameSource:
     """Contract tables already in memory, split by month (tests, small worlds)."""
@@ -345,6 +352,7 @@ def build_partitioned(
             "attributes": attributes,
             "categories": categories,
             "partition_months": partition_months,
+            "source_fingerprint": getattr(source, "fingerprint", lambda: "")(),
             "partitions": partitions,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

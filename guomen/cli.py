@@ -404,6 +404,10 @@ def rescore_cmd(
         "data"
     ),
     threads: Annotated[int, typer.Option(help="threads of the local engine", min=1)] = 2,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="out of core: stream a folder of `features build --partition-months`"),
+    ] = None,
 ) -> None:
     """Rescore every enterprise with the champion model: profiles to Parquet, the database and
     an MLflow run summary. Resumable: run the same command again after an interruption."""
@@ -455,7 +459,15 @@ def rescore_cmd(
             out_dir=out,
             model_version=ref.version,
             bundle_digest=ref.manifest_sha256,
-            tables=store.tables(),
+            **(
+                {"tables": store.tables()}
+                if features is None
+                else {
+                    "feature_dir": features,
+                    "credit_ratings": store.read("credit_ratings"),
+                    "enterprises": store.read("enterprises"),
+                }
+            ),
             attributes=store.attributes,
             period_days=period_days,
             partitions=partitions,

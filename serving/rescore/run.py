@@ -271,6 +271,7 @@ def rescore(
     tables: Mapping[str, pd.DataFrame] | None = None,
     attributes: dict[str, str] | None = None,
     features: pd.DataFrame | None = None,
+    feature_dir: Path | None = None,
     credit_ratings: pd.DataFrame | None = None,
     enterprises: pd.DataFrame | None = None,
     period_days: int = 365,
@@ -308,6 +309,9 @@ def rescore(
     features
         Alternatively, a prebuilt ``build_offline`` frame (then pass ``credit_ratings`` and
         ``enterprises`` for the credit tier and the register).
+    feature_dir
+        Or a folder of partitioned features (``features.partitioned``), streamed partition by
+        partition (``serving.rescore.streamed``; pass ``credit_ratings`` and ``enterprises``).
     period_days, partitions
         Length of the period; number of enterprise-hash partitions.
     engine, scheduler, client, threads, n_workers
@@ -329,8 +333,8 @@ def rescore(
     """
     if engine not in ("local", "dask"):
         raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
-    if (tables is None) == (features is None):
-        raise ValueError("pass exactly one of tables and features")
+    if sum(x is not None for x in (tables, features, feature_dir)) != 1:
+        raise ValueError("pass exactly one of tables, features and feature_dir")
     if period_days < 1 or partitions < 1:
         raise ValueError("period_days and partitions must be at least 1")
     report: Progress = progress or (lambda stage, done, total: None)
@@ -343,6 +347,8 @@ def rescore(
     if data_id is None:
         if tables is not None:
             data_id = data_fingerprint(_truncate(tables, end))
+        elif feature_dir is not None:
+            data_id = _feature_dir_fingerprint(Path(feature_dir))
         else:
             data_id = data_fingerprint({"features": features})
     identity = {
@@ -364,9 +370,19 @@ def rescore(
     if resumed:
         log.info("resuming run %s in %s", run_id, layout.root)
 
-    _stage_features(
-        layout, bundle, partitions, start, end, tables, attributes, features, report, threads
-    )
+    if feature_dir is not None:
+        if read_json(layout.features_success) is None:
+            from serving.rescore.streamed import stage_features_streamed
+
+            stage_features_streamed(
+                layout, bundle, partitions, start, end, Path(feature_dir), report
+            )
+        else:
+            report("features", partitions, partitions)
+    else:
+        _stage_features(
+            layout, bundle, partitions, start, end, tables, attributes, features, report, threads
+        )
 
     todo = [p for p in range(partitions) if not layout.is_done(p)]
     already = partitions - len(todo)
@@ -459,6 +475,11 @@ def rescore(
         summary=summary,
         mlflow_run_id=mlflow_run_id,
     )
+
+
+def _feature_dir_fingerprint(directory: Path) -> str:
+    """Digest of a partitioned feature folder: its manifest (feature set, partitions, rows)."""
+    return hashlib.sha256((directory / "manifest.json").read_bytes()).hexdigest()
 
 
 def _specs(bundle: ModelBundle, attributes: dict[str, str] | None) -> list[dict[str, Any]]:
