@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     mlflow_artifact_root: Path = Field(default=Path("mlruns/artifacts"))
     model_name: str = Field(default="guomen-risk", description="registered model name in MLflow")
     models_dir: Path = Field(default=Path("models"), description="where model bundles are written")
+    backtests_dir: Path = Field(
+        default=Path("backtests"), description="guomen backtest runs (the committee lists them)"
+    )
     # Three independent secrets (no default: `guomen serve` refuses to start without them;
     # `guomen up` generates them once per install in data/secrets.env).
     monitoring_secret: SecretStr | None = Field(
@@ -105,7 +108,8 @@ class Settings(BaseSettings):
         """
         home = self.home.expanduser()
         self.home = home
-        for name in ("store_dir", "snapshot_dir", "models_dir", "mlflow_artifact_root"):
+        for name in ("store_dir", "snapshot_dir", "models_dir", "mlflow_artifact_root",
+                     "backtests_dir"):  # fmt: skip
             setattr(self, name, resolve_path(home, getattr(self, name)))
         if self.rates_file is not None:
             self.rates_file = resolve_path(home, self.rates_file)

@@ -72,6 +72,7 @@ def prepare(
     feature_names: list[str],
     test_months: int,
     validation_months: int,
+    split: TimeSplit | None = None,
 ) -> TrainingData:
     """Align labels to features, split by time and mark usable labels.
 
@@ -86,6 +87,9 @@ def prepare(
         Model feature order (``feature_specs`` names).
     test_months, validation_months
         Split lengths.
+    split
+        Explicit boundaries instead of the calendar split of ``features`` (the backtest retrains
+        at a date ``T`` with validation just before it and no test rows).
     """
     missing = [c for c in (*ID_COLUMNS[:2], *feature_names) if c not in features.columns]
     if missing:
@@ -93,7 +97,8 @@ def prepare(
     frame = features.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
         drop=True
     )
-    split = time_split(frame["declared_at"], test_months, validation_months)
+    if split is None:
+        split = time_split(frame["declared_at"], test_months, validation_months)
     segment = split.segment(frame["declared_at"])
     ev = evaluation_frame(frame, labels)
     inspected_at = frame[["declaration_id"]].merge(
