@@ -281,7 +281,7 @@ def write_report(out: Path, results: dict[str, Any], run: dict[str, Any]) -> Pat
     """``backtest.json`` (results + run), ``backtest.md`` and the charts into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     charts = write_charts(out, results)
-    run = {**run, "charts": charts}
+    run["charts"] = charts
     doc = {"results": results, "run": run}
     (out / REPORT_JSON).write_text(
         json.dumps(doc, indent=2, ensure_ascii=False, default=_plain), encoding="utf-8"

@@ -99,8 +99,8 @@ class Universe:
                 "inspected_at": pd.to_datetime(self.reveal_ns[rows], utc=True),
                 "selection": pd.Series(np.where(random, "random", "targeted"), dtype="str"),
                 "result": pd.Series(np.where(nc, "nonconforming", "conforming"), dtype="str"),
-                "hazard_type": pd.array(np.where(nc, self.hazard_type[rows], None), dtype="str"),
-                "severity": pd.array(np.where(nc, self.severity[rows], None), dtype="str"),
+                "hazard_type": pd.Series(np.where(nc, self.hazard_type[rows], None), dtype="str"),
+                "severity": pd.Series(np.where(nc, self.severity[rows], None), dtype="str"),
             }
         )
 
