@@ -34,6 +34,7 @@ from serving.openapi import install_openapi
 from serving.registry import ModelManager
 from serving.request_guard import StrictJSONMiddleware, validation_error_handler
 from serving.routes import (
+    backtest_pages,
     enterprises,
     health,
     inspections,
@@ -138,6 +139,7 @@ ROUTER_MODULES: tuple[ModuleType, ...] = (
     warning_routes,
     warning_record,  # before pages: /committee/warnings/{id} would take "record"
     plan_pages,
+    backtest_pages,
     pages,
 )
 
