@@ -41,7 +41,7 @@ def _read(folder: Path) -> dict[str, Any] | None:
 
 def list_runs(root: Path) -> list[dict[str, Any]]:
     """One summary per finished run, newest first."""
-    runs = []
+    runs: list[dict[str, Any]] = []
     if not root.is_dir():
         return runs
     for folder in root.iterdir():
