@@ -53,6 +53,7 @@ def results_of(bt: Backtest, store_dir: Path) -> dict[str, Any]:
         }
         policies[name] = entry
     if spec.warnings_step_days and w.outbreaks and w.truth is not None:
+        t0 = time.perf_counter()
         for name, st in bt.states.items():
             bt.say(f"warnings under {name}")
             rows, rnd = st.selected()
@@ -67,6 +68,7 @@ def results_of(bt: Backtest, store_dir: Path) -> dict[str, Any]:
             policies[name]["total"]["outbreaks_warned"] = sum(o["warned"] for o in obs)
             policies[name]["total"]["outbreaks_planted"] = len(obs)
             policies[name]["total"]["median_warning_delay_days"] = median_delay(obs)
+        bt.timings["warnings_s"] = time.perf_counter() - t0
     comparisons: dict[str, Any] = {}
     for key, kind in (("vs_legacy", "legacy"), ("vs_exploit", "exploit")):
         ref = reference_of(policies, kind)
