@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,14 @@ def commit_file(tmp: Path, path: Path) -> None:
     fsync_directory(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably."""
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (``mode``: its permission bits,
+    set before the content is written; default the temporary's ``0o600``)."""
     path = Path(path)
     tmp = temporary_beside(path)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         tmp.write_bytes(data)
         commit_file(tmp, path)
     except BaseException:
@@ -70,9 +74,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with UTF-8 ``text`` atomically and durably."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Replace ``path`` with UTF-8 ``text`` atomically and durably (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` readable by its owner only (mode 600), atomically: a key
+    or secret file is never readable by others, not even while it is written."""
+    atomic_write_text(path, text, mode=0o600)
 
 
 def write_json_atomic(path: Path, payload: Any, *, sort_keys: bool = False) -> None:
@@ -85,6 +95,18 @@ def staging_directory(target: Path, prefix: str = "staging") -> Path:
     """A new empty directory beside ``target`` to build its next version in."""
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=target.parent))
+
+
+def write_directory(target: Path, write: Callable[[Path], Any], prefix: str = "staging") -> None:
+    """Build ``target``'s next version with ``write(folder)`` in a staging folder beside it and
+    swap it in (:func:`replace_directory`); a failed ``write`` leaves ``target`` untouched."""
+    staging = staging_directory(target, prefix)
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_directory(staging, target)
 
 
 def replace_directory(staging: Path, target: Path) -> None:

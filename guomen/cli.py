@@ -735,50 +735,26 @@ def evaluate_cmd(
 # --- the online snapshot and the one-command demo -----------------------------------------
 
 
-def _served_entities(attributes: dict[str, str]) -> list[str] | None:
-    """History keys the snapshot must keep: the union over the champion and challenger bundles'
-    chosen sets (a bundle without one needs the default set); None when no model is registered
-    (the default set)."""
-    from features.registry import default_entities
-    from riskmodel.registry import load_model
-
-    settings = get_settings()
-    union: list[str] = []
-    found = False
-    for alias in ("champion", "challenger"):
-        try:
-            bundle = load_model(
-                settings.mlflow_tracking_uri,
-                settings.model_name,
-                alias,
-                home=settings.home,
-                cache_dir=settings.home / settings.models_dir / "registry-cache",
-            ).bundle
-        except Exception as exc:  # alias unset, no registry yet: that alias needs no keys
-            typer.echo(f"snapshot: no {alias} bundle read ({type(exc).__name__})")
-            continue
-        found = True
-        chosen = bundle.entities or list(default_entities(attributes))
-        union.extend(e for e in chosen if e not in union)
-    return union if found else None
-
-
 def _build_snapshot(store: Path, out: Path, as_of: str | None, timezone: str) -> str:
     import pandas as pd
 
-    from features.files import replace_directory, staging_directory
+    from features.files import write_directory
     from features.snapshot import Snapshot
     from features.store import Store
+    from riskmodel.registry import served_entities
 
+    settings = get_settings()
     st = Store(store)
+    entities = served_entities(
+        settings.mlflow_tracking_uri, settings.model_name, st.attributes, home=settings.home,
+        cache_dir=settings.home / settings.models_dir / "registry-cache",
+        on_unreadable=lambda alias, exc: typer.echo(
+            f"snapshot: no {alias} bundle read ({type(exc).__name__})"),
+    )  # fmt: skip
     when = pd.Timestamp(as_of, tz=timezone) if as_of else pd.Timestamp.now(tz="UTC")
-    snap = Snapshot.build(
-        st.tables(), as_of=when, attributes=st.attributes, entities=_served_entities(st.attributes)
-    )
+    snap = Snapshot.build(st.tables(), as_of=when, attributes=st.attributes, entities=entities)
     # Built beside the target and swapped in, so a running API never reads a half-written one.
-    staging = staging_directory(out, "snapshot")
-    snap.save(staging)
-    replace_directory(staging, out)
+    write_directory(out, snap.save, prefix="snapshot")
     return str(snap.as_of)
 
 
@@ -796,39 +772,6 @@ def snapshot_cmd(
     target = out or settings.home / settings.snapshot_dir
     when = _build_snapshot(store or settings.store_dir, target, as_of, settings.timezone)
     typer.echo(f"snapshot as of {when} -> {target}")
-
-
-def _demo_secrets(path: Path) -> Path:
-    """Generate this install's serving secrets once (mode 600) and put them in the environment.
-
-    A secret already set in the environment wins and is not written; the file is never
-    rewritten, so re-running ``guomen up`` keeps sessions and draws stable.
-    """
-    import os
-    import secrets
-
-    from guomen.settings import SECRET_FIELDS
-
-    names = [f"GUOMEN_{field.upper()}" for field in SECRET_FIELDS]
-    stored: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep and name in names:
-                stored[name] = value
-    missing = [n for n in names if n not in stored and not os.environ.get(n)]
-    if missing:
-        stored.update({n: secrets.token_urlsafe(32) for n in missing})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("".join(f"{n}={stored[n]}\n" for n in names if n in stored))
-    if path.exists():
-        os.chmod(path, 0o600)  # also when an older copy was made with a looser mode
-    for name, value in stored.items():
-        os.environ.setdefault(name, value)
-    get_settings.cache_clear()  # the served settings read the secrets just set
-    return path
 
 
 @app.command("up")
@@ -856,8 +799,6 @@ def up(
     promote, build the snapshot, create demo API keys, replay the committee's past meetings,
     rescore the profiles, score new declarations through the API, and serve the API and the
     committee pages."""
-    import os
-
     from features.ingest import ingest as run_ingest
     from riskmodel.registry import RegistryError, resolve
 
@@ -895,22 +836,19 @@ def up(
     typer.secho("[5/6] online snapshot", bold=True)
     snapshot_cmd(store=None, out=None, as_of=None)
     typer.secho("[6/6] demo API keys (shown once; only hashes are stored)", bold=True)
-    from serving.auth import create_key
+    from guomen.settings import ensure_demo_secrets
+    from serving.auth import create_key, write_key_file
 
     engine = _keys_engine()
-    lines = []
-    for role in ("inspector", "committee", "admin"):
-        key, _ = create_key(engine, role, name=f"demo-{role}")
-        lines.append(f"{role.upper()}_KEY={key}")
+    keys = {role: create_key(engine, role, name=f"demo-{role}")[0]
+            for role in ("inspector", "committee", "admin")}  # fmt: skip
     keys_file = settings.home / "data" / "demo-keys.env"
-    keys_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_key_file(keys_file, keys)
+    lines = [f"{role.upper()}_KEY={key}" for role, key in keys.items()]
     for line in lines:
         typer.echo(f"  {line}")
     typer.echo(f"  (also in {keys_file}, mode 600: `set -a; source {keys_file}`)")
-    secrets_file = _demo_secrets(settings.home / "data" / "secrets.env")
+    secrets_file = ensure_demo_secrets(settings.home / "data" / "secrets.env")
     typer.echo(f"  secrets of this install: {secrets_file} (mode 600; `guomen serve` needs them: "
                f"`set -a; source {secrets_file}`)")  # fmt: skip
     if office:

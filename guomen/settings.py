@@ -182,3 +182,34 @@ def resolve_sqlite_url(home: Path, url: str) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, validated once."""
     return Settings()
+
+
+def ensure_demo_secrets(path: Path) -> Path:
+    """Generate this install's serving secrets once (mode 600) and put them in the environment.
+
+    A secret already set in the environment wins and is not written; the file is never
+    rewritten, so re-running ``guomen up`` keeps sessions and draws stable. The cached
+    :func:`get_settings` is cleared so the served settings read the secrets just set.
+    """
+    import os
+    import secrets
+
+    from features.files import write_private_text
+
+    names = [f"GUOMEN_{field.upper()}" for field in SECRET_FIELDS]
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name in names:
+                stored[name] = value
+    missing = [n for n in names if n not in stored and not os.environ.get(n)]
+    if missing:
+        stored.update({n: secrets.token_urlsafe(32) for n in missing})
+        write_private_text(path, "".join(f"{n}={stored[n]}\n" for n in names if n in stored))
+    if path.exists():
+        os.chmod(path, 0o600)  # also when an older copy was made with a looser mode
+    for name, value in stored.items():
+        os.environ.setdefault(name, value)
+    get_settings.cache_clear()
+    return path

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,38 @@ def load_model(
     cache = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="guomen-bundle-"))
     root = home if home is not None else Path.cwd()
     return load_ref(resolved, tracking_uri=tracking_uri, home=root, cache_dir=cache)
+
+
+def served_entities(
+    tracking_uri: str,
+    model_name: str,
+    attributes: dict[str, str],
+    *,
+    home: Path,
+    cache_dir: Path,
+    aliases: tuple[str, ...] = ("champion", "challenger"),
+    on_unreadable: Callable[[str, Exception], None] | None = None,
+) -> list[str] | None:
+    """History keys a snapshot must keep for the bundles behind ``aliases``: the union of their
+    chosen entity sets (a bundle without one needs the default set of ``attributes``).
+
+    None when no alias gives a bundle (no model registered: the snapshot keeps the default
+    set). ``on_unreadable(alias, error)`` hears of each alias that gives none.
+    """
+    from features.registry import default_entities
+
+    union: list[str] = []
+    found = False
+    for alias in aliases:
+        try:
+            bundle = load_model(
+                tracking_uri, model_name, alias, home=home, cache_dir=cache_dir
+            ).bundle
+        except Exception as exc:  # alias unset, no registry yet: that alias needs no keys
+            if on_unreadable is not None:
+                on_unreadable(alias, exc)
+            continue
+        found = True
+        chosen = bundle.entities or list(default_entities(attributes))
+        union.extend(e for e in chosen if e not in union)
+    return union if found else None

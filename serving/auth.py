@@ -16,9 +16,10 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio.to_thread
@@ -27,6 +28,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 from sqlalchemy.engine import Engine
 
+from features.files import write_private_text
 from serving.db import UTCDateTime, metadata, utcnow
 
 ROLES = ("inspector", "committee", "admin")
@@ -94,6 +96,12 @@ def create_key(engine: Engine, role: str, name: str | None = None) -> tuple[str,
             )
         )
     return key, record
+
+
+def write_key_file(path: Path, keys: Mapping[str, str]) -> None:
+    """Write ``{role: key}`` as ``ROLE_KEY=key`` lines (``set -a; source`` reads them), readable
+    by the owner only (mode 600, atomically)."""
+    write_private_text(path, "".join(f"{role.upper()}_KEY={key}\n" for role, key in keys.items()))
 
 
 def list_keys(engine: Engine) -> list[ApiKey]:

@@ -10,7 +10,9 @@ from features.files import (
     replace_directory,
     sha256_file,
     staging_directory,
+    write_directory,
     write_json_atomic,
+    write_private_text,
 )
 
 
@@ -47,3 +49,29 @@ def test_replace_directory_swaps_whole_versions(tmp_path):
         replace_directory(staging, target)
         assert (target / "version").read_text() == version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot"]
+
+
+def test_write_directory_swaps_a_complete_version_in_and_keeps_the_old_one_on_failure(tmp_path):
+    target = tmp_path / "snapshot"
+    write_directory(target, lambda d: (d / "v").write_text("1"), prefix="snapshot")
+    assert (target / "v").read_text() == "1"
+
+    def half_written(folder):
+        (folder / "v").write_text("2")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_directory(target, half_written, prefix="snapshot")
+    assert (target / "v").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot"]  # no staging left
+
+
+def test_private_text_is_owner_only_and_replaced_atomically(tmp_path):
+    path = tmp_path / "data" / "demo-keys.env"
+    path.parent.mkdir()
+    path.write_text("OLD=1\n")
+    path.chmod(0o644)  # an older copy made with a looser mode
+    write_private_text(path, "INSPECTOR_KEY=gmk_x\n")
+    assert path.read_text() == "INSPECTOR_KEY=gmk_x\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["demo-keys.env"]

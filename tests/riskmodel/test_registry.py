@@ -27,6 +27,7 @@ from riskmodel.registry import (
     load_model,
     load_ref,
     resolve,
+    served_entities,
 )
 
 NAME = "riskmodel-test"
@@ -92,3 +93,18 @@ def test_a_tampered_local_copy_is_refused_and_a_stale_one_replaced_by_the_downlo
 def test_unknown_alias_is_a_registry_error(registry):
     with pytest.raises(RegistryError):
         resolve(registry[0], NAME, "nonexistent")
+
+
+def test_served_entities_union_the_registered_bundles_and_name_the_missing_aliases(
+    registry, tmp_path
+):
+    from features.registry import default_entities
+
+    uri, _, _ = registry
+    missing: list[str] = []
+    keys = served_entities(uri, NAME, {}, home=tmp_path, cache_dir=tmp_path / "cache",
+                           on_unreadable=lambda alias, exc: missing.append(alias))  # fmt: skip
+    # the champion bundle chose no set: it needs the default one; no challenger is registered
+    assert keys == list(default_entities({})) and missing == ["challenger"]
+    nothing = served_entities(uri, "no-such-model", {}, home=tmp_path, cache_dir=tmp_path / "c")
+    assert nothing is None  # no model registered: the snapshot keeps the default set

@@ -67,23 +67,22 @@ def test_guomen_serve_refuses_to_start_without_secrets(tmp_path):
 
 
 def test_the_demo_generates_its_secrets_once_with_mode_600(tmp_path, monkeypatch):
-    from guomen.cli import _demo_secrets
-    from guomen.settings import SECRET_FIELDS, get_settings
+    from guomen.settings import SECRET_FIELDS, ensure_demo_secrets, get_settings
 
     monkeypatch.setenv("GUOMEN_HOME", str(tmp_path))
     path = tmp_path / "data" / "secrets.env"
     for field in SECRET_FIELDS:
-        # set then delete: monkeypatch then restores the variables `_demo_secrets` exports
+        # set then delete: monkeypatch then restores the variables `ensure_demo_secrets` exports
         monkeypatch.setenv(f"GUOMEN_{field.upper()}", "")
         monkeypatch.delenv(f"GUOMEN_{field.upper()}")
-    _demo_secrets(path)
+    ensure_demo_secrets(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = path.read_text()
     assert len(first.splitlines()) == 3
     get_settings().require_secrets()  # what `guomen serve` at the end of `up` then checks
     for field in SECRET_FIELDS:
         monkeypatch.delenv(f"GUOMEN_{field.upper()}")
-    _demo_secrets(path)  # a second `guomen up`: the same secrets
+    ensure_demo_secrets(path)  # a second `guomen up`: the same secrets
     assert path.read_text() == first
     get_settings.cache_clear()
 
@@ -110,3 +109,18 @@ def test_measure_draws_use_their_own_secret():
     got = picks(secret="monitoring-secret-value", measure_secret="measure-secret-value")
     assert got == [monitoring_draw(f"W1\x1f{i}", "measure-secret-value") < 0.5 for i in ids]
     assert got != [monitoring_draw(f"W1\x1f{i}", "monitoring-secret-value") < 0.5 for i in ids]
+
+
+def test_the_demo_key_file_is_owner_only_and_sourceable(tmp_path):
+    import subprocess
+
+    from serving.auth import write_key_file
+
+    path = tmp_path / "data" / "demo-keys.env"
+    write_key_file(path, {"inspector": "gmk_a-b_c", "committee": "gmk_d"})
+    assert path.stat().st_mode & 0o777 == 0o600
+    shown = subprocess.run(
+        ["bash", "-c", f"set -a; source {path}; echo $INSPECTOR_KEY $COMMITTEE_KEY"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert shown.split() == ["gmk_a-b_c", "gmk_d"]
