@@ -1,0 +1,212 @@
+"""The load itself (:func:`ingest`): read, check in load order, report, stage, commit."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from features.contract import CONTRACT_VERSION, LOAD_ORDER
+from features.files import write_json_atomic
+from features.ingest.commit import batch_id, commit_batch, stage_tables
+from features.ingest.quarantine import TableOutput
+from features.ingest.readers import collect_inputs
+from features.ingest.report import FileLevelError, IngestReport, TableReport
+from features.ingest.table_rules import check_declarations, check_inspections, check_keyed
+from features.mapping import MappingError, load_mapping
+from features.products import native_coverage
+from features.rates import RateTableError, load_rates
+from features.store import (
+    MANIFEST,
+    Store,
+    empty_manifest,
+)
+
+
+class _Progress:
+    """A rich progress bar over load steps, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._bar = None
+        if enabled:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task("ingest", total=total)
+
+    def step(self, what: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, description=what)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def ingest(
+    source_dir: Path,
+    store_dir: Path,
+    mapping_file: Path | None = None,
+    rates_file: Path | None = None,
+    timezone: str = "Asia/Shanghai",
+    progress: bool = False,
+) -> IngestReport:
+    """Validate contract tables in ``source_dir`` and append them to the store at ``store_dir``.
+
+    Parameters
+    ----------
+    source_dir : Path
+        Folder with ``<table>.csv`` / ``.csv.gz`` / ``.parquet`` files (``declarations``
+        required), or the foreign files named by ``mapping_file``.
+    store_dir : Path
+        Parquet store; created if missing.
+    mapping_file : Path, optional
+        YAML mapping of a foreign layout (``docs/mapping.md``).
+    rates_file : Path, optional
+        Currency rate table; ``None`` uses the default shipped in ``features/data``.
+    timezone : str
+        Local time zone of timestamps without an offset.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    IngestReport
+        Also stored as ``reports/<batch>.json``. When every source file was loaded before, the
+        report says "already loaded" and nothing is written.
+
+    Raises
+    ------
+    FileLevelError
+        A file cannot be loaded (missing required column, undecodable, empty, unreadable); nothing
+        is written.
+    """
+    t0 = time.perf_counter()
+    source_dir, store_dir = Path(source_dir), Path(store_dir)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {timezone!r}") from exc
+    if not source_dir.is_dir():
+        raise FileLevelError(f"{source_dir}: source folder not found")
+    try:
+        rates = load_rates(rates_file)
+    except RateTableError as exc:
+        raise FileLevelError(str(exc)) from None
+    mapping = None
+    if mapping_file is not None:
+        try:
+            mapping = load_mapping(Path(mapping_file))
+        except MappingError as exc:
+            raise FileLevelError(f"{Path(mapping_file).name}: {exc}") from None
+
+    store = Store(store_dir)
+    stored_tables = frozenset(
+        t for b in store.manifest["batches"] for f in b["files"] for t in f.get("tables", [])
+    )
+    inputs, files = collect_inputs(source_dir, mapping, timezone, stored_tables)
+    loaded = store.loaded_hashes
+    report = IngestReport(
+        batch=None,
+        source_dir=str(source_dir),
+        store_dir=str(store_dir),
+        timezone=timezone,
+        rates=rates.source,
+        mapping=str(mapping_file) if mapping_file else None,
+    )
+    new_files = []
+    for f in files:
+        if f.sha256 in loaded:
+            report.already_loaded.append(f"{f.name} (batch {loaded[f.sha256]['batch']})")
+        else:
+            new_files.append(f)
+    new_names = {f.name for f in new_files}
+    inputs = [i for i in inputs if i.source.name in new_names]
+    if not inputs:
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    attributes = dict(mapping.attributes) if mapping else {}
+    stored_attrs = store.attributes
+    for name, kind in attributes.items():
+        if stored_attrs.get(name, kind) != kind:
+            raise FileLevelError(
+                f"{mapping_file}: attribute {name!r} declared {kind}, but the store has it as "
+                f"{stored_attrs[name]}"
+            )
+    batch = batch_id([f.sha256 for f in new_files])
+    report.batch = batch
+    report.created_at = datetime.now(UTC).isoformat()
+    bar = _Progress(progress, total=len(inputs) + 2)
+    outputs: dict[str, list[TableOutput]] = {}
+    try:
+        for table in LOAD_ORDER:
+            for inp in (i for i in inputs if i.table == table):
+                bar.step(f"checking {inp.table} from {inp.source.name}")
+                if table == "declarations":
+                    out = check_declarations(inp, timezone, rates, store, attributes, batch)
+                elif table == "inspections":
+                    out = check_inspections(
+                        inp, timezone, store, outputs.get("declarations", []), batch
+                    )
+                else:
+                    out = check_keyed(inp, timezone, store, batch)
+                outputs.setdefault(table, []).append(out)
+
+        for table, outs in outputs.items():
+            r = TableReport()
+            for o in outs:
+                r.merge(o.report)
+            r.check(table)
+            report.tables[table] = r
+        for inp in inputs:
+            if inp.table == "risk_signals":
+                cov = dict(inp.coverage or {})
+                if "rows" not in cov:  # a native file, or a mapping without an hs section
+                    cov.update(native_coverage(inp.data))
+                report.signal_coverage[inp.source.name] = cov
+        for f in files:
+            entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
+            entry["status"] = "loaded" if f.name in new_names else "already loaded"
+            report.files.append(entry)
+
+        bar.step("writing the store")
+        store_dir.mkdir(parents=True, exist_ok=True)
+        staging = store_dir / f".staging-{batch}"
+        staging.mkdir()
+        try:
+            stage_tables(staging, outputs, batch)
+            report.seconds = time.perf_counter() - t0
+            (staging / "reports").mkdir()
+            write_json_atomic(staging / "reports" / f"{batch}.json", report.to_dict())
+            manifest = store.manifest if (store_dir / MANIFEST).exists() else empty_manifest()
+            manifest["contract_version"] = CONTRACT_VERSION
+            manifest.setdefault("attributes", {}).update(attributes)
+            manifest["batches"].append(
+                {
+                    "batch": batch,
+                    "created_at": report.created_at,
+                    "source_dir": str(source_dir),
+                    "mapping": report.mapping,
+                    "files": [
+                        {
+                            "file": f.name,
+                            "sha256": f.sha256,
+                            "encoding": f.encoding,
+                            "tables": sorted({i.table for i in inputs if i.source is f}),
+                        }
+                        for f in new_files
+                    ],
+                }
+            )
+            bar.step("committing")
+            commit_batch(store_dir, staging, manifest)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - t0
+    return report
