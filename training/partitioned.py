@@ -11,8 +11,9 @@ correction and the budget metrics estimate unbiased; only their variance grows. 
 recorded in the training report (``metrics.json``: ``sample``). Below the cap nothing is sampled
 and the rows are exactly the in-memory build's (as float32).
 
-The legacy-rule baseline needs each enterprise's first declaration: the scan keeps that row per
-enterprise, plus the test period's declarations, so the baseline is exact without the whole table.
+The baselines read raw declarations: the scan keeps those of the kept rows (the plain LightGBM
+baseline fits and scores on them) and each enterprise's first declaration (the legacy rule's "new
+enterprise"), so both baselines are exact without the whole table.
 """
 
 from __future__ import annotations
@@ -34,16 +35,6 @@ from training.split import TEST, TRAIN, VALIDATION, TimeSplit, time_split
 # the frame is sorted and copied to float64 by segment): 3M keeps training under ~10 GB.
 DEFAULT_MAX_ROWS = 3_000_000
 Progress = Callable[[str], None]
-LEGACY_COLUMNS = [
-    "declaration_id",
-    "declared_at",
-    "enterprise_id",
-    "hs_code",
-    "origin_country",
-    "trade_mode",
-    "legal_inspection",
-    "third_party_certificate",
-]
 
 
 @dataclass
@@ -77,7 +68,7 @@ class PartitionedInputs:
     attributes: dict[str, str]
     entities: list[str] | None
     categories: dict[str, list[str]]
-    declarations: pd.DataFrame  # test period plus each enterprise's first declaration
+    declarations: pd.DataFrame  # the kept rows plus each enterprise's first declaration
     credit_ratings: pd.DataFrame
     store_fingerprint: str
     sample: SampleReport
@@ -161,7 +152,7 @@ def load_partitioned_inputs(
     store = Store(Path(store_dir))
     frames: list[pd.DataFrame] = []
     label_frames: list[pd.DataFrame] = []
-    legacy: list[pd.DataFrame] = []
+    decl_kept: list[pd.DataFrame] = []
     first_rows: pd.DataFrame | None = None
     for name in names:
         if progress:
@@ -175,17 +166,17 @@ def load_partitioned_inputs(
         frames.append(feats[keep].reset_index(drop=True))
         label_frames.append(labels[keep].reset_index(drop=True))
         months = [p["months"] for p in manifest["partitions"] if p["name"] == name][0]
-        decl = store.read("declarations", columns=LEGACY_COLUMNS, months=months)
+        decl = store.read("declarations", months=months)
         both = decl if first_rows is None else pd.concat([first_rows, decl], ignore_index=True)
         first_rows = both.sort_values("declared_at", kind="stable").drop_duplicates(
             "enterprise_id", keep="first"
         )
-        if (seg == TEST).any():
-            legacy.append(decl[decl["declared_at"] >= split.test_start])
+        kept_ids = pd.Index(feats.loc[keep, "declaration_id"])
+        decl_kept.append(decl[kept_ids.get_indexer(pd.Index(decl["declaration_id"])) >= 0])
         del feats, labels, decl
     features = pd.concat(frames, ignore_index=True)
     kept = {s: int((split.segment(features["declared_at"]) == s).sum()) for s in rows}
-    declarations = pd.concat([*(legacy or []), first_rows], ignore_index=True).drop_duplicates(
+    declarations = pd.concat([*decl_kept, first_rows], ignore_index=True).drop_duplicates(
         "declaration_id"
     )
     manifest_path = Path(store_dir) / "manifest.json"

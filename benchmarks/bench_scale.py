@@ -1,0 +1,203 @@
+"""Benchmark the out-of-core path end to end (issue 14, parts 2-3): demo-data, ingest, features,
+train, rescore at 1M / 5M / 20M declarations, each step through the README's commands.
+
+Target: 20M end to end within 24 GiB peak; each step's seconds per million within 1.3x of the
+1M figure; the 1M figures no worse than the in-memory path (``--compare`` runs it beside).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 [--compare] [--partition-months 3]
+
+Every step is a child process (``guomen ...``); its wall time and the peak RSS of its whole
+process tree (sampled every 0.2 s with psutil: the step and any workers it starts) are recorded,
+with the load average before and after. Work folders: ``benchmarks/work/scale/<n>`` (kept, not
+in git). Writes ``benchmarks/results/scale.json`` and ``benchmarks/results/scale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work" / "scale"
+GUOMEN = [str(ROOT / ".venv" / "bin" / "guomen")]
+STEPS = ("demo-data", "ingest", "features", "train", "rescore")
+
+
+def run_step(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run one command; wall seconds and the peak RSS (GB) of its process tree."""
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=env["GUOMEN_HOME"], env=env, stdout=out, stderr=out)
+        root = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                procs = [root, *root.children(recursive=True)]
+                rss = sum(p.memory_info().rss for p in procs if p.is_running())
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+    return {"wall_s": round(wall, 1), "peak_rss_gb": round(peak / 1e9, 2)}
+
+
+def last_day(store: Path) -> str:
+    """The local date of the last declaration (the rescoring as-of)."""
+    from features.store import Store
+
+    decl = Store(store).read("declarations", columns=["declared_at"])["declared_at"]
+    return str(decl.max().tz_convert("Asia/Shanghai").date())
+
+
+def measure(n: int, partition_months: int, max_rows: int, compare: bool) -> dict[str, Any]:
+    work = WORK / str(n)
+    shutil.rmtree(work / "home", ignore_errors=True)
+    home = work / "home"
+    home.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GUOMEN_HOME": str(home),
+        "GUOMEN_STORE_DIR": str(home / "store"),
+        "GUOMEN_DATABASE_URL": f"sqlite:///{home / 'guomen.db'}",
+        "PYTHONPATH": str(ROOT),
+    }
+    raw = work / "raw"
+    steps: dict[str, dict[str, Any]] = {}
+    logs = work / "logs"
+    logs.mkdir(exist_ok=True)
+
+    def step(name: str, cmd: list[str]) -> None:
+        load = os.getloadavg()
+        steps[name] = {**run_step(cmd, env, logs / f"{name}.log"), "load_before": load}
+        steps[name]["load_after"] = os.getloadavg()
+        print(n, name, steps[name], flush=True)
+
+    shutil.rmtree(raw, ignore_errors=True)
+    step("demo-data", [*GUOMEN, "demo-data", "--out", str(raw), "--declarations", str(n)])
+    step("ingest", [*GUOMEN, "ingest", str(raw), "--store", str(home / "store")])
+    feats = home / "features"
+    step(
+        "features",
+        [*GUOMEN, "features", "build", "--store", str(home / "store"), "--out", str(feats),
+         "--partition-months", str(partition_months)],
+    )  # fmt: skip
+    step("train", [*GUOMEN, "train", "--features", str(feats), "--max-rows", str(max_rows)])
+    subprocess.run([*GUOMEN, "promote"], cwd=home, env=env, check=True, capture_output=True)
+    as_of = last_day(home / "store")
+    step("rescore", [*GUOMEN, "rescore", "--as-of", as_of, "--features", str(feats),
+                     "--out", str(home / "rescore")])  # fmt: skip
+    result: dict[str, Any] = {"declarations": n, "steps": steps}
+    if compare:
+        mem: dict[str, Any] = {}
+        for name, cmd in (
+            ("features", [*GUOMEN, "features", "build", "--store", str(home / "store"),
+                          "--out", str(home / "features.parquet")]),
+            ("train", [*GUOMEN, "train"]),
+            ("rescore", [*GUOMEN, "rescore", "--as-of", as_of, "--out", str(home / "rescore-mem")]),
+        ):  # fmt: skip
+            load = os.getloadavg()
+            mem[name] = {**run_step(cmd, env, logs / f"mem-{name}.log"), "load_before": load}
+            mem[name]["load_after"] = os.getloadavg()
+            print(n, "in-memory", name, mem[name], flush=True)
+        result["in_memory"] = mem
+    return result
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    runs = payload["runs"]
+    lines = [
+        "### Out of core end to end (issue 14, parts 2-3)",
+        "",
+        f"{payload['date']}, {payload['machine']}; partitions of {payload['partition_months']} "
+        f"month(s), training sample cap {payload['max_rows']:,} rows per segment. Each step is "
+        "its `guomen` command in a child process; peak RSS of the whole process tree; load "
+        "average (1 min) before/after each step in the JSON.",
+        "",
+        "| declarations | step | wall s | s per M | peak RSS GB | load 1 min |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        m = r["declarations"] / 1e6
+        for name in STEPS:
+            s = r["steps"][name]
+            lines.append(
+                f"| {r['declarations']:,} | {name} | {s['wall_s']} | {s['wall_s'] / m:.1f} | "
+                f"{s['peak_rss_gb']} | {s['load_before'][0]:.1f} |"
+            )
+        total = sum(r["steps"][k]["wall_s"] for k in STEPS)
+        peak = max(r["steps"][k]["peak_rss_gb"] for k in STEPS)
+        lines.append(f"| {r['declarations']:,} | **end to end** | {total:.0f} | "
+                     f"{total / m:.1f} | {peak} | |")  # fmt: skip
+        for name, s in r.get("in_memory", {}).items():
+            lines.append(
+                f"| {r['declarations']:,} | {name} (in memory, today's path) | {s['wall_s']} | "
+                f"{s['wall_s'] / m:.1f} | {s['peak_rss_gb']} | {s['load_before'][0]:.1f} |"
+            )
+    base = next(
+        (r for r in runs if r["declarations"] == min(x["declarations"] for x in runs)), None
+    )
+    if base and len(runs) > 1:
+        lines += ["", "Seconds per million relative to the smallest size (target ≤ 1.3):", ""]
+        for r in runs:
+            if r is base:
+                continue
+            ratios = []
+            for name in STEPS:
+                a = base["steps"][name]["wall_s"] / (base["declarations"] / 1e6)
+                b = r["steps"][name]["wall_s"] / (r["declarations"] / 1e6)
+                ratios.append(f"{name} {b / a:.2f}×")
+            lines.append(f"- {r['declarations']:,}: " + ", ".join(ratios))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--partition-months", type=int, default=3)
+    ap.add_argument("--max-rows", type=int, default=3_000_000)
+    ap.add_argument("--compare", action="store_true", help="also the in-memory path (1M)")
+    ap.add_argument("--merge", action="store_true", help="keep earlier sizes of scale.json")
+    args = ap.parse_args()
+    from benchmarks.provenance import git_commit
+
+    runs = []
+    if args.merge and (RESULTS / "scale.json").exists():
+        old = json.loads((RESULTS / "scale.json").read_text())
+        runs = [r for r in old["runs"] if r["declarations"] not in args.sizes]
+    for n in args.sizes:
+        runs.append(measure(n, args.partition_months, args.max_rows, args.compare))
+        runs.sort(key=lambda r: r["declarations"])
+        payload = {
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, "
+            f"{psutil.virtual_memory().total / 2**30:.1f} GiB, {platform.machine()}",
+            "commit": git_commit(ROOT),
+            "partition_months": args.partition_months,
+            "max_rows": args.max_rows,
+            "runs": runs,
+        }
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2))
+        (RESULTS / "scale.md").write_text(markdown(payload))
+
+
+if __name__ == "__main__":
+    main()
