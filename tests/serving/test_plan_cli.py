@@ -145,3 +145,32 @@ def test_disclosure_of_an_open_period_is_refused(env: Path) -> None:
     assert r.exit_code != 0 and "only a closed period" in said(r.output)
     r = runner.invoke(app, ["disclose", "--period", "2026-Q5"])
     assert r.exit_code != 0 and "YYYY-Qn" in said(r.output)
+
+
+def test_plan_reads_the_rescored_probabilities(env: Path, demo_store: Path) -> None:
+    """A rescoring run's ``scored/`` parts give each group its model rate: the group the model
+    finds risky gets risk samples beyond its floor."""
+    from features.store import Store
+    from guomen.cli import app
+
+    decl = Store(demo_store / "store").tables()["declarations"]
+    risky = decl["hs_code"].astype("str").str.startswith("04")
+    run = env / "data" / "rescore" / "2026-11-30" / "scored"
+    run.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "declaration_id": decl["declaration_id"].astype("str"),
+            "probability": risky.map({True: 0.30, False: 0.01}).astype("float64"),
+        }
+    ).to_parquet(run / "part-00000.parquet")
+    r = runner.invoke(app, ["plan", "--year", "2027", "--samples", "2000", "--out", "out"])
+    assert r.exit_code == 0, r.output
+    assert "past random results only" not in r.output
+    lines = pd.read_csv(env / "out" / "2027" / "plan.csv", dtype={"product": "str"})
+    ch04 = lines[lines["product"] == "04"]
+    other = lines[lines["product"] != "04"]
+    assert (
+        ch04["model_rate"].round(6).eq(0.30).all() and other["model_rate"].round(6).eq(0.01).all()
+    )
+    assert (ch04["risk"] / ch04["volume"]).mean() > 3 * (other["risk"] / other["volume"]).mean()
+    assert ch04["reason_en"].str.contains("model's expected nonconformity 30.00%").all()
