@@ -27,6 +27,7 @@ from features.rates import load_rates
 from guomen.settings import Settings, get_settings
 from riskmodel import ModelRef
 from serving.auth import KeyStore
+from serving.checkpoint import background_checkpoints
 from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
 from serving.metrics import Metrics, MetricsMiddleware
@@ -183,6 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
+        checkpointer = background_checkpoints(engine)  # SQLite: no checkpoint on a request
+        app.state.checkpointer = checkpointer
         await anyio.to_thread.run_sync(create_schema, engine)
         app.state.engine = engine
         app.state.keys = KeyStore(engine, settings.key_cache_seconds)
@@ -244,11 +247,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _freeze_heap()
         manager.start_polling(settings.reload_poll_seconds)
         sync.start()
+        if checkpointer is not None:
+            checkpointer.start()
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(sync.stop)
             await anyio.to_thread.run_sync(manager.stop)
+            if checkpointer is not None:
+                await anyio.to_thread.run_sync(checkpointer.stop)
             engine.dispose()
             metrics.worker_exited()
 

@@ -250,9 +250,15 @@ class SnapshotSync:
     # -- the two entry points ------------------------------------------------------------
     def _sync(self, live: LiveSnapshot, since: datetime | None) -> tuple[int, int]:
         # Declarations first: an inspection row is written after its declaration's audit row.
+        # This worker's own rows are applied already: their ids advance the cursor, but their
+        # JSON (most of the bytes of a row) is not read back.
+        others_json = sa.case(
+            (score_audit.c.worker_id == self.worker_id, sa.null()),
+            else_=score_audit.c.declaration_json,
+        ).label("declaration_json")
         decl = self._pages(
             score_audit,
-            [score_audit.c.declaration_json],
+            [others_json],
             self.decl_cursor,
             None if since is None else score_audit.c.created_at >= since,
         )

@@ -1,0 +1,103 @@
+"""Concurrent scoring against a real uvicorn server: every answer right and audited, single
+declarations scored on the event loop (SQLite), batches in the thread pool, WAL checkpoints in
+the background (docs/api.md, "Performance")."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from serving.app import create_app
+from serving.audit import count_audit, score_audit
+from serving.scoring import Scorer
+
+CLIENTS = 8
+PER_CLIENT = 12
+
+
+@pytest.fixture()
+def server(world, tmp_path):
+    settings = world.settings(tmp_path / "concurrency.db")
+    keys = world.make_keys(settings)
+    app = create_app(settings)
+    with world.live_server(app) as live:
+        live.wait_ready()
+        yield live, keys, app
+
+
+def test_concurrent_clients_get_their_own_audited_answers(server, decl, monkeypatch):
+    live, keys, app = server
+    threads_used: Counter[str] = Counter()
+    real_score, real_many = Scorer.score, Scorer.score_many
+
+    def score(self: Scorer, *args: Any, **kwargs: Any) -> Any:
+        threads_used[threading.current_thread().name] += 1
+        return real_score(self, *args, **kwargs)
+
+    def score_many(self: Scorer, *args: Any, **kwargs: Any) -> Any:
+        threads_used["batch:" + threading.current_thread().name] += 1
+        return real_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", score)
+    monkeypatch.setattr(Scorer, "score_many", score_many)
+    failures: list[str] = []
+    answered: list[str] = []
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=live.url, headers={"X-API-Key": keys["inspector"]},
+                          timeout=60) as http:  # fmt: skip
+            for i in range(PER_CLIENT):
+                body = decl(f"cc-{k}-{i}", enterprise=f"E{k:04d}", hours=i + 1)
+                r = http.post("/v1/score", json=body)
+                if r.status_code != 200:
+                    failures.append(f"{r.status_code} {r.text[:200]}")
+                elif r.json()["declaration_id"] != body["declaration_id"]:
+                    failures.append(f"answer for {r.json()['declaration_id']} to {k}-{i}")
+                else:
+                    answered.append(body["declaration_id"])
+
+    pool = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert failures == []
+    assert len(answered) == len(set(answered)) == CLIENTS * PER_CLIENT
+    engine = app.state.engine
+    assert count_audit(engine) == CLIENTS * PER_CLIENT
+    with engine.connect() as conn:
+        stored = {r[0] for r in conn.execute(sa.select(score_audit.c.declaration_id))}
+    assert stored == set(answered)
+    # One declaration: on the event loop (uvicorn's thread here), never in the thread pool.
+    assert set(threads_used) == {live.thread.name}
+
+    # A batch goes to the thread pool (too long to hold the loop).
+    with httpx.Client(base_url=live.url, headers={"X-API-Key": keys["inspector"]}) as http:
+        r = http.post("/v1/score/batch",
+                      json={"declarations": [decl(f"cb-{i}", hours=i + 1) for i in range(3)]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    batch_threads = [name for name in threads_used if name.startswith("batch:")]
+    assert len(batch_threads) == 1 and batch_threads[0] != f"batch:{live.thread.name}"
+    assert count_audit(engine) == CLIENTS * PER_CLIENT + 3
+
+
+def test_the_server_checkpoints_its_wal_in_the_background(server, decl):
+    live, keys, app = server
+    checkpointer = app.state.checkpointer
+    assert checkpointer is not None
+    with app.state.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+    with httpx.Client(base_url=live.url, headers={"X-API-Key": keys["inspector"]}) as http:
+        assert http.post("/v1/score", json=decl("ck-1")).status_code == 200
+    deadline = time.monotonic() + 10
+    while checkpointer.last is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpointer.last is not None
+    busy, frames, done = checkpointer.last
+    assert busy == 0 and done == frames

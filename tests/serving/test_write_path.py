@@ -1,0 +1,221 @@
+"""The SQLite write path of the API: one writer at a time without the busy handler (the write
+gate), WAL checkpoints off the request path, and a sync poll that skips this worker's JSON.
+
+Real SQLite files, real threads and real processes. The engines here get ``busy_timeout=0``:
+a writer that found the database locked would fail at once with "database is locked" instead
+of sleeping in SQLite's busy handler (the API's old tail), so any contention the gate does not
+prevent fails the test.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from serving.audit import (
+    count_audit,
+    inspection_results,
+    record_inspection,
+    score_audit,
+    write_audit,
+    write_gate,
+)
+from serving.checkpoint import Checkpointer, background_checkpoints
+from serving.db import create_schema, make_engine
+from serving.sync import SnapshotSync
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def _row(request_id: str, worker: str = "w-test", item: int = 0) -> dict[str, Any]:
+    return {
+        "request_id": request_id, "item": item, "created_at": NOW, "key_id": "gmk_abcdefgh",
+        "declaration_id": f"D-{request_id}", "input_sha256": "a" * 64,
+        "declaration_json": '{"declaration_id": "x"}', "worker_id": worker,
+        "model_name": "m", "model_version": "1", "snapshot_as_of": NOW, "probability": 0.5,
+        "tier": "high", "decision": "inspect", "decision_reason": "tier_high",
+        "monitoring_selected": False, "warnings": [], "top_reasons": [], "data_quality": [],
+    }  # fmt: skip
+
+
+def _no_busy_wait_engine(path: Path) -> sa.engine.Engine:
+    engine = make_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _fail_fast(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    return engine
+
+
+def _write_many(path: str, prefix: str, threads: int, rows: int, errors: Any) -> None:
+    engine = _no_busy_wait_engine(Path(path))
+    failures: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(rows):
+            try:
+                write_audit(engine, [_row(f"{prefix}-{k}-{i}")])
+                if i % 10 == 0:
+                    record_inspection(engine, {
+                        "declaration_id": f"D-{prefix}-{k}-{i}", "inspected_at": NOW,
+                        "selection": "random", "result": "conforming", "received_at": NOW,
+                        "request_id": f"{prefix}-{k}-{i}", "key_id": "gmk_abcdefgh",
+                    })  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - every failure is reported to the test
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    engine.dispose()
+    errors.extend(failures)
+
+
+def test_concurrent_writers_never_meet_a_locked_database(tmp_path):
+    path = tmp_path / "gate.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    with mp.Manager() as manager:
+        errors = manager.list()
+        # two processes (as two uvicorn workers) with eight writing threads each
+        procs = [
+            mp.get_context("spawn").Process(
+                target=_write_many, args=(str(path), f"p{p}", 8, 40, errors)
+            )
+            for p in range(2)
+        ]
+        for p in procs:
+            p.start()
+        _write_many(str(path), "main", 8, 40, errors)  # and this process beside them
+        for p in procs:
+            p.join(timeout=300)
+            assert p.exitcode == 0
+        assert list(errors) == []
+    assert count_audit(engine) == 3 * 8 * 40
+    with engine.connect() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(inspection_results)).scalar_one()
+    assert n == 3 * 8 * 4
+    assert Path(f"{path}-write.lock").exists()
+    engine.dispose()
+
+
+def test_the_gate_only_orders_sqlite_files(tmp_path):
+    assert write_gate(make_engine(f"sqlite:///{tmp_path / 'x.db'}")).lock_path == (
+        f"{tmp_path / 'x.db'}-write.lock"
+    )
+    memory = write_gate(sa.create_engine("sqlite://"))
+    assert memory.sqlite and memory.lock_path is None
+    with memory.held():  # the thread lock alone
+        pass
+    other = write_gate(sa.create_engine("postgresql+psycopg://u:p@127.0.0.1:1/none"))
+    assert not other.sqlite
+    with other.held():  # concurrent writers are the server's business
+        pass
+
+
+def test_a_lock_file_that_cannot_be_made_leaves_writes_working(tmp_path, caplog):
+    path = tmp_path / "ro.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    gate = write_gate(engine)
+    gate.lock_path = str(tmp_path / "no-such-dir" / "x.lock")
+    write_audit(engine, [_row("r1")])
+    assert count_audit(engine) == 1
+    assert "no write lock file" in caplog.text
+    engine.dispose()
+
+
+def _wal_frames(path: Path) -> int:
+    wal = Path(f"{path}-wal")
+    return 0 if not wal.exists() else max(0, (wal.stat().st_size - 32) // (4096 + 24))
+
+
+def test_checkpoints_run_in_the_background_not_on_a_commit(tmp_path):
+    path = tmp_path / "wal.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    checkpointer = background_checkpoints(engine)
+    assert isinstance(checkpointer, Checkpointer)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+    # Well past SQLite's automatic threshold (1000 pages): no commit checkpointed.
+    for i in range(0, 3000, 50):
+        write_audit(engine, [_row(f"big-{i}", item=j) | {"declaration_json": "x" * 3000}
+                             for j in range(50)])  # fmt: skip
+    # The WAL file is reused from its start after a checkpoint, never shrunk: with SQLite's
+    # automatic checkpoint it would stay near 1000 pages.
+    frames = _wal_frames(path)
+    assert frames > 2000
+    # The background thread checkpoints them; the next commit starts the WAL again.
+    checkpointer.start()
+    deadline = time.monotonic() + 30
+    while (checkpointer.last is None or checkpointer.last[2] < frames - 5) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    checkpointer.stop()
+    assert checkpointer.last is not None and checkpointer.last[1] == checkpointer.last[2] >= frames
+    write_audit(engine, [_row("after")])
+    with engine.connect() as conn:  # frames written since the WAL started again
+        _, frames_after, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+    assert frames_after < 10
+    assert count_audit(engine) == 3001
+    engine.dispose()
+
+
+def test_no_background_checkpoints_without_a_file():
+    assert background_checkpoints(sa.create_engine("sqlite://")) is None
+    assert background_checkpoints(sa.create_engine("postgresql+psycopg://u:p@h/db")) is None
+
+
+def test_a_failing_checkpoint_is_logged_once_and_recovers(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="guomen.serving.checkpoint")
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    create_schema(engine)
+    checkpointer = Checkpointer(engine)
+
+    def broken() -> Any:
+        raise sa.exc.OperationalError("PRAGMA", {}, Exception("disk I/O error"))
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "raw_connection", broken)
+        assert checkpointer.checkpoint() is None and checkpointer.checkpoint() is None
+    assert caplog.text.count("WAL checkpoint failed") == 1
+    assert checkpointer.checkpoint() is not None
+    assert "works again" in caplog.text
+    engine.dispose()
+
+
+def test_the_sync_poll_does_not_read_back_this_workers_json(tmp_path, monkeypatch):
+    engine = make_engine(f"sqlite:///{tmp_path / 'sync.db'}")
+    create_schema(engine)
+    write_audit(engine, [_row("mine", worker="me"), _row("theirs", worker="other")])
+    with engine.begin() as conn:  # a row from before worker ids existed
+        conn.execute(score_audit.insert().values(**{**_row("old"), "worker_id": None}))
+    sync = SnapshotSync(engine, lambda: None, "me", None)
+    rows = sync._pages(score_audit, [score_audit.c.declaration_json], sync.decl_cursor, None)
+    assert len(rows) == 3  # the plain column reads every row's JSON ...
+    sync = SnapshotSync(engine, lambda: None, "me", None)
+    read: list[Any] = []
+
+    def apply(live: Any, rows: list[Any]) -> int:
+        read.extend(rows)
+        return 0
+
+    monkeypatch.setattr(sync, "_apply_declarations", apply)
+    sync._sync(None, None)
+    json_of = {r.worker_id: r.declaration_json for r in read}
+    assert json_of == {"me": None, "other": '{"declaration_id": "x"}',
+                       None: '{"declaration_id": "x"}'}  # fmt: skip
+    assert sync.decl_cursor.max_id == 3  # ... and the cursor still passes this worker's rows
+    engine.dispose()
