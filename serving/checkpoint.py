@@ -3,16 +3,21 @@
 By default SQLite checkpoints the write-ahead log into the database file when a commit finds the
 WAL over 1000 pages (``wal_autocheckpoint``): that commit copies the pages and syncs the file
 (about 10-25 ms on this disk, measured with strace on the request thread), on whichever request
-happens to make it. The server turns the automatic checkpoint off on its own connections and runs
-a PASSIVE checkpoint every :data:`CHECKPOINT_SECONDS` in a daemon thread instead: PASSIVE waits
-for no reader or writer (frames still in use are copied at a later round), so requests neither
-wait for it nor pay for it, and the WAL stays at about one interval of writes. Other processes
+happens to make it. The server turns the automatic checkpoint off on its own connections and a
+daemon thread looks at the WAL's size every :data:`CHECKPOINT_SECONDS` instead: from
+:data:`CHECKPOINT_FRAMES` frames (SQLite's own threshold) on, it runs a PASSIVE checkpoint, which
+waits for no reader or writer (frames still in use are copied at a later round), so requests
+neither wait for it nor pay for it. ``journal_size_limit=0``: the next write after a complete
+checkpoint starts the WAL again from an empty file, so its size is the frames not yet
+checkpointed, and a full disk refuses new frames as it did before (the WAL is not overwritten
+in place). Other processes
 on the same database (the CLI, tests) keep SQLite's automatic checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +27,12 @@ from serving.periodic import PeriodicTask
 
 log = logging.getLogger("guomen.serving.checkpoint")
 
-#: Seconds between two checkpoints of the server's background thread.
+#: Seconds between two looks at the WAL's size.
 CHECKPOINT_SECONDS = 1.0
+#: WAL frames from which the background thread checkpoints (SQLite's ``wal_autocheckpoint``).
+CHECKPOINT_FRAMES = 1000
+#: Bytes of the WAL header and of each frame's header (https://sqlite.org/fileformat.html).
+_WAL_HEADER, _FRAME_HEADER = 32, 24
 
 
 def _is_sqlite_file(engine: Engine) -> bool:
@@ -34,23 +43,55 @@ def _is_sqlite_file(engine: Engine) -> bool:
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
+    # Once checkpointed, the WAL is cut back to nothing instead of being overwritten in place.
+    cursor.execute("PRAGMA journal_size_limit=0")
     cursor.close()
 
 
 class Checkpointer:
-    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` periodically on an SQLite engine.
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on an SQLite file from a daemon thread when its
+    WAL holds ``min_frames`` frames or more.
 
     Construct it before the engine serves requests: it turns the automatic checkpoint off on
     every connection the engine opens from then on (and drops the ones already pooled).
     """
 
-    def __init__(self, engine: Engine, interval: float = CHECKPOINT_SECONDS) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float = CHECKPOINT_SECONDS,
+        min_frames: int = CHECKPOINT_FRAMES,
+    ) -> None:
         self.engine = engine
+        self.min_frames = min_frames
+        self.wal_path = Path(f"{Path(engine.url.database or '').expanduser().resolve()}-wal")
+        self._page: int | None = None
         self.failing = False
         self.last: tuple[int, int, int] | None = None  # (busy, wal frames, frames checkpointed)
         sa.event.listen(engine, "connect", _no_autocheckpoint)
         engine.dispose()  # pooled connections were opened with the automatic checkpoint on
-        self._task = PeriodicTask("sqlite-checkpoint", interval, self.checkpoint, log)
+        self._task = PeriodicTask("sqlite-checkpoint", interval, self.step, log)
+
+    def wal_frames(self) -> int:
+        """Frames in the WAL file (0 when there is none)."""
+        try:
+            size = self.wal_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        page_size = self._page_size()
+        return max(0, (size - _WAL_HEADER) // (page_size + _FRAME_HEADER))
+
+    def _page_size(self) -> int:
+        if self._page is None:
+            with self.engine.connect() as conn:
+                self._page = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+        return self._page
+
+    def step(self) -> tuple[int, int, int] | None:
+        """Checkpoint when the WAL has ``min_frames`` frames or more (the thread's step)."""
+        if self.wal_frames() < self.min_frames:
+            return None
+        return self.checkpoint()
 
     def checkpoint(self) -> tuple[int, int, int] | None:
         """One PASSIVE checkpoint; None when it failed (logged once per failing spell)."""
