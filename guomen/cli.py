@@ -541,6 +541,10 @@ def train_cmd(
     max_rows: Annotated[
         int, typer.Option(help="with --features: most declarations per segment (sampled)", min=1)
     ] = 3_000_000,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="fit the boosters with lightgbm.dask on this Dask scheduler"),
+    ] = None,
 ) -> None:
     """Train, calibrate and evaluate the risk model on a time split, write the bundle to
     models/, log the run to MLflow and register the version as challenger."""
@@ -553,6 +557,15 @@ def train_cmd(
     store_dir = store or settings.store_dir
     truth = load_ground_truth(ground_truth) if ground_truth else None
     bar, advance, finish = _step_bar(24 + len(cfg.selection.candidates))
+    fit = None
+    if scheduler:
+        from functools import partial
+
+        from distributed import Client
+
+        from training.distributed import fit_booster_dask
+
+        fit = partial(fit_booster_dask, Client(scheduler))
     with bar:
         if features is not None:
             from training.partitioned import load_partitioned_inputs
@@ -582,6 +595,7 @@ def train_cmd(
                 categories=part.categories,
                 entities=part.entities,
                 sampling=part.sample.as_dict(),
+                fit=fit,
             )
         else:
             inputs = load_inputs(store_dir, advance)
@@ -600,6 +614,7 @@ def train_cmd(
                 progress=advance,
                 categories=inputs.categories,
                 tables=inputs.tables,
+                fit=fit,
             )
         advance("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)

@@ -143,6 +143,7 @@ def run_training(
     categories: dict[str, list[str]] | None = None,
     tables: dict[str, pd.DataFrame] | None = None,
     sampling: dict[str, Any] | None = None,
+    fit: Callable[..., Any] | None = None,
 ) -> TrainingResult:
     """Train, evaluate and write a bundle.
 
@@ -181,6 +182,8 @@ def run_training(
     sampling
         How ``features`` was sampled from partitioned features (``training.partitioned``),
         recorded in the report and the bundle's metrics.
+    fit
+        Booster fitter (``training.train.train_model``'s ``fit``: a Dask cluster's, or local).
 
     Returns
     -------
@@ -232,7 +235,7 @@ def run_training(
         )
         timings["select"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fitted = train_model(data, config, progress)
+    fitted = train_model(data, config, progress, fit)
     timings["train"] = time.perf_counter() - t0
 
     step("evaluate")

@@ -201,7 +201,10 @@ def _depth(config: TrainConfig) -> int:
 
 
 def choose_capacity(
-    data: TrainingData, config: TrainConfig, progress: Progress | None = None
+    data: TrainingData,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    fit: Callable[..., lgb.Booster] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Walk the grid one axis at a time, each fit on train (severity weights, no correction)
     with early stopping on validation, keeping the lowest validation log loss: first the leaves
@@ -228,7 +231,7 @@ def choose_capacity(
         params = config.lightgbm.params(config.seed) | {
             k: v for k, v in point.items() if k != "num_boost_round"
         }
-        booster = fit_booster(
+        booster = (fit or fit_booster)(
             X_tr,
             y[tr],
             w_tr,
@@ -379,7 +382,10 @@ class FittedModel:
 
 
 def train_model(
-    data: TrainingData, config: TrainConfig, progress: Progress | None = None
+    data: TrainingData,
+    config: TrainConfig,
+    progress: Progress | None = None,
+    fit: Callable[..., lgb.Booster] | None = None,
 ) -> FittedModel:
     """Train every selection-bias candidate, calibrate each on the validation period, and keep
     the best by validation random-sample AUC (``none`` unless a correction beats it).
@@ -392,6 +398,9 @@ def train_model(
         Training configuration.
     progress
         Optional callback told the name of each step as it starts.
+    fit
+        Fits one booster with :func:`fit_booster`'s arguments (default: that function; on a
+        Dask cluster: ``training.distributed.fit_booster_dask`` bound to a client).
     """
     tr = data.rows(TRAIN)
     va = data.rows(VALIDATION)
@@ -402,7 +411,7 @@ def train_model(
     capacity: dict[str, Any] = {}
     grid: list[dict[str, Any]] = []
     if config.capacity.grid:
-        capacity, grid = choose_capacity(data, config, progress)
+        capacity, grid = choose_capacity(data, config, progress, fit)
     X_tr, X_va = data.matrix(tr), data.matrix(va)
     y_tr, y_va = y[tr], y[va]
     rnd_va = rnd[va]
@@ -422,7 +431,7 @@ def train_model(
         if progress:
             progress(f"train ({correction})")
         w_tr, stats = sample_weights(correction, data, tr, config)
-        booster = fit_booster(
+        booster = (fit or fit_booster)(
             X_tr,
             y_tr,
             w_tr,
