@@ -110,6 +110,10 @@ class FeatureSelectionConfig(_Strict):
     prefixes: tuple[int, ...] = (4, 8, 12)
     # A longer prefix must lower validation log loss by more than this share to be preferred.
     min_gain: float = Field(default=0.001, ge=0)
+    # A prefix replaces today's default set only when its validation log loss is lower by more
+    # than this many standard errors of the paired per-row difference (validation has a few
+    # thousand labelled rows: smaller differences are noise).
+    replace_default_z: float = Field(default=2.0, ge=0)
     # Candidate keys built per screening pass, at least (bounds the memory of the screening frame).
     chunk: int = Field(default=16, ge=1)
     # A pass takes more keys while its screening columns stay within this many float64 cells

@@ -14,8 +14,10 @@ Risk lives at whatever grain an office's trade has it, so the keys are not hand-
    their features (so a key redundant with a better one ranks low).
 3. **Forward selection on validation**: nested prefixes of that ranking (smoothing parents
    added, at most ``features.max_entities`` keys) are each fitted on train and scored by the
-   validation log loss; the shortest prefix within ``min_gain`` of the best is kept, unless
-   today's default set (when within the budget) has a lower validation log loss still.
+   validation log loss; the shortest prefix within ``min_gain`` of the best is kept. Today's
+   default set (when within the budget) stays unless that prefix's validation log loss is lower
+   by more than ``replace_default_z`` standard errors of the paired per-row difference: with a
+   few thousand labelled validation rows, smaller differences are noise.
 
 The result lists every key with its gain share, rank and why it was kept or dropped; training
 writes it to the report, and the bundle carries the kept keys so serving builds exactly those.
@@ -96,6 +98,22 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
     if len(np.unique(y)) < 2:
         return float("nan")
     return float(roc_auc_score(y, s))
+
+
+def row_logloss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's log loss."""
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def significantly_lower(loss: np.ndarray, incumbent: np.ndarray, z: float) -> bool:
+    """Is the mean of ``loss`` below the ``incumbent``'s (same rows) by more than ``z``
+    standard errors of the paired per-row difference?"""
+    d = np.asarray(incumbent, dtype=np.float64) - np.asarray(loss, dtype=np.float64)
+    if len(d) < 2:
+        return False
+    se = float(d.std(ddof=1) / np.sqrt(len(d)))
+    return bool(d.mean() > z * se)
 
 
 def _fit_logloss(
@@ -220,11 +238,16 @@ def select_entities(
         kept = set(resolve_entities(entities, attributes))
         return [*always, *[n for n in names if n in owner and owner[n] in kept]]
 
+    row_losses: dict[tuple[str, ...], np.ndarray] = {}
+
     def fit(entities: list[str]) -> float:
         cols = features_of(entities)
         idx = [names.index(c) for c in cols]
         Xs = X[:, idx]
-        return _fit_logloss(Xs[is_tr], y[is_tr], Xs[~is_tr], y[~is_tr], cols, config)[1]
+        booster, loss = _fit_logloss(Xs[is_tr], y[is_tr], Xs[~is_tr], y[~is_tr], cols, config)
+        p_va = np.asarray(booster.predict(Xs[~is_tr], num_iteration=booster.best_iteration or None))
+        row_losses[tuple(entities)] = row_logloss(p_va, y[~is_tr])
+        return loss
 
     # Nested prefixes of the ranking within the key budget (parents count).
     prefixes: list[dict[str, Any]] = []
@@ -249,15 +272,22 @@ def select_entities(
     pick = next(p for p in prefixes if p["logloss"] <= best * (1 + fc.min_gain))
     # Today's default set is a candidate too (within the budget): a ranking prefix replaces it
     # only when it does better on validation.
+    # It stays unless the prefix is better by more than validation noise (a paired test).
     defaults_fit = len(resolve_entities(defaults, attributes)) <= fc.max_entities
-    if defaults_fit and default_logloss < pick["logloss"]:
+    replaces_default = significantly_lower(
+        row_losses[tuple(pick["entities"])], row_losses[tuple(defaults)], fc.replace_default_z
+    )
+    if defaults_fit and not replaces_default:
         pick = {"k": len(defaults), "entities": defaults, "logloss": default_logloss}
     chosen = list(resolve_entities(pick["entities"], attributes))
     table = []
     for rank, e in enumerate(ranking, 1):
         kept = e in chosen
         if pick["entities"] is defaults and kept:
-            why = f"rank {rank}; the default set had the best validation log loss"
+            why = (
+                f"rank {rank}; the default set stays: no prefix had a validation log loss lower "
+                f"by more than {fc.replace_default_z:g} standard errors"
+            )
         elif e in pick["entities"]:
             why = f"rank {rank} in the gain ranking, inside the top {pick['k']} kept on validation"
         elif kept:

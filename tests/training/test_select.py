@@ -17,6 +17,7 @@ from training.baselines import (
     plain_lightgbm_scores,
 )
 from training.config import load_config
+from training.select import significantly_lower
 from training.train import capacity_grid, shap_cost
 
 
@@ -205,3 +206,12 @@ def test_the_report_says_plainly_when_the_plain_baseline_wins() -> None:
     won = compare_to_plain(m(0.40, 0.30), m(0.32, 0.24))
     assert won["beats_all"] and "beats the plain LightGBM baseline at 5 %" in won["statement"]
     assert won["budgets"]["0.05"]["relative"] == pytest.approx(0.25)
+
+
+def test_the_default_set_is_replaced_only_beyond_validation_noise() -> None:
+    rng = np.random.default_rng(0)
+    incumbent = rng.exponential(0.3, 2000)
+    noise = incumbent + rng.normal(0, 0.2, 2000)  # as good, rows differ by noise
+    assert not significantly_lower(noise - 0.001, incumbent, 2.0)
+    assert significantly_lower(incumbent - 0.05, incumbent + rng.normal(0, 0.01, 2000), 2.0)
+    assert not significantly_lower(incumbent[:1], incumbent[:1], 0.0)
