@@ -59,12 +59,14 @@ def one_run(
                         seed=7, warnings_step_days=args.warnings_every)  # fmt: skip
     out = work / f"run-{name}"
     load0 = os.getloadavg()
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     doc = run_backtest(store, out, spec, [parse_policy(p) for p in policies], ground_truth=truth,
                        progress=lambda m: print(f"[{name} {time.perf_counter() - t0:7.1f} s] {m}",
                                                 flush=True))  # fmt: skip
     assert doc is not None
     seconds = time.perf_counter() - t0
+    cpu = _cpu_seconds() - cpu0
     res = doc["results"]
     pols = res["policies"]
     rows = {}
@@ -99,11 +101,25 @@ def one_run(
         "oracle_found": next(iter(pols.values()))["total"].get("oracle_found"),
         "oracle_critical": next(iter(pols.values()))["total"].get("oracle_critical"),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
         "timings": doc["run"]["timings"],
         "load_average_before": [round(x, 2) for x in load0],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "report": str(out / "backtest.md"),
     }
+
+
+def _secs(value: float | None) -> str:
+    return "not timed" if value is None else f"{value:.0f} s"
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, every thread): on a machine shared with
+    other jobs the wall time says more about them than about the backtest."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -114,8 +130,10 @@ def markdown(doc: dict[str, Any]) -> str:
     for run in doc["runs"]:
         lines += [f"## {run['name']} ({run['declarations_in_period']:,} declarations in the period, "
                   f"{run['weeks']} weeks)", "",
-                  f"Wall time {run['seconds']:.0f} s (features {run['timings'].get('features_s', 0):.0f} s, "
-                  f"retraining {run['timings'].get('retrain_s', 0):.0f} s); load average "
+                  f"Wall time {run['seconds']:.0f} s, CPU time {run.get('cpu_seconds', '?')} s "
+                  f"(wall: features {run['timings'].get('features_s', 0):.0f} s, "
+                  f"retraining {run['timings'].get('retrain_s', 0):.0f} s, warnings "
+                  f"{_secs(run['timings'].get('warnings_s'))}); load average "
                   f"{run['load_average_before']} before, {run['load_average_after']} after; "
                   f"{run['date']}, commit {run.get('commit')}.", "",
                   f"Oracle: {run['oracle_found']:,.1f} nonconformities, {run['oracle_critical']:,.1f} critical.", "",
