@@ -43,14 +43,13 @@ from features.registry import (
     entity_definition,
     feature_specs,
 )
-from features.snapshot import (
+from features.snapshot import Snapshot, declaration_usd
+from features.snapshot_state import (
     EMPTY_STATE,
     GLOBAL,
     GRACE_NS,
     NO_BEHAVIOUR,
-    Snapshot,
     _ns_of,
-    declaration_usd,
     flag_of,
 )
 
