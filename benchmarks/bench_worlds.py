@@ -363,6 +363,19 @@ def write_report(runs: dict[str, dict[str, Any]]) -> str:
             f"{_fmt(t['over_plain_at_5'])} | {met} | {r['date'][:16]}, {r['commit']}, "
             f"{r['machine']['loadavg'][0]} |"
         )
+    missing = [
+        f"{layout} {w}"
+        for layout in ("contract", "flat")
+        for w in WORLD_NAMES
+        if not any(r["layout"] == layout and r["world"] == w for r in rows)
+    ]
+    if missing:
+        lines += [
+            "",
+            f"Not in this table (no run stored): {', '.join(missing)}; earlier runs, before the "
+            "key selection and with the harness's own plain baseline, are in "
+            "`worlds_before_rework.md`.",
+        ]
     lines += [
         "",
         "Other predictors (ratio to the oracle at 5 %): *all but noise* knows every component "
