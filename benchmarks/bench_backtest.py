@@ -66,7 +66,14 @@ def one_run(
                                                 flush=True))  # fmt: skip
     assert doc is not None
     seconds = time.perf_counter() - t0
-    cpu = _cpu_seconds() - cpu0
+    return row_of(name, store, doc, seconds, _cpu_seconds() - cpu0, load0, args, out)
+
+
+def row_of(
+    name: str, store: Path, doc: dict[str, Any], seconds: float, cpu: float,
+    load0: tuple[float, float, float], args: Any, out: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The benchmark's row of one finished run (``backtest.json``'s content)."""
     res = doc["results"]
     pols = res["policies"]
     rows = {}
