@@ -143,6 +143,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{_secs(run['timings'].get('warnings_s'))}); load average "
                   f"{run['load_average_before']} before, {run['load_average_after']} after; "
                   f"{run['date']}, commit {run.get('commit')}.", "",
+                  *([f"Note: {run['note']}.", ""] if run.get("note") else []),
                   f"Oracle: {run['oracle_found']:,.1f} nonconformities, {run['oracle_critical']:,.1f} critical.", "",
                   "| policy | found | critical | vs oracle | vs legacy | critical vs legacy | vs exploit | critical vs exploit | AUC first → last month | outbreaks warned | median delay (days) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip  # noqa: E501
