@@ -191,6 +191,7 @@ def pool(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = sum(r["duration_us"] for r in runs) / 1e6
     ok = statuses.get("200", 0)
     return {
+        "runs": runs,  # each half's own figures and quantiles, for re-analysis
         "clients": runs[0]["clients"],
         "seconds": seconds,
         "requests": requests,
@@ -390,6 +391,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Scoring API under concurrency, wrk ({report['date']}, commit {report['commit']})",
         "",
+        *([f"Code measured: {report['label']}", ""] if report.get("label") else []),
         f"Machine: {mach['nproc']} cores ({mach['cpu']}), {mach['ram_gib']} GiB RAM, Python "
         f"{mach['python']}, {report['wrk_version']}; load average at start "
         f"{mach['loadavg_at_start'][0]:.2f} (shared box: wrk and both servers on the same 2 "
@@ -459,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phase-seconds", type=float, help="seconds per server and clients")
     parser.add_argument("--work", type=Path, help="work dir (default benchmarks/work/api)")
     parser.add_argument("--render", type=Path, help="only re-render an existing results JSON")
+    parser.add_argument("--stem", help="results file name (default api_wrk[-quick])")
+    parser.add_argument("--label", default="", help="what was measured (e.g. the code's commit)")
     args = parser.parse_args(argv)
     if args.render:
         rendered = json.loads(args.render.read_text())
@@ -488,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(ROOT),
+        "label": args.label,
         "machine": mach,
         "wrk_version": (version.stdout or version.stderr).split("\n")[0].split(" [")[0].strip(),
         "profile": profile.__dict__,
@@ -502,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     report["loadavg_at_end"] = os.getloadavg()
     report["checks"] = checks(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "api_wrk-quick" if args.quick else "api_wrk"
+    stem = args.stem or ("api_wrk-quick" if args.quick else "api_wrk")
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1, default=str))
     (RESULTS / f"{stem}.md").write_text(markdown(report))
     print(markdown(report))
