@@ -1,16 +1,7 @@
 """``POST /v1/score`` and ``POST /v1/score/batch``: validate, call the scoring service, map errors.
 
-The work (score, explain, audit, then update the snapshot) is
-:func:`serving.score_service.score_declarations`. Where it runs:
-
-- one declaration on SQLite: on the event loop, start to end. It is about a millisecond of
-  CPU that holds the GIL, and the audit write is a local commit of ~0.1 ms. In the thread pool,
-  eight concurrent requests were eight threads taking turns on the GIL: every time one released
-  it (the TreeSHAP kernel, each SQLite call) it waited up to the 5 ms switch interval to get it
-  back, so one request cost several switch intervals (docs/api.md, "Performance"). On the loop,
-  requests queue in arrival order and none waits for the GIL;
-- one declaration on another database (a network round trip that may stall), and every batch
-  (up to ``max_batch`` declarations, too long to hold the loop): in the thread pool.
+Plain ``def`` endpoints (CPU work runs in the threadpool, not on the event loop). The work
+(score, explain, audit, then update the snapshot) is :func:`serving.score_service.score_declarations`.
 """
 
 from __future__ import annotations
@@ -21,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic_core import to_json
-from starlette.concurrency import run_in_threadpool
 
 from serving.auth import InspectorKey
 from serving.deps import CurrentScorer, active_measures
@@ -99,13 +89,8 @@ def _score(
     return done
 
 
-def on_event_loop(request: Request) -> bool:
-    """Whether one declaration is scored on the event loop (SQLite: no network wait)."""
-    return bool(request.app.state.engine.dialect.name == "sqlite")
-
-
 @router.post("/score", response_model=ScoreResult, responses=RESPONSES)
-async def score(
+def score(
     request: Request,
     declaration: Declaration,
     key: InspectorKey,
@@ -119,11 +104,7 @@ async def score(
     An audit row is stored before the answer is sent.
     """
     call = ScoringCall(key.key_id, explain, top_k, batch=False)
-    if on_event_loop(request):
-        done = _score(request, scorer, [declaration], call)
-    else:
-        done = await run_in_threadpool(_score, request, scorer, [declaration], call)
-    return _json(done.bodies[0])
+    return _json(_score(request, scorer, [declaration], call).bodies[0])
 
 
 @router.post("/score/batch", response_model=BatchResponse, responses=RESPONSES)
