@@ -7,11 +7,13 @@ happens to make it. The server turns the automatic checkpoint off on its own con
 daemon thread looks at the WAL's size every :data:`CHECKPOINT_SECONDS` instead: from
 :data:`CHECKPOINT_FRAMES` frames (SQLite's own threshold) on, it runs a PASSIVE checkpoint, which
 waits for no reader or writer (frames still in use are copied at a later round), so requests
-neither wait for it nor pay for it. ``journal_size_limit=0``: the next write after a complete
-checkpoint starts the WAL again from an empty file, so its size is the frames not yet
-checkpointed, and a full disk refuses new frames as it did before (the WAL is not overwritten
-in place). Other processes
-on the same database (the CLI, tests) keep SQLite's automatic checkpoint.
+neither wait for it nor pay for it. After a complete checkpoint the next writer starts the WAL
+again from its first frame (the file is reused, not shrunk), so once the file has reached the
+threshold every look runs a PASSIVE checkpoint, which costs nothing when every frame is already
+copied. The WAL is not cut back (``journal_size_limit``): a request whose commit has to truncate
+an immutable or full WAL fails, and its connection kept failing with "disk I/O error" after the
+storage was restored (tests/security/test_storage_faults.py). Other processes on the same
+database (the CLI, tests) keep SQLite's automatic checkpoint.
 """
 
 from __future__ import annotations
@@ -43,8 +45,6 @@ def _is_sqlite_file(engine: Engine) -> bool:
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
-    # Once checkpointed, the WAL is cut back to nothing instead of being overwritten in place.
-    cursor.execute("PRAGMA journal_size_limit=0")
     cursor.close()
 
 
