@@ -146,7 +146,7 @@ def plain_columns(
         local = pd.to_datetime(d["declared_at"], utc=True).dt.tz_convert(CALENDAR_TZ)
         X["month"], X["weekday"], X["hour"] = (
             local.dt.month.astype("float64"),
-            local.dt.weekday.astype("float64"),
+            local.dt.day_of_week.astype("float64"),
             local.dt.hour.astype("float64"),
         )
     if {"declared_value_usd", "net_weight_kg"} <= set(d.columns):
