@@ -161,10 +161,12 @@ def test_two_processes_score_with_each_others_events(two_workers, world, decl, t
         return _values(probe) != _values(before)
 
     _wait(b_knows_mw1)
+    # A's answer before the result exists (taken after the inspection was stored, A's sync could
+    # already have applied it: a race the faster poll made frequent on a quiet machine).
+    on_a_before = _post(http, a.url, "/v1/score", _probe("mw-a0", decl), **full)
     # The result goes to B, which never scored mw1: it is placed thanks to the replay.
     stored = _post(http, b.url, "/v1/inspections", {"declaration_id": "Qmw1", **INSPECTION})
     assert stored["snapshot_updated"] is True
-    on_a_before = _post(http, a.url, "/v1/score", _probe("mw-a0", decl), **full)
 
     def same_on_both() -> bool:
         on_a = _post(http, a.url, "/v1/score", _probe(f"mw-a{time.monotonic_ns()}", decl), **full)
