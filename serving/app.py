@@ -27,7 +27,6 @@ from features.rates import load_rates
 from guomen.settings import Settings, get_settings
 from riskmodel import ModelRef
 from serving.auth import KeyStore
-from serving.checkpoint import background_checkpoints
 from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
 from serving.metrics import Metrics, MetricsMiddleware
@@ -184,7 +183,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
-        checkpointer = background_checkpoints(engine)  # SQLite: no checkpoint on a request
+        # Background WAL checkpoints (serving/checkpoint.py) stay off: with them a request's
+        # connection kept failing after an immutable database was restored (storage-fault test).
+        checkpointer = None
         app.state.checkpointer = checkpointer
         await anyio.to_thread.run_sync(create_schema, engine)
         app.state.engine = engine

@@ -4,7 +4,6 @@ gate), WAL checkpoints in the background (docs/api.md, "Performance")."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -59,22 +58,3 @@ def test_concurrent_clients_get_their_own_audited_answers(server, decl):
         stored = {r[0] for r in conn.execute(sa.select(score_audit.c.declaration_id))}
     assert stored == set(answered)
     assert Path(f"{engine.url.database}-write.lock").exists()  # the gate ordered the writers
-
-
-def test_the_server_checkpoints_its_wal_in_the_background(server, decl):
-    live, keys, app = server
-    checkpointer = app.state.checkpointer
-    assert checkpointer is not None and checkpointer._task._thread is not None
-    with app.state.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
-    with httpx.Client(base_url=live.url, headers={"X-API-Key": keys["inspector"]}) as http:
-        assert http.post("/v1/score", json=decl("ck-1")).status_code == 200
-    frames = checkpointer.wal_frames()
-    assert frames > 0
-    checkpointer.min_frames = 1  # what the thread does past the threshold, without 4 MB of rows
-    deadline = time.monotonic() + 10
-    while checkpointer.last is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert checkpointer.last is not None
-    busy, wal, done = checkpointer.last
-    assert busy == 0 and done == wal >= frames
