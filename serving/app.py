@@ -183,10 +183,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, settings.sqlite_synchronous)
-        # Background WAL checkpoints (serving/checkpoint.py) stay off: with them a request's
-        # connection kept failing after an immutable database was restored (storage-fault test).
-        checkpointer = None
-        app.state.checkpointer = checkpointer
         await anyio.to_thread.run_sync(create_schema, engine)
         app.state.engine = engine
         app.state.keys = KeyStore(engine, settings.key_cache_seconds)
@@ -248,15 +244,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _freeze_heap()
         manager.start_polling(settings.reload_poll_seconds)
         sync.start()
-        if checkpointer is not None:
-            checkpointer.start()
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(sync.stop)
             await anyio.to_thread.run_sync(manager.stop)
-            if checkpointer is not None:
-                await anyio.to_thread.run_sync(checkpointer.stop)
             engine.dispose()
             metrics.worker_exited()
 

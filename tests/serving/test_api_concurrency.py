@@ -1,5 +1,5 @@
 """Concurrent scoring against a real uvicorn server: every answer right and audited (the write
-gate), WAL checkpoints in the background (docs/api.md, "Performance")."""
+gate; docs/api.md, "Performance")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The SQLite write path of the API: one writer at a time without the busy handler (the write
-gate), WAL checkpoints off the request path, and a sync poll that skips this worker's JSON.
+gate), and a sync poll that skips this worker's JSON.
 
 Real SQLite files, real threads and real processes. The engines here get ``busy_timeout=0``:
 a writer that found the database locked would fail at once with "database is locked" instead
@@ -9,10 +9,8 @@ prevent fails the test.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,6 @@ from serving.audit import (
     write_audit,
     write_gate,
 )
-from serving.checkpoint import Checkpointer, background_checkpoints
 from serving.db import create_schema, make_engine
 from serving.sync import SnapshotSync
 
@@ -132,68 +129,6 @@ def test_a_lock_file_that_cannot_be_made_leaves_writes_working(tmp_path, caplog)
     write_audit(engine, [_row("r1")])
     assert count_audit(engine) == 1
     assert "no write lock file" in caplog.text
-    engine.dispose()
-
-
-def _wal_frames(path: Path) -> int:
-    wal = Path(f"{path}-wal")
-    return 0 if not wal.exists() else max(0, (wal.stat().st_size - 32) // (4096 + 24))
-
-
-def test_checkpoints_run_in_the_background_not_on_a_commit(tmp_path):
-    path = tmp_path / "wal.db"
-    engine = make_engine(f"sqlite:///{path}")
-    create_schema(engine)
-    checkpointer = background_checkpoints(engine)
-    assert isinstance(checkpointer, Checkpointer)
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
-    write_audit(engine, [_row("small")])
-    assert 0 < checkpointer.wal_frames() < 100 and checkpointer.step() is None  # left alone
-    # Well past SQLite's automatic threshold (1000 pages): no commit checkpointed.
-    for i in range(0, 3000, 50):
-        write_audit(engine, [_row(f"big-{i}", item=j) | {"declaration_json": "x" * 3000}
-                             for j in range(50)])  # fmt: skip
-    # The WAL file is reused from its start after a checkpoint, never shrunk: with SQLite's
-    # automatic checkpoint it would stay near 1000 pages.
-    frames = checkpointer.wal_frames()
-    assert frames == _wal_frames(path) > 2000
-    # The background thread checkpoints them; the next commit starts the WAL again.
-    checkpointer.start()
-    deadline = time.monotonic() + 30
-    while (checkpointer.last is None or checkpointer.last[2] < frames - 5) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    checkpointer.stop()
-    assert checkpointer.last is not None and checkpointer.last[1] == checkpointer.last[2] >= frames
-    write_audit(engine, [_row("after")])
-    after = checkpointer.checkpoint()
-    assert after is not None and after[1] < 10  # the next commit restarted the WAL at its start
-    assert count_audit(engine) == 3002
-    engine.dispose()
-
-
-def test_no_background_checkpoints_without_a_file():
-    assert background_checkpoints(sa.create_engine("sqlite://")) is None
-    assert background_checkpoints(sa.create_engine("postgresql+psycopg://u:p@h/db")) is None
-
-
-def test_a_failing_checkpoint_is_logged_once_and_recovers(tmp_path, caplog, monkeypatch):
-    caplog.set_level(logging.INFO, logger="guomen.serving.checkpoint")
-    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    create_schema(engine)
-    checkpointer = Checkpointer(engine)
-
-    def broken() -> Any:
-        raise sa.exc.OperationalError("PRAGMA", {}, Exception("disk I/O error"))
-
-    with monkeypatch.context() as m:
-        m.setattr(engine, "raw_connection", broken)
-        assert checkpointer.checkpoint() is None and checkpointer.checkpoint() is None
-    assert caplog.text.count("WAL checkpoint failed") == 1
-    assert checkpointer.checkpoint() is not None
-    assert "works again" in caplog.text
     engine.dispose()
 
 
