@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from demo.simulation import STEPS, Simulation
 from demo.simulation.common import NOISE_SD, TZ, TZ_OFFSET_S
+from features.progress import Progress, no_progress
 
 __all__ = ["NOISE_SD", "write_demo_data"]
 
@@ -59,7 +60,7 @@ def write_demo_data(
     n_declarations: int,
     seed: int,
     fmt: str = "parquet",
-    progress: bool = False,
+    progress: Progress | None = None,
     world: str = "default",
     signal_intensity: float = 1.0,
 ) -> dict[str, int]:
@@ -78,7 +79,7 @@ def write_demo_data(
     fmt
         ``"parquet"`` (timestamps tz-aware) or ``"csv"`` (ISO-8601 with ``+08:00``).
     progress
-        Show a rich progress bar over the generation steps.
+        Told each generation step as it starts (counted form); ``None`` tells nobody.
     world
         Where the risk is planted (``demo/worlds.py``, ``docs/demo-data.md``); ``"default"`` is
         today's world, byte for byte.
@@ -115,21 +116,9 @@ def write_demo_data(
         *((label, getattr(sim, method)) for label, method in STEPS),
         ("writing tables", write_all),
     ]
-    if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        with Progress(
-            TextColumn("[bold]demo-data[/] {task.description:<18}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-        ) as bar:
-            task = bar.add_task(steps[0][0], total=len(steps))
-            for label, fn in steps:
-                bar.update(task, description=label)
-                fn()
-                bar.advance(task)
-    else:
-        for _, fn in steps:
-            fn()
+    say = progress or no_progress
+    for done, (label, fn) in enumerate(steps):
+        say(label, done, len(steps))
+        fn()
+    say("done", len(steps), len(steps))
     return {name: table.num_rows for name, table in sim.tables.items()}

@@ -27,6 +27,7 @@ import pandas as pd
 from features.contract import DQ_ISSUE_COUNT, SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import EntityCoder, entities_for, frame_fields, frame_keys
 from features.history import History
+from features.progress import Progress
 from features.registry import (
     BEHAVIOUR_RATIOS,
     CALENDAR_TZ,
@@ -49,7 +50,6 @@ from features.registry import (
 )
 from features.windows import EventIndex, TimeRanks, month_start_ns, to_ns
 
-Progress = Callable[[str], None]
 ID_COLUMNS = ("declaration_id", "declared_at", "enterprise_id")
 EntitySet = tuple[str, ...] | list[str] | None
 

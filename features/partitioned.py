@@ -31,7 +31,7 @@ import os
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +54,7 @@ from features.build import (
 from features.categorical import code_maps_from_counts, value_counts
 from features.entities import entities_for, frame_fields, frame_keys
 from features.history import History
+from features.progress import Progress
 from features.registry import DAY_NS, WINDOWS, feature_specs
 from features.windows import to_ns
 
@@ -75,7 +76,6 @@ CONTEXT_COLUMNS = (
     "legal_inspection",
     "third_party_certificate",
 )
-Progress = Callable[[str], None]
 
 
 class MonthSource(Protocol):

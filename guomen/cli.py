@@ -6,12 +6,16 @@ happen inside each command so ``guomen --help`` stays fast.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from guomen.settings import get_settings
+
+if TYPE_CHECKING:
+    from features.progress import Progress
 
 app = typer.Typer(
     help="guomen (国门): risk scoring for import/export commodity quality-safety supervision.",
@@ -20,6 +24,73 @@ app = typer.Typer(
 )
 features_app = typer.Typer(help="Inspect and build the declared features.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+
+
+# --- progress: the one place long work is drawn (features.progress.Progress) ----------------
+
+
+class _ProgressBar:
+    """A rich progress bar fed by :class:`features.progress.Progress` calls.
+
+    Named steps (``bar(step)``) advance one bar of ``total`` steps, a step counted done when the
+    next one starts; counted calls (``bar(step, done, total)``) set the bar to ``done`` of
+    ``total``. A finished bar stays on screen and the next counted stage gets its own (rescoring's
+    features, score, profiles, publish).
+    """
+
+    def __init__(self, total: int | None = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self._total = total
+        self._task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def __call__(self, step: str, /, done: int | None = None, total: int | None = None) -> None:
+        if done is None:
+            if self._task is None:
+                self._task = self._bar.add_task(step, total=self._total)
+            else:
+                self._bar.advance(self._task)
+            self._bar.update(self._task, description=step)
+            return
+        if self._task is None or self._bar.tasks[self._task].finished:
+            self._task = self._bar.add_task(step, total=total)
+        self._bar.update(self._task, description=step, completed=done, total=total)
+
+    def finish(self) -> None:
+        """Fill the bar of named steps (the last step is done)."""
+        if self._task is not None:
+            task = self._bar.tasks[self._task]
+            self._bar.update(self._task, completed=task.total or task.completed, description="done")
+
+
+def _progress_lines(prefix: str = "") -> Progress:
+    """A :class:`features.progress.Progress` printing a line per call, with seconds elapsed."""
+    t0 = time.perf_counter()
+
+    def say(step: str, /, done: int | None = None, total: int | None = None) -> None:
+        count = f" ({done}/{total})" if total is not None else ""
+        typer.echo(f"[{time.perf_counter() - t0:7.1f} s] {prefix}{step}{count}")
+
+    return say
 
 
 @app.command("demo-data")
@@ -74,15 +145,16 @@ def demo_data(
         raise typer.BadParameter("--unknown-values: only for --layout flat")
     from demo.generate import write_demo_data
 
-    summary = write_demo_data(
-        out,
-        n_declarations=declarations,
-        seed=seed,
-        fmt=fmt,
-        progress=True,
-        world=world,
-        signal_intensity=signal_intensity,
-    )
+    with _ProgressBar() as bar:
+        summary = write_demo_data(
+            out,
+            n_declarations=declarations,
+            seed=seed,
+            fmt=fmt,
+            progress=bar,
+            world=world,
+            signal_intensity=signal_intensity,
+        )
     for table, rows in summary.items():
         typer.echo(f"{table:>16}: {rows:>10,} rows")
     if world == "attribute":
@@ -105,14 +177,15 @@ def ingest(
 
     settings = get_settings()
     try:
-        report = run_ingest(
-            source_dir,
-            store or settings.store_dir,
-            mapping_file=mapping,
-            rates_file=rates or settings.rates_file,
-            timezone=settings.timezone,
-            progress=True,
-        )
+        with _ProgressBar() as bar:
+            report = run_ingest(
+                source_dir,
+                store or settings.store_dir,
+                mapping_file=mapping,
+                rates_file=rates or settings.rates_file,
+                timezone=settings.timezone,
+                progress=bar,
+            )
     except FileLevelError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
@@ -152,8 +225,6 @@ def features_build(
     ] = None,
 ) -> None:
     """Build point-in-time features for every declaration in the store (offline path)."""
-    from rich.progress import Progress
-
     from features.build import build_offline, progress_steps
     from features.store import Store
 
@@ -167,7 +238,7 @@ def features_build(
             Store(store).attributes,
             entities=chosen,
             partition_months=partition_months,
-            progress=lambda step: typer.echo(f"features: {step}"),
+            progress=_progress_lines("features: "),
         )
         typer.echo(
             f"{built.rows:,} declarations x {len(built.feature_names)} features in "
@@ -177,14 +248,9 @@ def features_build(
     st = Store(store)
     tables = st.tables()
     attrs = st.attributes
-    with Progress(transient=False) as bar:
-        task = bar.add_task("features", total=progress_steps(attrs, chosen))
-
-        def advance(step: str) -> None:
-            bar.update(task, advance=1, description=f"features: {step}")
-
-        frame = build_offline(tables, attrs, progress=advance, entities=chosen)
-        bar.update(task, completed=progress_steps(attrs, chosen), description="features: done")
+    with _ProgressBar(progress_steps(attrs, chosen)) as bar:
+        frame = build_offline(tables, attrs, progress=bar, entities=chosen)
+        bar.finish()
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     typer.echo(f"{len(frame):,} declarations x {frame.shape[1] - 3} features -> {out}")
@@ -411,14 +477,6 @@ def rescore_cmd(
 ) -> None:
     """Rescore every enterprise with the champion model: profiles to Parquet, the database and
     an MLflow run summary. Resumable: run the same command again after an interruption."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     from features.store import Store
     from riskmodel.registry import load_model
@@ -440,19 +498,7 @@ def rescore_cmd(
     from serving.db import make_engine
 
     db = make_engine(settings.database_url)
-    with Progress(
-        TextColumn("{task.description:>9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
+    with _ProgressBar() as bar:
         result = rescore(
             as_of,
             bundle=bundle,
@@ -478,7 +524,7 @@ def rescore_cmd(
             database=db,
             mlflow_tracking_uri=settings.mlflow_tracking_uri,
             warnings=warnings_in_force(db),
-            progress=progress,
+            progress=bar,
         )
     typer.echo(
         f"{result.declarations:,} declarations, {result.enterprises:,} enterprises "
@@ -490,36 +536,13 @@ def rescore_cmd(
 # --- training (issue 4): train, promote, evaluate -------------------------------------------
 
 
-def _step_bar(total: int):
-    """A rich progress bar advanced by step names (long work shows where it is)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    )
-    task = bar.add_task("starting", total=total)
-    seen: list[str] = []
-
-    def advance(step: str) -> None:
-        if seen:
-            bar.advance(task)
-        seen.append(step)
-        bar.update(task, description=step)
-
-    def finish() -> None:
-        bar.update(task, completed=total, description="done")
-
-    return bar, advance, finish
-
-
 def _inputs_loader(store: Path):
     def load():
         from training.pipeline import load_inputs
 
-        bar, advance, finish = _step_bar(2)
-        with bar:
-            inputs = load_inputs(store, advance, build=False)
-            finish()
+        with _ProgressBar(2) as bar:
+            inputs = load_inputs(store, bar, build=False)
+            bar.finish()
         # Each bundle is evaluated on its own feature set (history keys and code maps).
         return inputs.features_for, inputs.labels
 
@@ -556,7 +579,7 @@ def train_cmd(
     cfg = load_config(config)
     store_dir = store or settings.store_dir
     truth = load_ground_truth(ground_truth) if ground_truth else None
-    bar, advance, finish = _step_bar(24 + len(cfg.selection.candidates))
+    bar = _ProgressBar(24 + len(cfg.selection.candidates))
     fit = None
     if scheduler:
         from functools import partial
@@ -578,7 +601,7 @@ def train_cmd(
                 max_rows=max_rows,
                 seed=cfg.seed,
             )
-            advance("read partitions")
+            bar("read partitions")
             result = run_training(
                 part.features,
                 part.labels,
@@ -591,14 +614,14 @@ def train_cmd(
                 attributes=part.attributes,
                 store_fingerprint=part.store_fingerprint,
                 ground_truth=truth,
-                progress=advance,
+                progress=bar,
                 categories=part.categories,
                 entities=part.entities,
                 sampling=part.sample.as_dict(),
                 fit=fit,
             )
         else:
-            inputs = load_inputs(store_dir, advance)
+            inputs = load_inputs(store_dir, bar)
             result = run_training(
                 inputs.features,
                 inputs.labels,
@@ -611,12 +634,12 @@ def train_cmd(
                 attributes=inputs.attributes,
                 store_fingerprint=inputs.store_fingerprint,
                 ground_truth=truth,
-                progress=advance,
+                progress=bar,
                 categories=inputs.categories,
                 tables=inputs.tables,
                 fit=fit,
             )
-        advance("register in MLflow")
+        bar("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)
         registered = log_and_register(
             result,
@@ -625,7 +648,7 @@ def train_cmd(
             artifact_root=settings.home / settings.mlflow_artifact_root,
             model_name=settings.model_name,
         )
-        finish()
+        bar.finish()
     from training.report import budget_table, ranking_table
 
     results = {"model": result.metrics, **result.baselines}
@@ -825,10 +848,11 @@ def up(
     else:
         typer.secho(f"[1/6] demo data already in {demo_dir}", bold=True)
     typer.secho(f"[2/6] ingest -> {settings.store_dir}", bold=True)
-    report = run_ingest(
-        demo_dir, settings.store_dir, rates_file=settings.rates_file, timezone=settings.timezone,
-        progress=True,
-    )  # fmt: skip
+    with _ProgressBar() as bar:
+        report = run_ingest(
+            demo_dir, settings.store_dir, rates_file=settings.rates_file,
+            timezone=settings.timezone, progress=bar,
+        )  # fmt: skip
     typer.echo(report.to_text())
     from training.registry import ensure_sqlite_parent
 
@@ -1065,7 +1089,6 @@ def backtest_cmd(
     with what it knew then, and only its selections reveal results (docs/backtest.md). A run
     killed part-way continues from its last completed week when started again."""
     import importlib
-    import time
 
     from training.backtest import DEFAULT_POLICIES, BacktestSpec, parse_policy, run_backtest
 
@@ -1080,7 +1103,6 @@ def backtest_cmd(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     folder = out or settings.backtests_dir / f"{start}_{end}"
-    t0 = time.perf_counter()
     try:
         doc = run_backtest(
             store or settings.store_dir,
@@ -1091,7 +1113,7 @@ def backtest_cmd(
             config_path=config,
             tracking_uri=settings.mlflow_tracking_uri if mlflow else None,
             artifact_root=settings.mlflow_artifact_root,
-            progress=lambda m: typer.echo(f"[{time.perf_counter() - t0:7.1f} s] {m}"),
+            progress=_progress_lines(),
         )
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.progress import Progress, no_progress
 from policy.warnings import InvalidTransition, evaluate_effect
 from serving.routes.warnings import run_action, run_propose
 from serving.warnings_store import WarningStore
@@ -56,7 +57,7 @@ def replay_warnings(
     weeks: int = 26,
     step_days: int = 14,
     awaiting: int = 2,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ReplayReport:
     """Replay the committee's fortnightly meetings over the last ``weeks`` weeks of data.
 
@@ -64,8 +65,9 @@ def replay_warnings(
     are made; every proposal is approved at the meeting that made it or a later one (put in
     force from that meeting's day) except the ``awaiting`` most recent, which stay awaiting a
     decision for the first sign-in; the active warning with the most nonconforming results
-    behind it is escalated once, half-way through.
+    behind it is escalated once, half-way through. ``progress`` is told each meeting (counted).
     """
+    say = progress or no_progress
     decl = tables["declarations"]["declared_at"]
     end = pd.Timestamp(decl.max())
     start = max(pd.Timestamp(decl.min()) + pd.Timedelta(days=200), end - pd.Timedelta(weeks=weeks))
@@ -74,6 +76,7 @@ def replay_warnings(
     escalate_at = len(dates) // 2
     pending: list[str] = []
     for i, as_of in enumerate(dates):
+        say(f"meeting of {as_of.date()}", i, len(dates))
         at = as_of.isoformat()
         for w in store.list(status="active"):
             if evaluate_effect(w, tables, at, store.config).passed:
@@ -96,8 +99,7 @@ def replay_warnings(
         if i >= escalate_at and not report.escalated:
             report.escalated += _escalate_strongest(store)
         report.steps += 1
-        if progress is not None:
-            progress(i + 1, len(dates))
+    say("meetings replayed", len(dates), len(dates))
     report.awaiting = len(store.list(status="proposed"))
     return report
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from features.progress import Progress
 from training.split import TEST, TRAIN, VALIDATION, TimeSplit, time_split
 
 # At most this many declarations per segment (about 0.8 KB each as float32 features, x2 while
 # the frame is sorted and copied to float64 by segment): 3M keeps training under ~10 GB.
 DEFAULT_MAX_ROWS = 3_000_000
-Progress = Callable[[str], None]
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import ModelBundle, save_bundle
+from features.progress import Progress
 from policy.tiers import derive_policy
 from training import baselines, plots
 from training.config import TrainConfig
@@ -34,8 +35,6 @@ from training.train import (
     prepare,
     train_model,
 )
-
-Progress = Callable[[str], None]
 
 
 @dataclass

@@ -25,7 +25,6 @@ writes it to the report, and the bundle carries the kept keys so serving builds 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.progress import Progress
 from features.registry import (
     candidate_entities,
     default_entities,
@@ -42,7 +42,6 @@ from features.registry import (
 from training.config import TrainConfig
 from training.train import TRAIN, VALIDATION, TrainingData, categorical_names
 
-Progress = Callable[[str], None]
 # Screening columns of one candidate key (features.registry's screening family; an upper bound).
 SCREEN_COLUMNS_PER_KEY = 6
 

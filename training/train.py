@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import Calibration
+from features.progress import Progress
 from training.calibrate import fit_platt
 from training.config import TrainConfig
 from training.evaluate import evaluation_frame, ranking_metrics
 from training.split import TEST, TRAIN, VALIDATION, TimeSplit, time_split
 
 ID_COLUMNS = ("declaration_id", "declared_at", "enterprise_id")
-Progress = Callable[[str], None]
 
 
 @dataclass

@@ -17,6 +17,7 @@ from features.ingest.report import FileLevelError, IngestReport, TableReport
 from features.ingest.table_rules import check_declarations, check_inspections, check_keyed
 from features.mapping import MappingError, load_mapping
 from features.products import native_coverage
+from features.progress import Progress, no_progress
 from features.rates import RateTableError, load_rates
 from features.store import (
     MANIFEST,
@@ -25,34 +26,13 @@ from features.store import (
 )
 
 
-class _Progress:
-    """A rich progress bar over load steps, or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self._bar = None
-        if enabled:
-            from rich.progress import Progress
-
-            self._bar = Progress(transient=False)
-            self._bar.start()
-            self._task = self._bar.add_task("ingest", total=total)
-
-    def step(self, what: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=what)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 def ingest(
     source_dir: Path,
     store_dir: Path,
     mapping_file: Path | None = None,
     rates_file: Path | None = None,
     timezone: str = "Asia/Shanghai",
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> IngestReport:
     """Validate contract tables in ``source_dir`` and append them to the store at ``store_dir``.
 
@@ -69,8 +49,8 @@ def ingest(
         Currency rate table; ``None`` uses the default shipped in ``features/data``.
     timezone : str
         Local time zone of timestamps without an offset.
-    progress : bool
-        Show a progress bar.
+    progress : Progress, optional
+        Told each input file as it is checked, then the store's write (counted form).
 
     Returns
     -------
@@ -140,73 +120,74 @@ def ingest(
     batch = batch_id([f.sha256 for f in new_files])
     report.batch = batch
     report.created_at = datetime.now(UTC).isoformat()
-    bar = _Progress(progress, total=len(inputs) + 2)
+    say = progress or no_progress
+    steps = len(inputs) + 2  # each input, the staging write, the commit
     outputs: dict[str, list[TableOutput]] = {}
+    checked = 0
+    for table in LOAD_ORDER:
+        for inp in (i for i in inputs if i.table == table):
+            say(f"checking {inp.table} from {inp.source.name}", checked, steps)
+            checked += 1
+            if table == "declarations":
+                out = check_declarations(inp, timezone, rates, store, attributes, batch)
+            elif table == "inspections":
+                out = check_inspections(
+                    inp, timezone, store, outputs.get("declarations", []), batch
+                )
+            else:
+                out = check_keyed(inp, timezone, store, batch)
+            outputs.setdefault(table, []).append(out)
+
+    for table, outs in outputs.items():
+        r = TableReport()
+        for o in outs:
+            r.merge(o.report)
+        r.check(table)
+        report.tables[table] = r
+    for inp in inputs:
+        if inp.table == "risk_signals":
+            cov = dict(inp.coverage or {})
+            if "rows" not in cov:  # a native file, or a mapping without an hs section
+                cov.update(native_coverage(inp.data))
+            report.signal_coverage[inp.source.name] = cov
+    for f in files:
+        entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
+        entry["status"] = "loaded" if f.name in new_names else "already loaded"
+        report.files.append(entry)
+
+    say("writing the store", checked, steps)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    staging = store_dir / f".staging-{batch}"
+    staging.mkdir()
     try:
-        for table in LOAD_ORDER:
-            for inp in (i for i in inputs if i.table == table):
-                bar.step(f"checking {inp.table} from {inp.source.name}")
-                if table == "declarations":
-                    out = check_declarations(inp, timezone, rates, store, attributes, batch)
-                elif table == "inspections":
-                    out = check_inspections(
-                        inp, timezone, store, outputs.get("declarations", []), batch
-                    )
-                else:
-                    out = check_keyed(inp, timezone, store, batch)
-                outputs.setdefault(table, []).append(out)
-
-        for table, outs in outputs.items():
-            r = TableReport()
-            for o in outs:
-                r.merge(o.report)
-            r.check(table)
-            report.tables[table] = r
-        for inp in inputs:
-            if inp.table == "risk_signals":
-                cov = dict(inp.coverage or {})
-                if "rows" not in cov:  # a native file, or a mapping without an hs section
-                    cov.update(native_coverage(inp.data))
-                report.signal_coverage[inp.source.name] = cov
-        for f in files:
-            entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
-            entry["status"] = "loaded" if f.name in new_names else "already loaded"
-            report.files.append(entry)
-
-        bar.step("writing the store")
-        store_dir.mkdir(parents=True, exist_ok=True)
-        staging = store_dir / f".staging-{batch}"
-        staging.mkdir()
-        try:
-            stage_tables(staging, outputs, batch)
-            report.seconds = time.perf_counter() - t0
-            (staging / "reports").mkdir()
-            write_json_atomic(staging / "reports" / f"{batch}.json", report.to_dict())
-            manifest = store.manifest if (store_dir / MANIFEST).exists() else empty_manifest()
-            manifest["contract_version"] = CONTRACT_VERSION
-            manifest.setdefault("attributes", {}).update(attributes)
-            manifest["batches"].append(
-                {
-                    "batch": batch,
-                    "created_at": report.created_at,
-                    "source_dir": str(source_dir),
-                    "mapping": report.mapping,
-                    "files": [
-                        {
-                            "file": f.name,
-                            "sha256": f.sha256,
-                            "encoding": f.encoding,
-                            "tables": sorted({i.table for i in inputs if i.source is f}),
-                        }
-                        for f in new_files
-                    ],
-                }
-            )
-            bar.step("committing")
-            commit_batch(store_dir, staging, manifest)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        stage_tables(staging, outputs, batch)
+        report.seconds = time.perf_counter() - t0
+        (staging / "reports").mkdir()
+        write_json_atomic(staging / "reports" / f"{batch}.json", report.to_dict())
+        manifest = store.manifest if (store_dir / MANIFEST).exists() else empty_manifest()
+        manifest["contract_version"] = CONTRACT_VERSION
+        manifest.setdefault("attributes", {}).update(attributes)
+        manifest["batches"].append(
+            {
+                "batch": batch,
+                "created_at": report.created_at,
+                "source_dir": str(source_dir),
+                "mapping": report.mapping,
+                "files": [
+                    {
+                        "file": f.name,
+                        "sha256": f.sha256,
+                        "encoding": f.encoding,
+                        "tables": sorted({i.table for i in inputs if i.source is f}),
+                    }
+                    for f in new_files
+                ],
+            }
+        )
+        say("committing", checked + 1, steps)
+        commit_batch(store_dir, staging, manifest)
     finally:
-        bar.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    say("committed", steps, steps)
     report.seconds = time.perf_counter() - t0
     return report

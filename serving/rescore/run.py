@@ -33,6 +33,7 @@ import pandas as pd
 
 from features.bundle import ModelBundle, manifest_digest
 from features.files import write_json_atomic
+from features.progress import Progress, no_progress
 from policy.tiers import TIER_ORDER, SupervisionPolicy
 from serving.rescore.engines import run_dask, run_local, start_local_cluster
 from serving.rescore.files import (
@@ -57,7 +58,6 @@ QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 MLFLOW_EXPERIMENT = "guomen-rescore"
 
 # Progress callback: (stage, done, total). Stages: "features", "score", "profiles", "publish".
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -337,7 +337,7 @@ def rescore(
         raise ValueError("pass exactly one of tables, features and feature_dir")
     if period_days < 1 or partitions < 1:
         raise ValueError("period_days and partitions must be at least 1")
-    report: Progress = progress or (lambda stage, done, total: None)
+    report: Progress = progress or no_progress
     as_of = pd.Timestamp(str(as_of)).date().isoformat()
     start, end = period_bounds(as_of, period_days, timezone)
     version = str(model_version or bundle.model_version or "unregistered")

@@ -13,7 +13,6 @@ cast to float32 (tested).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,11 @@ import pyarrow.parquet as pq
 from features.bundle import ModelBundle
 from features.files import write_json_atomic
 from features.partitioned import add_months, month_start, read_manifest
+from features.progress import Progress
 from serving.rescore.files import RunLayout, write_parquet_atomic
 from serving.rescore.partition import partition_column
 
 ID_COLUMNS = ["declaration_id", "declared_at", "enterprise_id"]
-Progress = Callable[[str, int, int], None]
 
 
 def check_matches(manifest: dict[str, Any], bundle: ModelBundle) -> None:

@@ -32,11 +32,15 @@ def demo(tmp_path_factory):
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    calls: list[tuple] = []
     write_demo_data(a, 3000, seed=5)
-    write_demo_data(b, 3000, seed=5, progress=True)
+    write_demo_data(b, 3000, seed=5, progress=lambda *call: calls.append(call))
     write_demo_data(c, 3000, seed=6)
     da, db, dc = _digest(a), _digest(b), _digest(c)
-    assert da == db
+    assert da == db  # telling a progress callback changes nothing written
+    assert [done for _, done, _ in calls] == list(range(len(calls)))
+    assert {total for _, _, total in calls} == {len(calls) - 1}
+    assert calls[-1][0] == "done" and calls[-2][0] == "writing tables"
     assert len(da) == 7
     assert da["declarations.parquet"] != dc["declarations.parquet"]
 

@@ -376,6 +376,16 @@ def test_same_files_twice_change_nothing(store_dir: Path) -> None:
     assert tree_digest(store_dir) == before
 
 
+def test_progress_is_told_each_file_then_the_write_counted(store_dir: Path) -> None:
+    calls: list[tuple] = []
+    ingest(CORPUS / "ok_all_tables", store_dir, progress=lambda *call: calls.append(call))
+    steps = [step for step, _, _ in calls]
+    assert [done for _, done, _ in calls] == list(range(len(calls)))
+    assert {total for _, _, total in calls} == {len(calls) - 1} == {5 + 2}
+    assert steps[0] == "checking declarations from declarations.csv"
+    assert steps[-3:] == ["writing the store", "committing", "committed"]
+
+
 def test_later_batch_appends_and_checks_against_the_store(tmp_path: Path, store_dir: Path) -> None:
     ingest(CORPUS / "ok_all_tables", store_dir)
     src = tmp_path / "batch2"

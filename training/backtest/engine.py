@@ -27,7 +27,6 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from features.bundle import Calibration
+from features.progress import Progress, no_progress
 from features.registry import CALENDAR_TZ
 from features.windows import to_ns
 from training.backtest.features import FeatureSource
@@ -46,7 +46,6 @@ from training.config import TrainConfig, load_config
 from training.split import TimeSplit
 from training.train import prepare, train_model
 
-Progress = Callable[[str], None]
 Retrain = Literal["monthly", "weekly", "never"]
 STATE_VERSION = 1
 # The backtest retrains many times: one fit each, on the default key set (see the module doc).
@@ -171,7 +170,7 @@ def load_world(
     from features.store import Store
     from training.baselines import legacy_scores
 
-    say = progress or (lambda _m: None)
+    say = progress or no_progress
     store = Store(Path(store_dir))
     say("read the store")
     tables = store.tables()
@@ -266,7 +265,7 @@ class Backtest:
         self.out = Path(out)
         self.state_dir = self.out / "state"
         self.config = config
-        self.say = progress or (lambda _m: None)
+        self.say = progress or no_progress
         self.weeks = spec.weeks()
         self.states = {p.name: PolicyState(p, _policy_rng(spec.seed, p.name)) for p in policies}
         self.records: list[dict[str, Any]] = []

@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from training.backtest.engine import Backtest, BacktestSpec, Progress, load_world, training_config
+from features.progress import Progress, no_progress
+from training.backtest.engine import Backtest, BacktestSpec, load_world, training_config
 from training.backtest.outbreaks import median_delay, outbreak_delays
 from training.backtest.policies import Policy
 from training.backtest.report import (
@@ -125,7 +126,7 @@ def run_backtest(
         ``backtest.json``'s content, or None when stopped early.
     """
     t0 = time.perf_counter()
-    say = progress or (lambda _m: None)
+    say = progress or no_progress
     need = any(p.needs_model or p.needs_features for p in policies)
     world = load_world(store_dir, spec, ground_truth, need, say)
     t_load = time.perf_counter() - t0
