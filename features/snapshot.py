@@ -11,22 +11,11 @@ and per key of an entity with behaviour aggregations (the enterprise), running s
 declarations' behaviour terms (``features.build.BEHAVIOUR_SUMS``): totals before ``as_of - GRACE``
 and, after it, each declaration's time and terms.
 
-Layout of a saved snapshot (a directory)::
-
-    snapshot.json                 as_of, cutoffs, attributes, signal patterns, version
-    entities/<entity>.parquet     key, first, <kind>_n, <kind>_times (list<int64>), nc_last
-    signals.parquet               pattern, key, t, channel, severity
-    credit.parquet                enterprise_id, t, tier
-    enterprises.parquet           enterprise_id, type_code, registered
-    unit_values.parquet           hs6, values (list<float64>, sorted; before base month)
-    unit_values_pending.parquet   hs6, t, luv (declarations since the base month)
-    pending.parquet               declaration_id and key fields of declarations without a result
-    behaviour/<entity>.parquet    key, times (list<int64>), <sum>_base, <sum>_terms (list<float64>)
+The files of a saved snapshot (no pickle) are ``features.snapshot_format``'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_right
 from collections.abc import Mapping
@@ -36,58 +25,36 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from features.build import (
     behaviour_terms,
-    declaration_flag,
-    declared_value_usd,
-    final_inspections,
-    hs6_unit_value_features,
-    inspection_flags,
     signal_categories,
     signal_patterns,
-    unit_value_log,
 )
 from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import (
-    KEY_SEP,
-    EntityCoder,
     entities_for,
-    frame_fields,
     row_fields,
     row_key,
 )
 from features.registry import (
-    CREDIT_TIER_CODES,
-    FEATURE_SET_VERSION,
-    LONGEST_WINDOW_NS,
     MIN_UNIT_VALUE_COUNT,
-    SIGNAL_ROUTES,
-    VOCABULARIES,
     entity_aggregations,
-    resolve_entities,
 )
+from features.snapshot_build import build_snapshot_tables, signal_keys
+from features.snapshot_format import SnapshotTables, read_snapshot, write_snapshot
 from features.snapshot_state import (
-    _BEHAVIOUR_SCHEMA,
-    _ENTITY_SCHEMA,
     GLOBAL,
     GRACE_NS,
     KEY_FIELDS,
-    KINDS,
     NONE_T,
-    SNAPSHOT_FORMAT,
     BehaviourTable,
     EntityTable,
-    _behaviour_table,
-    _entity_table,
     _ns_of,
     _num,
-    behaviour_entities,
     flag_of,
     month_start_of,
 )
-from features.windows import month_start_ns, to_ns
 
 
 class Snapshot:
@@ -199,236 +166,66 @@ class Snapshot:
     ) -> Snapshot:
         """State of every entity from events strictly before ``as_of``.
 
-        Parameters
-        ----------
-        tables
-            Contract tables in canonical dtypes.
-        as_of
-            Aware datetime, ISO string or pandas Timestamp.
-        attributes
-            Extra declaration attributes (as for ``build_offline``).
-        entities
-            History keys to keep (the union of the served bundles' ``entities``); None: the
-            registry's default set. Parents needed for smoothing are added.
+        The arguments are those of :func:`features.snapshot_build.build_snapshot_tables`
+        (contract tables, as-of time, extra attributes, history keys kept).
         """
-        attributes = dict(attributes or {})
-        chosen = None if entities is None else list(resolve_entities(entities, attributes))
-        as_of_ns = _ns_of(as_of)
-        cutoff = as_of_ns - GRACE_NS - LONGEST_WINDOW_NS
-        base_month = int(month_start_ns(np.array([as_of_ns - GRACE_NS], dtype=np.int64))[0])
-
-        all_decl = tables["declarations"].reset_index(drop=True)
-        dt = to_ns(all_decl["declared_at"])
-        decl = all_decl[dt < as_of_ns].reset_index(drop=True)
-        t = dt[dt < as_of_ns]
-        fields = frame_fields(decl, attributes)
-        coder = EntityCoder(fields)
-        defs = entities_for(attributes, chosen)
-
-        insp_all = tables.get("inspections")
-        if insp_all is None or insp_all.empty:
-            insp = pd.DataFrame(columns=["declaration_id", "inspected_at", "result", "selection"])
-            it = np.zeros(0, dtype=np.int64)
-        else:
-            insp = final_inspections(insp_all.reset_index(drop=True))
-            it = to_ns(insp["inspected_at"])
-            insp, it = insp[it < as_of_ns], it[it < as_of_ns]
-        row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
-        insp, it, row = insp[row >= 0], it[row >= 0], row[row >= 0]
-        flags = (
-            inspection_flags(insp) if len(insp) else {k: np.zeros(0, np.int64) for k in KINDS[1:]}
-        )
-
-        states: dict[str, EntityTable] = {}
-        zero = np.zeros(len(decl), dtype=np.int64)
-        states[GLOBAL] = EntityTable(
-            _entity_table(np.array([""], dtype=object), zero, t, zero[row], it, flags, cutoff)
-        )
-        for name in entity_aggregations(attributes, chosen):
-            ent = defs[name]
-            code = coder.codes(ent)
-            keys = coder.keys(ent)
-            states[name] = EntityTable(_entity_table(keys, code, t, code[row], it, flags, cutoff))
-
-        # Signals of the last 365 days + grace, keyed per subject pattern.
-        sig = tables.get("risk_signals")
-        sig_frame = pd.DataFrame({"pattern": [], "key": [], "t": [], "channel": [], "severity": []})
-        patterns: list[tuple[tuple[str, ...], int]] = []
-        if sig is not None and len(sig):
-            sig = sig.reset_index(drop=True)
-            st = to_ns(sig["reported_at"])
-            keep = (st < as_of_ns) & (st >= cutoff)
-            sig, st = sig[keep].reset_index(drop=True), st[keep]
-            patterns, pat_of = signal_patterns(sig)
-            if len(sig):
-                ch, sev = signal_categories(sig)
-                sig_frame = pd.DataFrame(
-                    {
-                        "pattern": pat_of,
-                        "key": signal_keys(sig, pat_of, patterns),
-                        "t": st,
-                        "channel": ch,
-                        "severity": sev,
-                    }
-                )
-
-        cr = tables.get("credit_ratings")
-        if cr is not None and len(cr):
-            credit = pd.DataFrame(
-                {
-                    "enterprise_id": cr["enterprise_id"].astype("str").to_numpy(dtype=object),
-                    "t": to_ns(cr["effective_from"]),
-                    "tier": cr["rating"]
-                    .map(CREDIT_TIER_CODES)
-                    .to_numpy(dtype=np.float64, na_value=np.nan),
-                }
-            )
-        else:
-            credit = pd.DataFrame({"enterprise_id": [], "t": [], "tier": []})
-        enterprises = _enterprise_frame(tables.get("enterprises"))
-
-        # HS6 unit values: sorted values before the base month; later ones pending.
-        usd = declared_value_usd(decl)
-        kg = (
-            decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
-            if "net_weight_kg" in decl
-            else np.full(len(decl), np.nan)
-        )
-        luv = unit_value_log(usd, kg)
-        hs6 = fields["hs6"].to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
-        valid = np.isfinite(luv) & pd.notna(fields["hs6"]).to_numpy()
-        old = valid & (t < base_month)
-        frame = pd.DataFrame({"hs6": hs6[old], "luv": luv[old]}).sort_values(
-            ["hs6", "luv"], kind="stable"
-        )
-        grouped = frame.groupby("hs6", sort=True)["luv"]
-        uv_keys = list(grouped.groups.keys())
-        counts = grouped.size().to_numpy()
-        offsets = np.zeros(len(uv_keys) + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        uv_base = pa.table(
-            {
-                "hs6": pa.array(uv_keys, type=pa.string()),
-                "values": pa.ListArray.from_arrays(
-                    pa.array(offsets), pa.array(frame["luv"].to_numpy(dtype=np.float64))
-                ),
-            }
-        )
-        new = valid & (t >= base_month)
-        uv_pending = pd.DataFrame({"hs6": hs6[new], "t": t[new], "luv": luv[new]})
-
-        # Behaviour: each declaration's terms, as the offline build computes them.
-        behaviour: dict[str, BehaviourTable] = {}
-        names = behaviour_entities(entity_aggregations(attributes, chosen))
-        if names:
-            ratio, _ = hs6_unit_value_features(coder.field("hs6")[0], t, luv)
-            terms = behaviour_terms(
-                declaration_flag(decl, "third_party_certificate"),
-                declaration_flag(decl, "legal_inspection"),
-                ratio,
-            )
-            for name in names:
-                ent = defs[name]
-                behaviour[name] = BehaviourTable(
-                    _behaviour_table(
-                        coder.keys(ent), coder.codes(ent), t, terms, as_of_ns - GRACE_NS
-                    )
-                )
-
-        inspected = set(insp["declaration_id"].tolist())
-        waiting = ~decl["declaration_id"].isin(inspected).to_numpy()
-        pending = _pending_frame(decl[waiting], attributes)
-
-        meta = {
-            "format": SNAPSHOT_FORMAT,
-            "feature_set_version": FEATURE_SET_VERSION,
-            "as_of": pd.Timestamp(as_of_ns, tz="UTC").isoformat(),
-            "as_of_ns": as_of_ns,
-            "cutoff_ns": cutoff,
-            "base_month_ns": base_month,
-            "attributes": attributes,
-            "entities": chosen,
-            "signal_patterns": [[list(f), n] for f, n in patterns],
-            "vocabularies": {k: list(v) for k, v in VOCABULARIES.items()},
-        }
-        return cls(
-            meta, states, sig_frame, credit, enterprises, uv_base, uv_pending, pending, behaviour
-        )
+        return cls.from_tables(build_snapshot_tables(tables, as_of, attributes, entities))
 
     def save(self, directory: Path | str) -> None:
-        """Write the snapshot (Parquet + JSON; no pickle)."""
-        d = Path(directory)
-        (d / "entities").mkdir(parents=True, exist_ok=True)
-        for name, table in self.entities.items():
-            pq.write_table(table.to_table(), d / "entities" / f"{name}.parquet")
-        (d / "behaviour").mkdir(exist_ok=True)
-        for name, btable in self.behaviour.items():
-            pq.write_table(btable.to_table(), d / "behaviour" / f"{name}.parquet")
+        """Write the snapshot (Parquet + JSON; no pickle; ``features.snapshot_format``)."""
+        write_snapshot(directory, self.to_tables())
+
+    @classmethod
+    def load(cls, directory: Path | str) -> Snapshot:
+        """Read a snapshot written by :meth:`save`."""
+        return cls.from_tables(read_snapshot(directory))
+
+    @classmethod
+    def from_tables(cls, t: SnapshotTables) -> Snapshot:
+        """The snapshot of tables built (``features.snapshot_build``) or read from disk."""
+        return cls(
+            t.meta,
+            t.entities,
+            t.signals,
+            t.credit,
+            t.enterprises,
+            t.uv_base,
+            t.uv_pending,
+            t.pending,
+            t.behaviour,
+        )
+
+    def to_tables(self) -> SnapshotTables:
+        """The state as the tables a saved snapshot holds (incremental updates included)."""
         rows = [
             (p, key, t, c, s)
             for p, by_key in enumerate(self.signals)
             for key, (ts, cs, ss) in by_key.items()
             for t, c, s in zip(ts, cs, ss, strict=True)
         ]
-        sig = pd.DataFrame(rows, columns=["pattern", "key", "t", "channel", "severity"])
-        pq.write_table(
-            pa.Table.from_pandas(sig.astype({"key": object}), preserve_index=False),
-            d / "signals.parquet",
-        )
         credit_rows = [
             (e, t, tier)
             for e, (ts, tiers) in self.credit.items()
             for t, tier in zip(ts, tiers, strict=True)
         ]
-        credit = pd.DataFrame(credit_rows, columns=["enterprise_id", "t", "tier"])
-        _write(credit, d / "credit.parquet")
-        ent = pd.DataFrame(
-            [(e, c, NONE_T if r is None else r) for e, (c, r) in self.enterprises.items()],
-            columns=["enterprise_id", "type_code", "registered"],
-        )
-        _write(ent, d / "enterprises.parquet")
-        pq.write_table(self._uv_base_table, d / "unit_values.parquet")
-        uvp = pd.DataFrame(
-            [(h, t, v) for h, items in self.uv_pending.items() for t, v in items],
-            columns=["hs6", "t", "luv"],
-        )
-        _write(uvp, d / "unit_values_pending.parquet")
-        _write(self._pending_snapshot(), d / "pending.parquet")
         meta = dict(self.meta)
         meta["signal_patterns"] = [[list(f), n] for f, n in self.patterns]
-        (d / "snapshot.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-
-    @classmethod
-    def load(cls, directory: Path | str) -> Snapshot:
-        """Read a snapshot written by :meth:`save`."""
-        d = Path(directory)
-        meta = json.loads((d / "snapshot.json").read_text())
-        if meta.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(
-                f"{d}: snapshot format {meta.get('format')} != {SNAPSHOT_FORMAT}; "
-                "rebuild it with `guomen snapshot`"
-            )
-        entities = {
-            p.stem: EntityTable(pq.read_table(p).cast(_ENTITY_SCHEMA))
-            for p in sorted((d / "entities").glob("*.parquet"))
-        }
-
-        def read(name: str) -> pd.DataFrame:
-            return pq.read_table(d / name).to_pandas()
-
-        return cls(
-            meta,
-            entities,
-            read("signals.parquet"),
-            read("credit.parquet"),
-            read("enterprises.parquet"),
-            pq.read_table(d / "unit_values.parquet"),
-            read("unit_values_pending.parquet"),
-            read("pending.parquet"),
-            {
-                p.stem: BehaviourTable(pq.read_table(p).cast(_BEHAVIOUR_SCHEMA))
-                for p in sorted((d / "behaviour").glob("*.parquet"))
-            },
+        return SnapshotTables(
+            meta=meta,
+            entities=self.entities,
+            signals=pd.DataFrame(rows, columns=["pattern", "key", "t", "channel", "severity"]),
+            credit=pd.DataFrame(credit_rows, columns=["enterprise_id", "t", "tier"]),
+            enterprises=pd.DataFrame(
+                [(e, c, NONE_T if r is None else r) for e, (c, r) in self.enterprises.items()],
+                columns=["enterprise_id", "type_code", "registered"],
+            ),
+            uv_base=self._uv_base_table,
+            uv_pending=pd.DataFrame(
+                [(h, t, v) for h, items in self.uv_pending.items() for t, v in items],
+                columns=["hs6", "t", "luv"],
+            ),
+            pending=self._pending_snapshot(),
+            behaviour=self.behaviour,
         )
 
     @property
@@ -657,68 +454,6 @@ def _isna(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def _write(df: pd.DataFrame, path: Path) -> None:
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
-
-
-def _enterprise_frame(ent: pd.DataFrame | None) -> pd.DataFrame:
-    if ent is None or ent.empty:
-        return pd.DataFrame({"enterprise_id": [], "type_code": [], "registered": []})
-    e = ent.drop_duplicates("enterprise_id", keep="last").reset_index(drop=True)
-    if "enterprise_type" in e:
-        codes = pd.Categorical(
-            e["enterprise_type"].astype("str"), categories=list(VOCABULARIES["enterprise_type"])
-        ).codes.astype(np.float64)
-        codes[codes < 0] = np.nan
-    else:
-        codes = np.full(len(e), np.nan)
-    if "registered_at" in e:
-        reg = to_ns(e["registered_at"])
-        reg[pd.isna(pd.DatetimeIndex(e["registered_at"]))] = NONE_T
-    else:
-        reg = np.full(len(e), NONE_T, dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "enterprise_id": e["enterprise_id"].astype("str").to_numpy(dtype=object),
-            "type_code": codes,
-            "registered": reg,
-        }
-    )
-
-
-def _pending_frame(decl: pd.DataFrame, attributes: dict[str, str]) -> pd.DataFrame:
-    cols = ["declaration_id", *KEY_FIELDS] + [
-        n for n, k in sorted(attributes.items()) if k == "categorical"
-    ]
-    out = pd.DataFrame(index=range(len(decl)))
-    for c in cols:
-        out[c] = (
-            decl[c].astype("str").reset_index(drop=True)
-            if c in decl
-            else pd.Series(pd.NA, index=out.index, dtype="str")
-        )
-    return out
-
-
-def signal_keys(
-    signals: pd.DataFrame, pat_of: np.ndarray, patterns: list[tuple[tuple[str, ...], int]]
-) -> list[str]:
-    """Key string of each signal under its pattern (field values joined; HS prefix last)."""
-    out: list[str] = []
-    cols = {
-        c: signals[c].astype("str").to_numpy(dtype=object, na_value=None)  # type: ignore[call-overload]
-        for c, *_ in SIGNAL_ROUTES.values()
-        if c in signals
-    }
-    for i, p in enumerate(pat_of.tolist()):
-        fields, hs_len = patterns[p]
-        parts = [cols[f][i] for f in fields]
-        if hs_len:
-            parts.append(cols["hs_code"][i])
-        out.append(KEY_SEP.join(parts))
-    return out
 
 
 def unit_value_of(row: Mapping[str, Any], rates: Any = None) -> float:
