@@ -18,10 +18,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -30,6 +30,7 @@ from features.contract import DECLARATIONS, INSPECTIONS
 from serving.db import UTCDateTime, metadata
 
 log = logging.getLogger("guomen.serving.audit")
+Made = TypeVar("Made")
 
 score_audit = sa.Table(
     "score_audit",
@@ -155,19 +156,30 @@ class WriteGate:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-_gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
-_gates_lock = threading.Lock()
+class _PerEngine(Generic[Made]):
+    """One ``make(engine)`` per engine and process, made on first use by one thread."""
+
+    def __init__(self, make: Callable[[Engine], Made]) -> None:
+        self._make = make
+        self._made: weakref.WeakKeyDictionary[Engine, Made] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __call__(self, engine: Engine) -> Made:
+        made = self._made.get(engine)
+        if made is None:
+            with self._lock:  # checked again: another thread may have made it meanwhile
+                made = self._made.get(engine)
+                if made is None:
+                    made = self._made[engine] = self._make(engine)
+        return made
+
+
+_gates = _PerEngine(WriteGate)
 
 
 def write_gate(engine: Engine) -> WriteGate:
     """The engine's :class:`WriteGate` (one per engine and process)."""
-    gate = _gates.get(engine)
-    if gate is None:
-        with _gates_lock:
-            gate = _gates.get(engine)
-            if gate is None:
-                gate = _gates[engine] = WriteGate(engine)
-    return gate
+    return _gates(engine)
 
 
 class AuditWriter:
@@ -244,19 +256,12 @@ class AuditWriter:
             conn.close()  # back to the pool
 
 
-_writers: weakref.WeakKeyDictionary[Engine, AuditWriter] = weakref.WeakKeyDictionary()
-_writers_lock = threading.Lock()
+_writers = _PerEngine(AuditWriter)
 
 
 def audit_writer(engine: Engine) -> AuditWriter:
     """The engine's :class:`AuditWriter` (compiled on first use, then shared by its threads)."""
-    writer = _writers.get(engine)
-    if writer is None:
-        with _writers_lock:
-            writer = _writers.get(engine)
-            if writer is None:
-                writer = _writers[engine] = AuditWriter(engine)
-    return writer
+    return _writers(engine)
 
 
 def write_audit(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -20,6 +20,16 @@ from features.contract import (
 
 T0 = pd.Timestamp("2023-01-01", tz="UTC")
 
+# Declared crosses of every kind: pairs with the full code, a mode, an attribute, and a triple.
+CROSSES = [
+    "ent",
+    "hs6_x_org",
+    "hsc_x_trn",
+    "port_x_trd",
+    "dcl_x_attr_office_group",
+    "hs4_x_org_x_trd",
+]
+
 
 def _ids(prefix: str, codes: np.ndarray) -> pd.Series:
     return pd.Series([f"{prefix}{c:05d}" for c in codes], dtype="str")

@@ -13,7 +13,7 @@ import features.build as build
 from features.build import build_labels, build_offline
 from features.categorical import fit_code_maps
 from features.registry import ENTITIES, feature_names, feature_specs, markdown_table
-from tests.features.pit_synth import make_tables
+from tests.features.pit_synth import CROSSES, make_tables
 from tests.features.reference import compare, reference_features
 
 ATTRS = {"office_group": "categorical", "tax_rate": "numeric"}
@@ -26,17 +26,6 @@ def test_fast_equals_reference(seed: int) -> None:
     fast = build_offline(tables, ATTRS)
     ref = reference_features(tables, ATTRS)
     assert compare(fast, ref) == []
-
-
-# Declared crosses of every kind: pairs with the full code, a mode, an attribute, and a triple.
-CROSSES = [
-    "ent",
-    "hs6_x_org",
-    "hsc_x_trn",
-    "port_x_trd",
-    "dcl_x_attr_office_group",
-    "hs4_x_org_x_trd",
-]
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -15,7 +15,7 @@ from features.categorical import fit_code_maps
 from features.online import OnlineFeatures
 from features.registry import feature_names, feature_specs
 from features.snapshot import Snapshot
-from tests.features.pit_synth import make_tables
+from tests.features.pit_synth import CROSSES, make_tables
 
 ATTRS = {"office_group": "categorical", "tax_rate": "numeric"}
 EXACT = [
@@ -278,16 +278,6 @@ def test_unknown_entities_get_novelty_not_errors(tables) -> None:
     assert np.isnan(f["dcl_decl_cnt_all"])  # no declarant given: unknown, not zero
     assert f["ent_credit_tier_at"] == 2.0
     assert 0 <= f["ent_nc_rate_eb_all"] <= 1
-
-
-CROSSES = [
-    "ent",
-    "hs6_x_org",
-    "hsc_x_trn",
-    "port_x_trd",
-    "dcl_x_attr_office_group",
-    "hs4_x_org_x_trd",
-]
 
 
 def test_declared_crosses_online_equal_offline(tables, tmp_path: Path) -> None:
