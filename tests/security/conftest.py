@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-SERVING_TESTS = Path(__file__).resolve().parents[1] / "serving"
-sys.path.insert(0, str(SERVING_TESTS))
-
-from tests.serving.warnings_app import build_app  # noqa: E402
+# The scoring-API test world (a small world, registered models) serves here too.
+from tests.serving.conftest import api, decl, world  # noqa: F401
+from tests.serving.warnings_app import build_app
 
 
 @pytest.fixture()
@@ -23,24 +21,3 @@ def pages(tmp_path: Path) -> Iterator[tuple[Any, TestClient, dict[str, str]]]:
     app, keys = build_app(tmp_path / "pages.db")
     with TestClient(app) as client:
         yield app, client, keys
-
-
-def _serving_fixtures() -> Any:
-    """The scoring-API test world of ``tests/serving/conftest.py`` (a small world, registered
-    models, a live-server helper), loaded under its own name so its fixtures serve here too."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("serving_conftest", SERVING_TESTS / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serving_conftest"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_serving = _serving_fixtures()
-world = _serving.world
-decl = _serving.decl
-api = _serving.api
-make_keys = _serving.make_keys
-LiveServer = _serving.LiveServer

@@ -3,19 +3,14 @@ violation: every script, style and image they use is local (issue 11, item 3).""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
+from tests.live import CHROMIUM, LiveServer, chromium
 from tests.serving.warnings_app import build_app
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (Debian package)"),
@@ -26,36 +21,14 @@ AS_OF = "2024-12-21"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     app, keys = build_app(tmp_path_factory.mktemp("db") / "g.db")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with LiveServer(app, log_level="warning") as live:
+        yield live.url, keys
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--no-first-run",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-csp')}"):  # fmt: skip
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path_factory.mktemp("chromium-csp"),
+                      capabilities={"goog:loggingPrefs": {"browser": "ALL"}})  # fmt: skip
     yield driver
     driver.quit()
 

@@ -10,11 +10,12 @@ import socket
 import httpx
 import pytest
 import sqlalchemy as sa
-from serving_conftest import LiveServer, make_keys
 
 from serving.app import create_app
 from serving.audit import inspection_results, score_audit
+from tests.live import LiveServer
 from tests.security.security_helpers import inspection
+from tests.serving.serving_world import make_keys
 
 # raw JSON text of each hostile value (not Python values: ``json.dumps`` would refuse some)
 HOSTILE = {

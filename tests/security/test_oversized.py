@@ -8,9 +8,10 @@ import socket
 
 import httpx
 import pytest
-from serving_conftest import LiveServer, make_keys
 
 from serving.app import create_app
+from tests.live import LiveServer
+from tests.serving.serving_world import make_keys
 
 LIMIT = 64 * 1024
 

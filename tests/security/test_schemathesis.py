@@ -5,16 +5,12 @@ signed in with a valid CSRF token so the handlers run past the checks (issue 11,
 from __future__ import annotations
 
 import copy
-import socket
-import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from fastapi.openapi.utils import get_openapi
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -23,13 +19,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from serving_conftest import LiveServer, make_keys
 
 from guomen.settings import Settings
 from serving.app import create_app
 from serving.routes import pages
+from tests.live import LiveServer
 from tests.security.security_helpers import csrf_of, login
-from tests.serving.serving_world import TEST_SECRETS
+from tests.serving.serving_world import TEST_SECRETS, make_keys
 from tests.serving.warnings_app import build_app
 
 BOUNDED = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
@@ -104,24 +100,15 @@ pages_schema = schemathesis.openapi.from_dict(_pages_spec()).include(method="POS
 @pytest.fixture(scope="module")
 def live_pages(tmp_path_factory):
     app, keys = build_app(tmp_path_factory.mktemp("st-pages") / "g.db")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url)
-    httpx.post(f"{url}/v1/warnings/propose", json={"as_of": "2024-12-21"},
-               headers={"X-API-Key": keys["committee"]}, timeout=120)  # fmt: skip
-    login(client, keys["committee"])  # type: ignore[arg-type]
-    token = csrf_of(client.get("/committee/warnings").text)
-    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    yield url, cookie, token
-    server.should_exit = True
-    thread.join(timeout=10)
+    with LiveServer(app, log_level="warning") as server:
+        url = server.url
+        client = httpx.Client(base_url=url)
+        httpx.post(f"{url}/v1/warnings/propose", json={"as_of": "2024-12-21"},
+                   headers={"X-API-Key": keys["committee"]}, timeout=120)  # fmt: skip
+        login(client, keys["committee"])  # type: ignore[arg-type]
+        token = csrf_of(client.get("/committee/warnings").text)
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        yield url, cookie, token
 
 
 @pages_schema.parametrize()

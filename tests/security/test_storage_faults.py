@@ -15,12 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from serving_conftest import LiveServer, make_keys
 
 from serving.app import create_app
 from serving.audit import inspection_results, score_audit
 from serving.db import make_engine
+from tests.live import LiveServer
 from tests.security.security_helpers import inspection
+from tests.serving.serving_world import make_keys
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mount and chattr need root")
 

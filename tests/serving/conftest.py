@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 
 from features.bundle import Calibration, ModelBundle, manifest_digest, save_bundle
 from features.contract import TRADE_MODES
 from guomen.settings import Settings
 from policy.tiers import derive_policy
 from riskmodel.registry import BUNDLE_DIR_TAG, MANIFEST_TAG
-from tests.serving.serving_world import AS_OF, DAYS, T0, TEST_SECRETS, declaration
+from tests.live import LiveServer
+from tests.serving.serving_world import AS_OF, DAYS, T0, TEST_SECRETS, declaration, make_keys
 
 MODEL = "guomen-risk-test"
 DISCREDITED = "E0001"
@@ -291,19 +287,6 @@ def decl():
     return declaration
 
 
-def make_keys(settings: Settings) -> dict[str, str]:
-    """One key per role, created in the app's database before it starts."""
-    from serving.auth import create_key
-    from serving.db import create_schema, make_engine
-
-    engine = make_engine(settings.database_url)
-    create_schema(engine)
-    keys = {role: create_key(engine, role, name=f"test {role}")[0] for role in
-            ("inspector", "committee", "admin")}  # fmt: skip
-    engine.dispose()
-    return keys
-
-
 @pytest.fixture()
 def api(world: World, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], Settings]]:
     """A TestClient over a fresh app (own audit DB), keys for every role, and its settings."""
@@ -315,37 +298,3 @@ def api(world: World, tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], Set
     keys = make_keys(settings)
     with TestClient(create_app(settings)) as client:
         yield client, keys, settings
-
-
-class LiveServer:
-    """uvicorn serving an app on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="info")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 120
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if httpx.get(self.url + "/readyz").status_code == 200:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("server never became ready")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)

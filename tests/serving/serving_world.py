@@ -1,5 +1,6 @@
 """The scoring-API test world's clock and request bodies, shared by ``conftest`` and the tests
-(a module of its own: ``conftest`` is not importable by name across test folders)."""
+and the keys of a test app's database (a module of its own, imported by the tests that need
+them)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,16 @@ def declaration(i: int | str, enterprise: str = "E0005", hours: float = 1.0, **k
     }
     body.update(kw)
     return body
+
+
+def make_keys(settings: Any) -> dict[str, str]:
+    """One key per role, created in the app's database before it starts."""
+    from serving.auth import create_key
+    from serving.db import create_schema, make_engine
+
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    keys = {role: create_key(engine, role, name=f"test {role}")[0] for role in
+            ("inspector", "committee", "admin")}  # fmt: skip
+    engine.dispose()
+    return keys

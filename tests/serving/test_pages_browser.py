@@ -8,21 +8,16 @@ A screenshot of each page goes to ``test-output/screenshots/``.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 
 from serving.decisions import decide
+from tests.live import CHROMIUM, LiveServer, chromium
 from tests.serving.serving_world import AS_OF, declaration
 from tests.serving.warnings_app import build_app, new_declaration
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium (Debian package)"),
@@ -30,52 +25,16 @@ pytestmark = [
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     app, keys = build_app(tmp_path_factory.mktemp("db") / "g.db")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}", keys
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with LiveServer(app, log_level="warning") as live:
+        yield app, live.url, keys
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        opts.add_argument(arg)
-    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.set_page_load_timeout(60)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"), "--window-size=1280,1600")
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -222,19 +181,9 @@ def test_end_to_end_approve_in_the_browser_then_the_api_scores_mandatory(world, 
 
     app = create_app(settings)
     app.state.warning_tables = world.tables
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=_free_port(),
-                                        log_level="warning"))  # fmt: skip
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not srv.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.05)
-        base = f"http://127.0.0.1:{srv.config.port}"
-        while httpx.get(base + "/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "no model became ready"
-            time.sleep(0.2)
+    with LiveServer(app, log_level="warning") as live:
+        live.wait_ready(timeout=120)
+        base = live.url
         http = httpx.Client(base_url=base, timeout=30)
         committee = {"X-API-Key": keys["committee"]}
         inspector = {"X-API-Key": keys["inspector"]}
@@ -292,6 +241,3 @@ def test_end_to_end_approve_in_the_browser_then_the_api_scores_mandatory(world, 
         d.get(f"{base}/committee/enterprises/{world.risky}")
         assert wid in d.page_source
         shot(d, "e2e_05_enterprise")
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=30)

@@ -8,22 +8,19 @@ small synthetic ones of ``tests/policy/warnings_synth.py`` (no ingested store ne
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "policy"))
-
-from guomen.settings import Settings  # noqa: E402
-from serving.app import install_hardening  # noqa: E402
-from serving.auth import KeyStore, create_key  # noqa: E402
-from serving.committee.render import mount_static  # noqa: E402
-from serving.db import create_schema, make_engine  # noqa: E402
-from serving.routes import pages, warning_record, warnings  # noqa: E402
-from tests.policy.warnings_synth import make_tables, new_declaration, reports, with_reports  # noqa: E402
-from tests.serving.serving_world import TEST_SECRETS  # noqa: E402
+from guomen.settings import Settings
+from serving.app import install_hardening
+from serving.auth import KeyStore, create_key
+from serving.committee.render import mount_static
+from serving.db import create_schema, make_engine
+from serving.routes import pages, warning_record, warnings
+from tests.policy.warnings_synth import make_tables, new_declaration, reports, with_reports
+from tests.serving.serving_world import TEST_SECRETS
 
 __all__ = ["build_app", "make_tables", "new_declaration", "reports", "with_reports"]
 
