@@ -22,7 +22,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from provenance import machine  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -61,14 +61,6 @@ print(json.dumps({"read_s": t1 - t0, "build_s": t2 - t1, "build_cpu_s": c2 - c1,
                   "rows": len(df), "features": df.shape[1] - 3,
                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}))
 """
-
-
-def _ram_gb() -> float:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    return float("nan")
 
 
 def _load() -> list[float]:
@@ -400,12 +392,7 @@ def main() -> None:
     res: dict[str, Any] = {
         "benchmark": "features",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "ram_gb": _ram_gb(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "load_start": _load(),
         "targets": {
             "offline_1m_s": TARGET_OFFLINE_S,

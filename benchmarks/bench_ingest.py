@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from provenance import git_commit  # benchmarks/provenance.py
+from provenance import git_commit, machine, ram_gb  # benchmarks/provenance.py
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,14 +48,6 @@ dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "tables": r.to_dict()["tables"],
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
-
-def _ram_gb() -> float:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    return float("nan")
 
 
 def _generate(data: Path, n: int, fmt: str) -> Path:
@@ -119,12 +110,7 @@ def main() -> None:
     payload = {
         "benchmark": "ingest",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "ram_gb": _ram_gb(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
+        "machine": machine(),
         "declarations": args.declarations,
         "target_seconds": TARGET_S,
         "runs": runs,
@@ -191,7 +177,7 @@ def _compare(args: argparse.Namespace) -> None:
         "current_commit": git_commit(ROOT),
         "repeat": args.repeat,
         "load_average": os.getloadavg(),
-        "machine": {"nproc": os.cpu_count(), "ram_gb": _ram_gb()},
+        "machine": {"nproc": os.cpu_count(), "ram_gb": ram_gb()},
         "runs": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
