@@ -38,9 +38,11 @@ class GuomenRiskModel(PythonModel):
         pinned = (context.model_config or {}).get("bundle_manifest_sha256")
         self.bundle = load_bundle(Path(context.artifacts["bundle"]), pinned)
 
-    # No type hints here on purpose: MLflow would try to derive a schema from them; the
-    # signature is given explicitly when the model is logged.
-    def predict(self, context, model_input, params=None):
+    # ``pd.DataFrame`` is a hint MLflow derives no schema from (the signature is given
+    # explicitly when the model is logged); other hints would make it validate inputs itself.
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         """Calibrated probability per row of ``model_input`` (feature columns)."""
         if self.bundle is None:
             raise RuntimeError("model context not loaded")
