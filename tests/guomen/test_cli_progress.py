@@ -1,6 +1,6 @@
 """The CLI's rendering of the progress protocol (features.progress.Progress)."""
 
-from guomen.cli import _ProgressBar, _progress_lines
+from guomen.cli import _progress_lines, _ProgressBar
 
 
 def _state(bar: _ProgressBar) -> list[tuple[str, float, float | None]]:
