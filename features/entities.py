@@ -16,8 +16,8 @@ from features.registry import Entity, entity_definition, resolve_entities
 from features.windows import combine_codes
 
 KEY_SEP = "\x1f"
-# Declaration fields read as they are (HS prefixes are derived from hs_code).
-_PLAIN_FIELDS = (
+# Declaration fields entity keys are made of, read as they are (HS prefixes derive from hs_code).
+KEY_FIELDS = (
     "enterprise_id",
     "declarant_id",
     "overseas_party_id",
@@ -27,7 +27,7 @@ _PLAIN_FIELDS = (
     "transport_mode",
     "trade_mode",
 )
-BASE_FIELDS = (*_PLAIN_FIELDS, "hs2", "hs4", "hs6")
+BASE_FIELDS = (*KEY_FIELDS, "hs2", "hs4", "hs6")
 
 
 def entities_for(
@@ -56,7 +56,7 @@ def _as_str(value: Any) -> str | None:
 
 def row_fields(row: Mapping[str, Any], attributes: dict[str, str] | None) -> dict[str, str | None]:
     """Key fields of one declaration dict (online and incremental snapshot updates)."""
-    out: dict[str, str | None] = {f: _as_str(row.get(f)) for f in _PLAIN_FIELDS}
+    out: dict[str, str | None] = {f: _as_str(row.get(f)) for f in KEY_FIELDS}
     hs = out["hs_code"] or ""
     out["hs2"] = hs[:2] if len(hs) >= 2 else None
     out["hs4"] = hs[:4] if len(hs) >= 4 else None
@@ -79,7 +79,7 @@ def frame_fields(decl: pd.DataFrame, attributes: dict[str, str] | None) -> dict[
     """Key fields of a declarations frame as ``str`` Series with NA (empty strings become NA)."""
     hs = decl["hs_code"].astype("str")
     cols: dict[str, pd.Series] = {}
-    for f in _PLAIN_FIELDS:
+    for f in KEY_FIELDS:
         cols[f] = (
             decl[f].astype("str") if f in decl else pd.Series(pd.NA, index=decl.index, dtype="str")
         )

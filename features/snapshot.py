@@ -33,6 +33,7 @@ from features.build import (
 )
 from features.contract import SIGNAL_CHANNELS, SIGNAL_SEVERITIES
 from features.entities import (
+    KEY_FIELDS,
     entities_for,
     row_fields,
     row_key,
@@ -46,7 +47,6 @@ from features.snapshot_format import SnapshotTables, read_snapshot, write_snapsh
 from features.snapshot_state import (
     GLOBAL,
     GRACE_NS,
-    KEY_FIELDS,
     NONE_T,
     BehaviourTable,
     EntityTable,

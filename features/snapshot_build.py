@@ -26,7 +26,7 @@ from features.build import (
     signal_patterns,
     unit_value_log,
 )
-from features.entities import KEY_SEP, EntityCoder, entities_for, frame_fields
+from features.entities import KEY_FIELDS, KEY_SEP, EntityCoder, entities_for, frame_fields
 from features.registry import (
     CREDIT_TIER_CODES,
     FEATURE_SET_VERSION,
@@ -40,7 +40,6 @@ from features.snapshot_format import SnapshotTables
 from features.snapshot_state import (
     GLOBAL,
     GRACE_NS,
-    KEY_FIELDS,
     KINDS,
     NONE_T,
     SNAPSHOT_FORMAT,

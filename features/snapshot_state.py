@@ -34,16 +34,6 @@ GRACE_NS = 30 * DAY_NS
 KINDS = ("decl", "insp", "nc", "ncmaj", "rand")
 NONE_T = np.iinfo(np.int64).min
 GLOBAL = "global"
-KEY_FIELDS = (
-    "enterprise_id",
-    "declarant_id",
-    "overseas_party_id",
-    "hs_code",
-    "origin_country",
-    "port_code",
-    "transport_mode",
-    "trade_mode",
-)
 
 
 class Series:
