@@ -602,43 +602,40 @@ def train_cmd(
                 seed=cfg.seed,
             )
             bar("read partitions")
-            result = run_training(
-                part.features,
-                part.labels,
-                part.specs,
-                config=cfg,
-                models_dir=settings.home / settings.models_dir,
-                model_name=settings.model_name,
-                declarations=part.declarations,
-                credit_ratings=part.credit_ratings,
-                attributes=part.attributes,
-                store_fingerprint=part.store_fingerprint,
-                ground_truth=truth,
-                progress=bar,
-                categories=part.categories,
-                entities=part.entities,
-                sampling=part.sample.as_dict(),
-                fit=fit,
-            )
+            data: dict[str, Any] = {
+                "features": part.features,
+                "labels": part.labels,
+                "feature_specs": part.specs,
+                "declarations": part.declarations,
+                "credit_ratings": part.credit_ratings,
+                "attributes": part.attributes,
+                "store_fingerprint": part.store_fingerprint,
+                "categories": part.categories,
+                "entities": part.entities,
+                "sampling": part.sample.as_dict(),
+            }
         else:
             inputs = load_inputs(store_dir, bar)
-            result = run_training(
-                inputs.features,
-                inputs.labels,
-                inputs.specs,
-                config=cfg,
-                models_dir=settings.home / settings.models_dir,
-                model_name=settings.model_name,
-                declarations=inputs.tables["declarations"],
-                credit_ratings=inputs.tables["credit_ratings"],
-                attributes=inputs.attributes,
-                store_fingerprint=inputs.store_fingerprint,
-                ground_truth=truth,
-                progress=bar,
-                categories=inputs.categories,
-                tables=inputs.tables,
-                fit=fit,
-            )
+            data = {
+                "features": inputs.features,
+                "labels": inputs.labels,
+                "feature_specs": inputs.specs,
+                "declarations": inputs.tables["declarations"],
+                "credit_ratings": inputs.tables["credit_ratings"],
+                "attributes": inputs.attributes,
+                "store_fingerprint": inputs.store_fingerprint,
+                "categories": inputs.categories,
+                "tables": inputs.tables,
+            }
+        result = run_training(
+            **data,
+            config=cfg,
+            models_dir=settings.home / settings.models_dir,
+            model_name=settings.model_name,
+            ground_truth=truth,
+            progress=bar,
+            fit=fit,
+        )
         bar("register in MLflow")
         ensure_sqlite_parent(settings.mlflow_tracking_uri)
         registered = log_and_register(
