@@ -55,6 +55,7 @@ class _ProgressBar:
         )
         self._total = total
         self._task: Any = None
+        self._finished = False  # the counted bar reached its total
 
     def __enter__(self) -> _ProgressBar:
         self._bar.start()
@@ -71,15 +72,15 @@ class _ProgressBar:
                 self._bar.advance(self._task)
             self._bar.update(self._task, description=step)
             return
-        if self._task is None or self._bar.tasks[self._task].finished:
+        if self._task is None or self._finished:
             self._task = self._bar.add_task(step, total=total)
         self._bar.update(self._task, description=step, completed=done, total=total)
+        self._finished = total is not None and done >= total
 
     def finish(self) -> None:
         """Fill the bar of named steps (the last step is done)."""
         if self._task is not None:
-            task = self._bar.tasks[self._task]
-            self._bar.update(self._task, completed=task.total or task.completed, description="done")
+            self._bar.update(self._task, completed=self._total, description="done")
 
 
 def _progress_lines(prefix: str = "") -> Progress:
