@@ -202,6 +202,10 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
     else:
         shutil.rmtree(work / "models", ignore_errors=True)
         t0 = time.perf_counter()
+
+        def progress(step: str) -> None:  # each step's start, for the log and its timings
+            print(f"   {time.perf_counter() - t0:7.1f} s  {step}", flush=True)
+
         result = run_training(
             inputs.features,
             inputs.labels,
@@ -217,6 +221,7 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
             # as `guomen train` does: the bundle's code maps, and the tables to choose keys from
             categories=inputs.categories,
             tables=inputs.tables,
+            progress=progress,
         )
         seconds["train_evaluate"] = time.perf_counter() - t0
         model = {

@@ -72,8 +72,10 @@ class SelectionConfig(_Strict):
     candidates: tuple[Correction, ...] = ("none", "random_upweight", "ipw")
     random_weight: float = Field(default=5.0, gt=0, description="weight of random-sample rows")
     ipw_clip: float = Field(default=20.0, gt=1, description="largest inverse-propensity weight")
-    # A correction must beat "none" on the validation random-sample AUC by more than this.
-    min_improvement: float = Field(default=0.01, ge=0)
+    # A correction replaces "none" only when its calibrated per-row log loss over all labelled
+    # validation rows is lower by more than this many standard errors of the paired difference
+    # (and not higher on the validation random sample, a few hundred rows).
+    replace_none_z: float = Field(default=2.0, ge=0)
 
     @field_validator("candidates")
     @classmethod
@@ -114,6 +116,10 @@ class FeatureSelectionConfig(_Strict):
     # than this many standard errors of the paired per-row difference (validation has a few
     # thousand labelled rows: smaller differences are noise).
     replace_default_z: float = Field(default=2.0, ge=0)
+    # After the prefix (or default set) is chosen, this many of the best-ranked keys outside it
+    # are tried one at a time in place of its lowest-gain key; a swap stays only when the
+    # validation log loss falls by more than replace_default_z standard errors (paired).
+    swaps: int = Field(default=4, ge=0)
     # Candidate keys built per screening pass, at least (bounds the memory of the screening frame).
     chunk: int = Field(default=16, ge=1)
     # A pass takes more keys while its screening columns stay within this many float64 cells

@@ -49,6 +49,7 @@ def fit_booster_dask(
     params: dict[str, Any],
     num_boost_round: int,
     early_stopping_rounds: int,
+    w_valid: np.ndarray | None = None,
 ) -> lgb.Booster:
     """``training.train.fit_booster`` on the workers of ``client`` (a ``distributed.Client``).
 
@@ -69,6 +70,8 @@ def fit_booster_dask(
     vrows = _chunks(len(X_valid), workers)
     dXv = da.from_array(np.ascontiguousarray(X_valid), chunks=(vrows, X_valid.shape[1]))
     dyv = da.from_array(np.asarray(y_valid, dtype=np.float64), chunks=vrows)
+    # early stopping watches the loss that is optimised: validation rows weighted alike
+    dwv = None if w_valid is None else da.from_array(np.asarray(w_valid, np.float64), chunks=vrows)
     cats = categorical_names(feature_names)
     # lightgbm.dask gives each worker as many LightGBM threads as it has Dask threads.
     skip = ("objective", "verbose", "metric", "num_threads", "n_jobs")
@@ -86,6 +89,7 @@ def fit_booster_dask(
         sample_weight=dw,
         eval_X=(dXv,),
         eval_y=(dyv,),
+        eval_sample_weight=None if dwv is None else [dwv],
         eval_names=["validation"],
         eval_metric="binary_logloss",
         feature_name=feature_names,

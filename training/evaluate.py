@@ -48,6 +48,32 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
     return float(np.abs(sy - sp).sum() / len(p))
 
 
+def row_logloss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's log loss of probability ``p`` for outcome ``y`` (0/1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+    y = np.asarray(y, dtype=np.float64)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def paired_z(loss: np.ndarray, incumbent: np.ndarray) -> float:
+    """How many standard errors of the paired per-row difference the mean of ``loss`` lies
+    below the ``incumbent``'s on the same rows (positive: ``loss`` is lower; NaN with fewer
+    than two rows or no spread)."""
+    d = np.asarray(incumbent, dtype=np.float64) - np.asarray(loss, dtype=np.float64)
+    if len(d) < 2:
+        return float("nan")
+    se = float(d.std(ddof=1) / np.sqrt(len(d)))
+    if se == 0.0:
+        return float("nan") if d.mean() == 0.0 else float(np.sign(d.mean()) * np.inf)
+    return float(d.mean() / se)
+
+
+def significantly_lower(loss: np.ndarray, incumbent: np.ndarray, z: float) -> bool:
+    """Is the mean of ``loss`` below the ``incumbent``'s (same rows) by more than ``z``
+    standard errors of the paired per-row difference?"""
+    return bool(paired_z(loss, incumbent) > z)  # NaN (too few rows) is not lower
+
+
 def ranking_metrics(
     scores: np.ndarray, y: np.ndarray, *, probabilities: bool, ece_bins: int = 10
 ) -> dict[str, float]:

@@ -40,6 +40,7 @@ from features.registry import (
     resolve_entities,
 )
 from training.config import TrainConfig
+from training.evaluate import paired_z, row_logloss, significantly_lower
 from training.train import TRAIN, VALIDATION, TrainingData, categorical_names
 
 # Screening columns of one candidate key (features.registry's screening family; an upper bound).
@@ -54,6 +55,7 @@ class EntitySelection:
     table: list[dict[str, Any]] = field(default_factory=list)  # one row per candidate key
     prefixes: list[dict[str, Any]] = field(default_factory=list)  # validation log loss per k
     baseline_logloss: float = float("nan")  # the default set, same screening model
+    swaps: list[dict[str, Any]] = field(default_factory=list)  # keys tried in place of others
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,7 @@ class EntitySelection:
             "keys": self.table,
             "prefixes": self.prefixes,
             "default_set_logloss": self.baseline_logloss,
+            "swaps": self.swaps,
         }
 
 
@@ -99,20 +102,29 @@ def _auc(score: np.ndarray, y: np.ndarray) -> float:
     return float(roc_auc_score(y, s))
 
 
-def row_logloss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each row's log loss."""
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-
-def significantly_lower(loss: np.ndarray, incumbent: np.ndarray, z: float) -> bool:
-    """Is the mean of ``loss`` below the ``incumbent``'s (same rows) by more than ``z``
-    standard errors of the paired per-row difference?"""
-    d = np.asarray(incumbent, dtype=np.float64) - np.asarray(loss, dtype=np.float64)
-    if len(d) < 2:
-        return False
-    se = float(d.std(ddof=1) / np.sqrt(len(d)))
-    return bool(d.mean() > z * se)
+def swap_in(
+    incumbent: list[str],
+    new: str,
+    gain: dict[str, float],
+    attributes: dict[str, str] | None,
+    budget: int,
+) -> list[str] | None:
+    """``incumbent`` with ``new`` added and, while the resolved set (parents included) exceeds
+    ``budget``, the incumbent's key of lowest ``gain`` removed among those whose removal
+    shrinks it (a parent another key still needs is not removable). None when no such set
+    fits."""
+    trial = [*incumbent, new]
+    while len(resolve_entities(trial, attributes)) > budget:
+        size = len(resolve_entities(trial, attributes))
+        removable = [
+            e
+            for e in trial
+            if e != new and len(resolve_entities([k for k in trial if k != e], attributes)) < size
+        ]
+        if not removable:
+            return None
+        trial.remove(min(removable, key=lambda e: (gain.get(e, 0.0), e)))
+    return trial
 
 
 def _fit_logloss(
@@ -278,21 +290,56 @@ def select_entities(
     )
     if defaults_fit and not replaces_default:
         pick = {"k": len(defaults), "entities": defaults, "logloss": default_logloss}
+    # Swaps: the best-ranked keys outside the incumbent are tried one at a time, each in place
+    # of the incumbent's lowest-gain key (within the budget); a swap stays only when it lowers
+    # the validation log loss beyond noise (the same paired test against the incumbent).
+    swaps: list[dict[str, Any]] = []
+    incumbent = list(pick["entities"])
+    incumbent_before_swaps = list(incumbent)
+    for e in [e for e in ranking if e not in resolve_entities(incumbent, attributes)][: fc.swaps]:
+        trial = swap_in(incumbent, e, by_entity, attributes, fc.max_entities)
+        if trial is None:
+            continue
+        if progress:
+            progress(f"validate a swap: {e}")
+        loss = fit(trial)
+        z = paired_z(row_losses[tuple(trial)], row_losses[tuple(incumbent)])
+        accepted = bool(z > fc.replace_default_z)
+        dropped = [d for d in incumbent if d not in trial]
+        swaps.append(
+            {"added": e, "dropped": dropped, "logloss": loss, "paired_z": z, "kept": accepted}
+        )
+        if accepted:
+            incumbent = trial
+            pick = {"k": len(trial), "entities": trial, "logloss": loss}
     chosen = list(resolve_entities(pick["entities"], attributes))
+    base = list(incumbent_before_swaps)
+    base_is_default = base == defaults
     table = []
     for rank, e in enumerate(ranking, 1):
         kept = e in chosen
-        if pick["entities"] is defaults and kept:
+        swapped = next((w for w in swaps if w["kept"] and w["added"] == e), None)
+        swapped_out = next((w for w in swaps if w["kept"] and e in w["dropped"]), None)
+        if swapped is not None and kept:
+            why = (
+                f"rank {rank}; swapped in for {', '.join(swapped['dropped']) or 'nothing'}: "
+                f"validation log loss lower by {swapped['paired_z']:.1f} standard errors"
+            )
+        elif swapped_out is not None and not kept:
+            why = f"rank {rank}; swapped out for {swapped_out['added']} (lowest gain)"
+        elif base_is_default and kept and e in base:
             why = (
                 f"rank {rank}; the default set stays: no prefix had a validation log loss lower "
                 f"by more than {fc.replace_default_z:g} standard errors"
             )
-        elif e in pick["entities"]:
-            why = f"rank {rank} in the gain ranking, inside the top {pick['k']} kept on validation"
+        elif kept and e in base:
+            why = f"rank {rank} in the gain ranking, inside the top {len(base)} kept on validation"
         elif kept:
             why = "parent of a kept cross (its smoothed rate is the prior)"
+        elif any(w["added"] == e for w in swaps):
+            why = f"rank {rank}: tried as a swap, not better beyond validation noise"
         else:
-            why = f"rank {rank}: outside the top {pick['k']} kept on validation"
+            why = f"rank {rank}: outside the {len(base)} keys kept on validation"
         table.append(
             {
                 "entity": e,
@@ -332,4 +379,4 @@ def select_entities(
                     "why": "parent of a kept cross (its smoothed rate is the prior)",
                 }
             )
-    return EntitySelection(chosen, table, prefixes, default_logloss)
+    return EntitySelection(chosen, table, prefixes, default_logloss, swaps)

@@ -17,7 +17,7 @@ from training.baselines import (
     plain_lightgbm_scores,
 )
 from training.config import load_config
-from training.select import significantly_lower
+from training.evaluate import significantly_lower
 from training.train import capacity_grid, shap_cost
 
 
@@ -215,3 +215,19 @@ def test_the_default_set_is_replaced_only_beyond_validation_noise() -> None:
     assert not significantly_lower(noise - 0.001, incumbent, 2.0)
     assert significantly_lower(incumbent - 0.05, incumbent + rng.normal(0, 0.01, 2000), 2.0)
     assert not significantly_lower(incumbent[:1], incumbent[:1], 0.0)
+
+
+def test_a_swap_drops_the_lowest_gain_keys_but_never_a_needed_parent() -> None:
+    from features.registry import default_entities, resolve_entities
+    from training.select import swap_in
+
+    defaults = list(default_entities(None))
+    gain = {e: 10.0 for e in defaults} | {"hs2": 0.0, "port": 1.0, "osp_x_hs4": 2.0}
+    trial = swap_in(defaults, "hsc_x_org", gain, None, 12)
+    assert trial is not None and "hsc_x_org" in trial
+    # hsc_x_org brings its parent hsc: two keys go, the lowest-gain removable ones; hs2 has
+    # the lowest gain but hs4 needs it as the prior of its smoothed rate
+    assert set(defaults) - set(trial) == {"port", "osp_x_hs4"}
+    assert "hs2" in trial and len(resolve_entities(trial)) == 12
+    # nothing removable: a budget below the new key's own parents
+    assert swap_in(["ent"], "hsc_x_org", gain, None, 3) is None
