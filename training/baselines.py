@@ -173,7 +173,7 @@ def plain_lightgbm_scores(
     valid: np.ndarray,
     score_rows: np.ndarray,
     seed: int,
-    num_threads: int = 2,
+    num_threads: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """The baseline a data scientist tries first: LightGBM on the raw declaration columns
     (:func:`plain_columns`), native categoricals, no history, no weights; fitted on the

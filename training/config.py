@@ -42,7 +42,7 @@ class LightGBMConfig(_Strict):
     bagging_freq: int = Field(default=1, ge=0)
     lambda_l2: float = Field(default=1.0, ge=0)
     max_bin: int = Field(default=255, ge=2)
-    num_threads: int = Field(default=2, ge=1)
+    num_threads: int = Field(default=1, ge=1)
 
     def params(self, seed: int) -> dict[str, Any]:
         """LightGBM parameters, deterministic for ``seed``."""
