@@ -147,6 +147,9 @@ class CapacityConfig(_Strict):
     min_leaf_floor: int = Field(default=20, ge=1)
     feature_fractions: tuple[float, ...] = (0.5, 0.8)
     shap_cost_budget: int = Field(default=300 * 31 * 64, ge=1000)
+    # The configured lightgbm.* point stays unless the grid's best lowers the validation log
+    # loss by more than this many standard errors of the paired per-row difference.
+    replace_default_z: float = Field(default=2.0, ge=0)
 
 
 class PolicyConfig(_Strict):

@@ -217,8 +217,11 @@ def choose_capacity(
     with early stopping on the validation log loss under the same severity weights, keeping the
     lowest such validation log loss: first the leaves
     (at the first ``min_leaf_shares`` and the last ``feature_fractions``), then the minimum leaf
-    size at the best leaves, then the feature fraction. Returns the chosen overrides and one row
-    per point fitted."""
+    size at the best leaves, then the feature fraction. The configured ``lightgbm.*`` point is
+    fitted too and stays unless the grid's best lowers the validation log loss by more than
+    ``capacity.replace_default_z`` standard errors of the paired per-row difference (a few
+    thousand validation rows: smaller differences are noise). Returns the chosen overrides and
+    one row per point fitted."""
     tr, va = data.rows(TRAIN), data.rows(VALIDATION)
     y = data.labels["y"].to_numpy()
     X_tr, X_va = data.matrix(tr), data.matrix(va)
@@ -230,6 +233,7 @@ def choose_capacity(
     mdls = list(dict.fromkeys(q["min_data_in_leaf"] for q in grid))  # in share order
     ffs = list(config.capacity.feature_fractions)
     rows: list[dict[str, Any]] = []
+    row_losses: list[np.ndarray] = []  # weighted per-row validation losses, as ``rows``
 
     def fit_point(point: dict[str, Any]) -> dict[str, Any]:
         for r in rows:
@@ -254,7 +258,8 @@ def choose_capacity(
         )
         raw = np.asarray(booster.predict(X_va, raw_score=True), dtype=np.float64)
         p = 1.0 / (1.0 + np.exp(-raw))
-        logloss = float(np.average(row_logloss(p, y[va]), weights=w_va))
+        losses = row_logloss(p, y[va]) * (1.0 if w_va is None else w_va)
+        logloss = float(losses.sum() / (len(losses) if w_va is None else w_va.sum()))
         size = model_size(booster)
         row = {
             **point,
@@ -265,6 +270,7 @@ def choose_capacity(
             "validation_auc": ranking_metrics(p, y[va], probabilities=True)["auc"],
         }
         rows.append(row)
+        row_losses.append(losses)
         return row
 
     def best_of(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,11 +279,27 @@ def choose_capacity(
     def at(**fixed: Any) -> list[dict[str, Any]]:
         return [q for q in grid if all(q[k] == v for k, v in fixed.items())]
 
+    lg = config.lightgbm
+    configured = fit_point(
+        {
+            "num_leaves": lg.num_leaves,
+            "min_data_in_leaf": lg.min_data_in_leaf,
+            "feature_fraction": lg.feature_fraction,
+            "num_boost_round": min(
+                lg.num_boost_round,
+                config.capacity.shap_cost_budget // (lg.num_leaves * _depth(config) ** 2),
+            ),
+        }
+    )
     best = best_of(at(min_data_in_leaf=mdls[0], feature_fraction=ffs[-1]))
     best = best_of(at(num_leaves=best["num_leaves"], feature_fraction=ffs[-1]))
     best = best_of(at(num_leaves=best["num_leaves"], min_data_in_leaf=best["min_data_in_leaf"]))
+    z = paired_z(row_losses[rows.index(best)], row_losses[rows.index(configured)])
+    if best is not configured and not z > config.capacity.replace_default_z:
+        best = configured
     for r in rows:
         r["kept"] = r is best
+        r["configured"] = r is configured
     return {k: best[k] for k in ("num_leaves", "min_data_in_leaf", "feature_fraction")} | {
         "num_boost_round": best["num_boost_round"]
     }, rows

@@ -76,9 +76,13 @@ def test_the_chosen_keys_are_what_the_bundle_and_serving_build(demo, selected) -
 
 def test_capacity_comes_from_the_grid_within_the_shap_budget(selected) -> None:
     cap = selected.bundle.metrics["capacity"]
+    # the configured point (15 leaves, 20 per leaf) is one of the grid's two here
     assert len(cap["grid"]) == 2 and sum(r["kept"] for r in cap["grid"]) == 1
+    assert sum(r["configured"] for r in cap["grid"]) == 1
     kept = next(r for r in cap["grid"] if r["kept"])
-    assert kept["validation_logloss"] == min(r["validation_logloss"] for r in cap["grid"])
+    best = min(r["validation_logloss"] for r in cap["grid"])
+    # the grid's best, or the configured point when the best is not better beyond noise
+    assert kept["validation_logloss"] == best or kept["configured"]
     assert cap["chosen"]["num_leaves"] == kept["num_leaves"]
     size = selected.fitted.size
     assert size["leaves_max"] <= kept["num_leaves"]
