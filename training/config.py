@@ -43,6 +43,12 @@ class LightGBMConfig(_Strict):
     lambda_l2: float = Field(default=1.0, ge=0)
     max_bin: int = Field(default=255, ge=2)
     num_threads: int = Field(default=1, ge=1)
+    # Native categorical splits (code maps of HS2/HS4/origin/port/attributes, hundreds of levels)
+    # overfit a few thousand positives: at most this many levels on one side of a split, and
+    # each level's statistics smoothed towards the parent's.
+    max_cat_threshold: int = Field(default=4, ge=1)
+    cat_smooth: float = Field(default=50.0, ge=0)
+    min_data_per_group: int = Field(default=200, ge=1)
 
     def params(self, seed: int) -> dict[str, Any]:
         """LightGBM parameters, deterministic for ``seed``."""
@@ -58,6 +64,9 @@ class LightGBMConfig(_Strict):
             "bagging_freq": self.bagging_freq,
             "lambda_l2": self.lambda_l2,
             "max_bin": self.max_bin,
+            "max_cat_threshold": self.max_cat_threshold,
+            "cat_smooth": self.cat_smooth,
+            "min_data_per_group": self.min_data_per_group,
             "num_threads": self.num_threads,
             "seed": seed,
             "deterministic": True,
