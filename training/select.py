@@ -127,6 +127,31 @@ def swap_in(
     return trial
 
 
+def _logit(rate: np.ndarray) -> np.ndarray:
+    r = np.clip(rate, 1e-4, 1 - 1e-4)
+    return np.log(r / (1 - r))
+
+
+def score_z(y: np.ndarray, p: np.ndarray, x: np.ndarray) -> float:
+    """Score (Lagrange multiplier) statistic for adding ``x`` linearly to a logistic model whose
+    probabilities on these rows are ``p``: ``sum((y - p) * xc) / sqrt(sum(p (1 - p) xc^2))``
+    with ``xc`` centred in the model's weights; a missing ``x`` takes that mean (no
+    information). About N(0, 1) when ``x`` adds nothing; NaN when ``x`` is constant."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    x = np.asarray(x, dtype=np.float64)
+    v = p * (1 - p)
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        return float("nan")
+    filled = np.where(ok, x, np.average(x[ok], weights=v[ok]))
+    xc = filled - np.average(filled, weights=v)
+    den = float(np.sqrt(np.sum(v * xc * xc)))
+    if den <= 1e-12:
+        return float("nan")
+    return float(np.sum((y - p) * xc) / den)
+
+
 def _fit_logloss(
     X_tr: np.ndarray,
     y_tr: np.ndarray,
@@ -217,18 +242,46 @@ def select_entities(
             columns[name] = frame[name].to_numpy(dtype=np.float64)[pos]
             owner[name] = ent
         del frame
-    # Prefilter: a key's own smoothed rate is a prediction at its grain; its validation AUC
-    # (the better window) says whether risk lives there. Only the best go on to the model.
+    # Prefilter: what a candidate adds to the default set. The default set's model (fitted on
+    # train) leaves residuals on the train rows; the score statistic of a candidate's smoothed
+    # rate (logit) against them says how much a model would gain by adding it. A key's own
+    # rate alone would rank the enterprise's crosses first (they repeat the enterprise's
+    # history) and miss a fine grain whose cells are seen rarely (product line x origin).
+    # Validation stays for the decisions below. The own rate's validation AUC is reported too.
     va_rows = ~is_tr
+    base_cols = [n for n in data.feature_names if n in columns]
+    Xb = np.column_stack([columns[n] for n in base_cols])
+    if progress:
+        progress("score candidates against the default set")
+    base_model, _ = _fit_logloss(Xb[is_tr], y[is_tr], Xb[va_rows], y[va_rows], base_cols, config)
+    p_base = np.asarray(
+        base_model.predict(Xb[is_tr], num_iteration=base_model.best_iteration or None),
+        dtype=np.float64,
+    )
+    del Xb
+    rate_windows = ("365d", "all")
     univariate = {
         e: max(
             _auc(columns[f"{e}_nc_rate_eb_{w}"][va_rows], y[va_rows])
-            for w in ("365d", "all")
+            for w in rate_windows
             if f"{e}_nc_rate_eb_{w}" in columns
         )
         for e in pool
     }
-    screened = sorted(pool, key=lambda e: -np.nan_to_num(univariate[e], nan=0.0))[: fc.screen_top]
+    added_value = {
+        e: max(
+            abs(
+                np.nan_to_num(
+                    score_z(y[is_tr], p_base, _logit(columns[f"{e}_nc_rate_eb_{w}"][is_tr])),
+                    nan=0.0,
+                )
+            )
+            for w in rate_windows
+            if f"{e}_nc_rate_eb_{w}" in columns
+        )
+        for e in pool
+    }
+    screened = sorted(pool, key=lambda e: (-added_value[e], e))[: fc.screen_top]
     kept_pool = set(screened) | set(defaults)
     for name in [n for n, e in owner.items() if e not in kept_pool]:
         del owner[name], columns[name]
@@ -296,7 +349,10 @@ def select_entities(
     swaps: list[dict[str, Any]] = []
     incumbent = list(pick["entities"])
     incumbent_before_swaps = list(incumbent)
-    for e in [e for e in ranking if e not in resolve_entities(incumbent, attributes)][: fc.swaps]:
+    # in the order of what they add to the default set (the score on train rows)
+    outside = [e for e in ranking if e not in resolve_entities(incumbent, attributes)]
+    outside.sort(key=lambda e: (-added_value.get(e, 0.0), ranking.index(e)))
+    for e in outside[: fc.swaps]:
         trial = swap_in(incumbent, e, by_entity, attributes, fc.max_entities)
         if trial is None:
             continue
@@ -346,6 +402,7 @@ def select_entities(
                 "rank": rank,
                 "gain_share": by_entity[e] / total,
                 "validation_auc_own_rate": univariate.get(e),
+                "added_value_z": added_value.get(e),
                 "default_set": e in defaults,
                 "kept": kept,
                 "why": why,
@@ -359,11 +416,12 @@ def select_entities(
                     "rank": None,
                     "gain_share": 0.0,
                     "validation_auc_own_rate": univariate[e],
+                    "added_value_z": added_value[e],
                     "default_set": False,
                     "kept": e in chosen,
                     "why": (
-                        f"own smoothed rate's validation AUC {univariate[e]:.3f}: outside the "
-                        f"best {fc.screen_top} candidates screened"
+                        f"adds {added_value[e]:.1f} (score z of its smoothed rate on the default "
+                        f"set's train residuals): outside the best {fc.screen_top} screened"
                     ),
                 }
             )

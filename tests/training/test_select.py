@@ -235,3 +235,21 @@ def test_a_swap_drops_the_lowest_gain_keys_but_never_a_needed_parent() -> None:
     assert "hs2" in trial and len(resolve_entities(trial)) == 12
     # nothing removable: a budget below the new key's own parents
     assert swap_in(["ent"], "hsc_x_org", gain, None, 3) is None
+
+
+def test_the_score_statistic_finds_what_the_model_lacks_not_what_it_has() -> None:
+    from training.select import score_z
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    known, missing = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2.0 + known + 0.5 * missing)))).astype(np.float64)
+    p = 1 / (1 + np.exp(-(-2.0 + known)))  # the model knows `known` only
+    assert score_z(y, p, missing) > 10  # what it lacks
+    assert abs(score_z(y, p, rng.normal(size=n))) < 4  # noise
+    # a copy of what it already has adds about nothing, even though it predicts y well
+    assert abs(score_z(y, p, known + rng.normal(0, 0.01, n))) < abs(score_z(y, p, missing)) / 3
+    holes = missing.copy()
+    holes[::2] = np.nan  # unseen keys carry no information, the rest still counts
+    assert score_z(y, p, holes) > 5
+    assert np.isnan(score_z(y, p, np.ones(n)))
