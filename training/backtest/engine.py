@@ -150,6 +150,7 @@ class World:
     legacy: np.ndarray
     history: pd.DataFrame  # inspection rows of pre-start declarations (everyone knows them)
     history_rows: np.ndarray
+    history_reveal_ns: np.ndarray  # their ``inspected_at`` (UTC ns)
     source: FeatureSource | None
     store_fingerprint: str
     truth_digest: str
@@ -174,7 +175,7 @@ def load_world(
     store = Store(Path(store_dir))
     say("read the store")
     tables = store.tables()
-    decl = tables["declarations"].reset_index(drop=True)
+    decl = _contiguous(tables["declarations"].reset_index(drop=True))
     tables["declarations"] = decl
     if len(decl) == 0:
         raise ValueError(f"store {store_dir} has no declarations")
@@ -223,9 +224,27 @@ def load_world(
         categories = fit_code_maps(decl, store.attributes)
         source = FeatureSource(tables, store.attributes, categories, history)
     return World(
-        tables, universe, ids, t_ns, legacy, history, history_rows, source, fingerprint,
-        truth_digest, outbreaks, truth,
+        tables, universe, ids, t_ns, legacy, history, history_rows,
+        to_ns(history["inspected_at"]), source, fingerprint, truth_digest, outbreaks, truth,
     )  # fmt: skip
+
+
+def _contiguous(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every Arrow-backed column in one chunk.
+
+    A store read from many partition files gives chunked Arrow columns; taking rows from them
+    (every week takes the week's and the revealed declarations) costs about twice as much as
+    from one chunk (0.026 s against 0.012 s for 20,000 of 200,000 rows). Values are unchanged.
+    """
+    out = frame.copy(deep=False)
+    for name in out.columns:
+        arr = out[name].array
+        chunked = getattr(arr, "_pa_array", None)
+        if chunked is not None and chunked.num_chunks > 1:
+            out[name] = pd.Series(
+                pd.array(chunked.combine_chunks(), dtype=out[name].dtype), index=out.index
+            )
+    return out
 
 
 def training_config(config_path: Path | None) -> TrainConfig:
@@ -359,18 +378,20 @@ class Backtest:
 
     # ------------------------------------------------------------------ revealed results
 
-    def revealed(self, st: PolicyState, before_ns: int) -> pd.DataFrame:
-        """Inspection rows the policy knows at ``before_ns``: pre-start history and its own
-        selections whose results came back before then."""
+    def revealed(self, st: PolicyState, before_ns: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """Inspection rows the policy knows at ``before_ns`` (pre-start history and its own
+        selections whose results came back before then), and their declarations' row numbers."""
         w = self.world
-        hist = w.history[(to_ns(w.history["inspected_at"]) < before_ns)]
+        h_known = w.history_reveal_ns < before_ns
+        hist = w.history[h_known]
         rows, rnd = st.selected()
         if len(rows) == 0:
-            return hist.reset_index(drop=True)
+            return hist.reset_index(drop=True), w.history_rows[h_known]
         known = w.universe.reveal_ns[rows] < before_ns
         own = w.universe.inspection_rows(rows[known], rnd[known], w.ids)
         cols = [c for c in own.columns]
-        return pd.concat([hist[cols], own], ignore_index=True)
+        frame = pd.concat([hist[cols], own], ignore_index=True)
+        return frame, np.r_[w.history_rows[h_known], rows[known]]
 
     # ------------------------------------------------------------------ retraining
 
@@ -395,7 +416,7 @@ class Backtest:
         src = w.source
         u = w.universe
         h_rows = w.history_rows
-        h_known = to_ns(w.history["inspected_at"]) < T_ns
+        h_known = w.history_reveal_ns < T_ns
         rows, rnd = st.selected()
         X_own = np.vstack(st.X) if st.X else np.zeros((0, len(src.names)))
         own_known = u.reveal_ns[rows] < T_ns
@@ -406,8 +427,12 @@ class Backtest:
         decl = w.tables["declarations"]
         frame = pd.DataFrame(X, columns=src.names)
         frame.insert(0, "declaration_id", pd.Series(w.ids[all_rows], dtype="str"))
-        frame.insert(1, "declared_at", decl["declared_at"].to_numpy()[all_rows])
-        frame.insert(2, "enterprise_id", decl["enterprise_id"].to_numpy()[all_rows])
+        # Taken as Series: ``to_numpy()`` of a tz-aware column makes an object array of
+        # Timestamps (1.5 s per retraining at 200k declarations, 5x that at 1M).
+        frame.insert(1, "declared_at", decl["declared_at"].iloc[all_rows].reset_index(drop=True))
+        frame.insert(
+            2, "enterprise_id", decl["enterprise_id"].iloc[all_rows].reset_index(drop=True)
+        )
         labels = pd.concat(
             [
                 hist[
@@ -490,12 +515,12 @@ class Backtest:
         """The policy's view of the week, and the full feature matrix (for training later)."""
         w = self.world
         pol = st.policy
-        revealed = self.revealed(st, int(ws.value))
+        revealed, revealed_rows = self.revealed(st, int(ws.value))
         X = None
         p = None
         if pol.needs_model or pol.needs_features:
             assert w.source is not None
-            X = w.source.week(rows, revealed)
+            X = w.source.week(rows, revealed, revealed_rows)
         if pol.needs_model:
             assert X is not None
             p = self._probability(st, X)

@@ -4,12 +4,15 @@ A feature either depends on inspection results (counts, rates, shares and recenc
 :data:`LABEL_AGGREGATIONS`) or not (the declaration itself, its value, credit, signals, earlier
 declarations). The label-independent ones are the same under every policy and are built once,
 for every declaration, with ``features.build.build_offline``. The label-dependent ones change
-with what each policy has revealed; for a week they are rebuilt by the same ``build_offline``
-on a small table: the week's declarations plus the declarations whose results the policy knows
-at the week's start (their keys carry the results), with exactly those results as the
-inspections. A label-dependent feature of a declaration only reads results and the keys of
-their declarations, so it comes out as the full build on the revealed results would give it
-(``tests/training/backtest/test_features.py`` holds the two to equality).
+with what each policy has revealed; for a week they are computed by the same build code
+(``features.build.build_partition``, the out-of-core build's entry point) with the week's
+declarations as the rows to compute and the declarations whose results the policy knows at the
+week's start as the *context* (events only: their keys carry the results), with exactly those
+results as the inspections. A label-dependent feature of a declaration only reads results and
+the keys of their declarations, so it comes out as the full build on the revealed results would
+give it (``tests/training/backtest/test_features.py`` holds the two to equality). The other
+columns of that build are not the full build's (the context holds only the revealed
+declarations) and are not used.
 
 The week's decisions are made at its start: a result counts for the week's declarations only
 if it came back before the week began, so no decision of the week can depend on a result that a
@@ -21,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.build import build_offline
+from features.build import Carried, build_offline, build_partition
+from features.history import History
+from features.partitioned import CONTEXT_COLUMNS
 from features.registry import feature_specs
 
 # Aggregations computed from inspection results (everything else reads declarations only).
@@ -61,6 +66,16 @@ class FeatureSource:
         self.categories = categories
         self.declarations = tables["declarations"].reset_index(drop=True)
         self._ids = pd.Index(self.declarations["declaration_id"].astype("str"))
+        # What a context row needs: its key fields, flags and time (as the partitioned build).
+        keys = [*CONTEXT_COLUMNS, *(a for a, k in (attributes or {}).items() if k == "categorical")]
+        self._context = self.declarations[[c for c in keys if c in self.declarations]]
+        # The week's build reads no signal, rating or enterprise (label-independent features):
+        # empty tables of the store's own columns (else the build makes empty frames each time).
+        self._unused: dict[str, pd.DataFrame] = {
+            name: tables[name].iloc[:0]
+            for name in ("risk_signals", "credit_ratings", "enterprises")
+            if name in tables
+        }
         base = build_offline(
             {**tables, "inspections": history}, attributes or None, categories=categories
         )
@@ -80,7 +95,9 @@ class FeatureSource:
             raise ValueError("inspections name declarations that are not in the store")
         return rows.astype(np.int64)
 
-    def week(self, rows: np.ndarray, revealed: pd.DataFrame) -> np.ndarray:
+    def week(
+        self, rows: np.ndarray, revealed: pd.DataFrame, event_rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """Feature matrix of ``rows`` with the label-dependent features read from ``revealed``.
 
         Parameters
@@ -89,20 +106,35 @@ class FeatureSource:
             Declaration row numbers (the week's).
         revealed
             Contract ``inspections`` rows known at the week's start (nothing later may be in it:
-            the engine filters by time).
+            the engine filters by time), one per declaration.
+        event_rows
+            Row numbers of ``revealed``'s declarations, when the caller has them (else looked
+            up by id).
         """
         X = self.matrix[rows].copy()
         if len(rows) == 0 or len(self.label_index) == 0:
             return X
-        event_rows = self.rows_of(revealed["declaration_id"]) if len(revealed) else rows[:0]
-        sub = np.union1d(rows, event_rows)
-        small = {
-            "declarations": self.declarations.iloc[sub].reset_index(drop=True),
+        if event_rows is None:
+            event_rows = self.rows_of(revealed["declaration_id"]) if len(revealed) else rows[:0]
+        if np.isin(event_rows, rows).any():
+            # A week's declaration cannot have a result before the week began.
+            raise ValueError("a revealed result belongs to a declaration of the week")
+        context = self._context.iloc[np.sort(event_rows)].reset_index(drop=True)
+        carried = Carried(
+            context=context,
+            context_uv_log_ratio=np.full(len(context), np.nan),  # behaviour only: not used
+            ghosts=context.iloc[:0],
+            history=History(),  # the context holds every revealed result: nothing older
+            unit_values=(pd.Index([], dtype="str"), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), np.zeros(0)),
+        )  # fmt: skip
+        tables: dict[str, pd.DataFrame] = {
+            **self._unused,
+            "declarations": self.declarations.iloc[rows].reset_index(drop=True),
             "inspections": revealed.reset_index(drop=True),
         }
-        built = build_offline(small, self.attributes or None, categories=self.categories)
-        at = np.searchsorted(sub, rows)
-        X[:, self.label_index] = built[self.label_names].to_numpy(
-            dtype=np.float64, na_value=np.nan
-        )[at]
+        built, _ = build_partition(
+            tables, carried, self.attributes or None, categories=self.categories
+        )
+        X[:, self.label_index] = built[self.label_names].to_numpy(dtype=np.float64, na_value=np.nan)
         return X
