@@ -150,7 +150,9 @@ def start_local_cluster(n_workers: int = 2, threads_per_worker: int = 1) -> Any:
         n_workers=n_workers,
         threads_per_worker=threads_per_worker,
         processes=True,
-        dashboard_address=None,
+        # None would still start the scheduler's HTTP server on 8787 (taken when another
+        # cluster runs): a free port on the loopback instead.
+        dashboard_address="127.0.0.1:0",
         env=env,
     )
 
