@@ -2,11 +2,13 @@
 train, rescore at 1M / 5M / 20M declarations, each step through the README's commands.
 
 Target: 20M end to end within 24 GiB peak; each step's seconds per million within 1.3x of the
-1M figure; the 1M figures no worse than the in-memory path (``--compare`` runs it beside).
+1M figure; the 1M figures no worse than the in-memory path (``--compare STEP ...`` runs each
+in-memory step right after its out-of-core one).
 
 Run::
 
-    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 [--compare] [--partition-months 3]
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 [--compare features train rescore]
+        [--partition-months 3] [--last features|train|rescore] [--merge]
 
 Every step is a child process (``guomen ...``); its wall time and the peak RSS of its whole
 process tree (sampled every 0.2 s with psutil: the step and any workers it starts) are recorded,
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,7 +76,17 @@ def last_day(store: Path) -> str:
     return str(decl.max().tz_convert("Asia/Shanghai").date())
 
 
-def measure(n: int, partition_months: int, max_rows: int, compare: bool) -> dict[str, Any]:
+def measure(
+    n: int,
+    partition_months: int,
+    max_rows: int,
+    compare: tuple[str, ...],
+    save: Callable[[dict[str, Any]], None],
+    last: str = "rescore",
+) -> dict[str, Any]:
+    """Run the steps at ``n`` declarations up to ``last``, each in-memory step of ``compare``
+    right after its out-of-core one (side by side at the same load); ``save`` is called with
+    the partial result after every step (a run cut short by a deadline keeps what finished)."""
     work = WORK / str(n)
     shutil.rmtree(work / "home", ignore_errors=True)
     home = work / "home"
@@ -87,14 +100,25 @@ def measure(n: int, partition_months: int, max_rows: int, compare: bool) -> dict
     }
     raw = work / "raw"
     steps: dict[str, dict[str, Any]] = {}
+    result: dict[str, Any] = {"declarations": n, "steps": steps}
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
 
-    def step(name: str, cmd: list[str]) -> None:
+    mem: dict[str, Any] = {}
+
+    def step(name: str, cmd: list[str], in_memory: list[str] | None = None) -> None:
         load = os.getloadavg()
         steps[name] = {**run_step(cmd, env, logs / f"{name}.log"), "load_before": load}
         steps[name]["load_after"] = os.getloadavg()
         print(n, name, steps[name], flush=True)
+        save(result)
+        if in_memory is not None and name in compare:
+            result["in_memory"] = mem
+            load = os.getloadavg()
+            mem[name] = {**run_step(in_memory, env, logs / f"mem-{name}.log"), "load_before": load}
+            mem[name]["load_after"] = os.getloadavg()
+            print(n, "in-memory", name, mem[name], flush=True)
+            save(result)
 
     shutil.rmtree(raw, ignore_errors=True)
     step("demo-data", [*GUOMEN, "demo-data", "--out", str(raw), "--declarations", str(n)])
@@ -104,26 +128,20 @@ def measure(n: int, partition_months: int, max_rows: int, compare: bool) -> dict
         "features",
         [*GUOMEN, "features", "build", "--store", str(home / "store"), "--out", str(feats),
          "--partition-months", str(partition_months)],
+        [*GUOMEN, "features", "build", "--store", str(home / "store"),
+         "--out", str(home / "features.parquet")],
     )  # fmt: skip
-    step("train", [*GUOMEN, "train", "--features", str(feats), "--max-rows", str(max_rows)])
+    if last == "features":
+        return result
+    step("train", [*GUOMEN, "train", "--features", str(feats), "--max-rows", str(max_rows)],
+         [*GUOMEN, "train"])  # fmt: skip
+    if last == "train":
+        return result
     subprocess.run([*GUOMEN, "promote"], cwd=home, env=env, check=True, capture_output=True)
     as_of = last_day(home / "store")
     step("rescore", [*GUOMEN, "rescore", "--as-of", as_of, "--features", str(feats),
-                     "--out", str(home / "rescore")])  # fmt: skip
-    result: dict[str, Any] = {"declarations": n, "steps": steps}
-    if compare:
-        mem: dict[str, Any] = {}
-        for name, cmd in (
-            ("features", [*GUOMEN, "features", "build", "--store", str(home / "store"),
-                          "--out", str(home / "features.parquet")]),
-            ("train", [*GUOMEN, "train"]),
-            ("rescore", [*GUOMEN, "rescore", "--as-of", as_of, "--out", str(home / "rescore-mem")]),
-        ):  # fmt: skip
-            load = os.getloadavg()
-            mem[name] = {**run_step(cmd, env, logs / f"mem-{name}.log"), "load_before": load}
-            mem[name]["load_after"] = os.getloadavg()
-            print(n, "in-memory", name, mem[name], flush=True)
-        result["in_memory"] = mem
+                     "--out", str(home / "rescore")],
+         [*GUOMEN, "rescore", "--as-of", as_of, "--out", str(home / "rescore-mem")])  # fmt: skip
     return result
 
 
@@ -170,9 +188,14 @@ def markdown(payload: dict[str, Any]) -> str:
                 continue
             ratios = []
             for name in STEPS:
-                a = base["steps"][name]["wall_s"] / (base["declarations"] / 1e6)
-                b = r["steps"][name]["wall_s"] / (r["declarations"] / 1e6)
-                ratios.append(f"{name} {b / a:.2f}×")
+                if name not in base["steps"] or name not in r["steps"]:
+                    continue
+                for key, unit in (("wall_s", "wall"), ("cpu_s", "CPU")):
+                    a = base["steps"][name].get(key) or 0
+                    b = r["steps"][name].get(key) or 0
+                    if a and b:
+                        x = (b / r["declarations"]) / (a / base["declarations"])
+                        ratios.append(f"{name} {unit} {x:.2f}×")
             lines.append(f"- {r['declarations']:,}: " + ", ".join(ratios))
     return "\n".join(lines) + "\n"
 
@@ -182,18 +205,30 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--partition-months", type=int, default=3)
     ap.add_argument("--max-rows", type=int, default=3_000_000)
-    ap.add_argument("--compare", action="store_true", help="also the in-memory path (1M)")
+    ap.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        choices=("features", "train", "rescore"),
+        help="also these steps of the in-memory path, each beside its own",
+    )
+    ap.add_argument(
+        "--last",
+        default="rescore",
+        choices=("features", "train", "rescore"),
+        help="stop after this step (a size whose later steps do not fit the time)",
+    )
     ap.add_argument("--merge", action="store_true", help="keep earlier sizes of scale.json")
     args = ap.parse_args()
     from benchmarks.provenance import git_commit
 
-    runs = []
+    runs: list[dict[str, Any]] = []
     if args.merge and (RESULTS / "scale.json").exists():
         old = json.loads((RESULTS / "scale.json").read_text())
         runs = [r for r in old["runs"] if r["declarations"] not in args.sizes]
-    for n in args.sizes:
-        runs.append(measure(n, args.partition_months, args.max_rows, args.compare))
-        runs.sort(key=lambda r: r["declarations"])
+
+    def save(partial: dict[str, Any]) -> None:
+        done = [r for r in runs if r["declarations"] != partial["declarations"]]
         payload = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, "
@@ -201,11 +236,17 @@ def main() -> None:
             "commit": git_commit(ROOT),
             "partition_months": args.partition_months,
             "max_rows": args.max_rows,
-            "runs": runs,
+            "runs": sorted([*done, partial], key=lambda r: r["declarations"]),
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2))
         (RESULTS / "scale.md").write_text(markdown(payload))
+
+    for n in args.sizes:
+        result = measure(
+            n, args.partition_months, args.max_rows, tuple(args.compare), save, args.last
+        )
+        runs = [r for r in runs if r["declarations"] != n] + [result]
 
 
 if __name__ == "__main__":

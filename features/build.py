@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import DQ_ISSUE_COUNT, SIGNAL_CHANNELS, SIGNAL_SEVERITIES
-from features.entities import EntityCoder, entities_for, frame_fields, frame_keys
+from features.entities import EntityCoder, entities_for, frame_fields
 from features.history import History
 from features.progress import Progress
 from features.registry import (
@@ -184,7 +184,6 @@ class Prepared:
         entities: EntitySet = None,
         screening: bool = False,
         categories: dict[str, list[str]] | None = None,
-        ghosts: pd.DataFrame | None = None,
     ) -> None:
         self.attributes = dict(attributes or {})
         decl = tables["declarations"].reset_index(drop=True)
@@ -202,16 +201,9 @@ class Prepared:
         self.uv_log_ratio = np.full(self.n, np.nan)
 
         insp = final_inspections(_table(tables, "inspections"))
-        # Ghosts: declarations older than this frame whose results fall inside it (the
-        # partitioned build); their inspections count for their keys, they are no events.
-        self.ghost_fields = None if ghosts is None else frame_fields(ghosts, self.attributes)
-        ids = decl["declaration_id"]
-        if ghosts is not None and len(ghosts):
-            ids = pd.concat([ids, ghosts["declaration_id"]], ignore_index=True)
-        row = pd.Index(ids).get_indexer(insp["declaration_id"])
+        row = pd.Index(decl["declaration_id"]).get_indexer(insp["declaration_id"])
         insp = insp[row >= 0]
-        # Row of each result's declaration (>= n: a ghost, row - n in ``ghosts``).
-        self.insp_row = row[row >= 0].astype(np.int64)
+        self.insp_row = row[row >= 0].astype(np.int64)  # row of each result's declaration
         self.insp_t = to_ns(insp["inspected_at"]) if len(insp) else np.zeros(0, np.int64)
         self.insp_flags = inspection_flags(insp)
         self.signals = _table(tables, "risk_signals")
@@ -234,20 +226,8 @@ class Prepared:
         self.rank_insp = self.ranks.rank(self.insp_t)
 
     def inspection_codes(self, entity: Entity, code_in: np.ndarray) -> np.ndarray:
-        """Entity code of every result's declaration (-1: no key, or a ghost key never declared
-        in this frame, which no query of the frame can match)."""
-        direct = self.insp_row < self.n
-        if direct.all():
-            return code_in[self.insp_row]
-        out = np.full(len(self.insp_row), -1, dtype=np.int64)
-        out[direct] = code_in[self.insp_row[direct]]
-        assert self.ghost_fields is not None
-        ghost_keys = frame_keys(self.ghost_fields, entity)
-        codes = pd.Index(self.coder.keys(entity), dtype="str").get_indexer(
-            pd.Index(ghost_keys, dtype="str")
-        )
-        out[~direct] = codes[self.insp_row[~direct] - self.n]
-        return out
+        """Entity code of every result's declaration (-1: no key)."""
+        return code_in[self.insp_row]
 
 
 class _Columns:
@@ -319,19 +299,28 @@ def _categorical_features(p: Prepared, out: _Columns) -> None:
         out[name] = values
 
 
-def _value_features(p: Prepared, out: _Columns, earlier: UnitValues | None = None) -> None:
+def declared_weight_kg(decl: pd.DataFrame) -> np.ndarray:
+    """``net_weight_kg`` as float64 (NaN where missing)."""
+    if "net_weight_kg" not in decl:
+        return np.full(len(decl), np.nan)
+    return decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _value_features(
+    p: Prepared, out: _Columns, known: tuple[np.ndarray, np.ndarray] | None = None
+) -> None:
     usd = declared_value_usd(p.decl)
-    kg = (
-        p.decl["net_weight_kg"].to_numpy(dtype=np.float64, na_value=np.nan)
-        if "net_weight_kg" in p.decl
-        else np.full(p.n, np.nan)
-    )
+    kg = declared_weight_kg(p.decl)
     with np.errstate(invalid="ignore"):
         out["decl_log_value_now"] = np.where(usd >= 0, np.log1p(np.where(usd >= 0, usd, 0)), np.nan)
         out["decl_log_weight_now"] = np.where(kg >= 0, np.log1p(np.where(kg >= 0, kg, 0)), np.nan)
     luv = unit_value_log(usd, kg)
     out["decl_log_unit_value_now"] = luv
-    ratio, z = hs6_unit_value_features(p.coder.field("hs6")[0], p.t, luv, earlier)
+    # ``known``: the partitioned build computed the HS6 unit-value features already (they are
+    # the one step that needs every earlier declaration, which only its client holds).
+    ratio, z = (
+        known if known is not None else hs6_unit_value_features(p.coder.field("hs6")[0], p.t, luv)
+    )
     out["hs6_uv_log_ratio_month"] = ratio
     out["hs6_uv_z_month"] = z
     p.uv_log_ratio = ratio
@@ -884,29 +873,26 @@ def build_offline(
 @dataclass
 class Carried:
     """What the partitioned build (``features.partitioned``) hands :func:`build_offline` for one
-    partition: the year before it and the totals of everything older.
+    partition: the year before it, coded, and the totals of everything older.
 
     Attributes
     ----------
-    context
-        Declarations of the months before the partition that its bounded windows reach (key
-        fields, flags, ``declared_at``; older than every row of the partition). Events only.
-    context_uv_log_ratio
-        ``hs6_uv_log_ratio_month`` of each context row, as its own partition computed it.
-    ghosts
-        Declarations older than the context whose results fall inside it (key fields).
+    events
+        The entity step's events (``features.partitioned.CodedEvents``): the declarations of the
+        months before the partition that its bounded windows reach, then the partition's own
+        rows (the queries, in the order of ``tables["declarations"]``), and the results that
+        fall inside that span, all as integer key codes local to this frame.
     history
-        All-history totals of everything older than the context.
-    unit_values
-        Log unit values of every earlier declaration: (HS6 values, code of each row in them,
-        ``declared_at`` ns, ln USD/kg).
+        All-history totals of everything older than the context, indexed by the same local
+        codes.
+    unit_value_features
+        ``hs6_uv_log_ratio_month`` and ``hs6_uv_z_month`` of the partition's rows (computed by
+        the client from every earlier declaration's unit value).
     """
 
-    context: pd.DataFrame
-    context_uv_log_ratio: np.ndarray
-    ghosts: pd.DataFrame
+    events: Any
     history: History
-    unit_values: tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]
+    unit_value_features: tuple[np.ndarray, np.ndarray]
 
 
 def build_partition(
@@ -917,18 +903,18 @@ def build_partition(
     entities: EntitySet = None,
     categories: dict[str, list[str]] | None = None,
     progress: Progress | None = None,
-) -> tuple[pd.DataFrame, Prepared]:
+) -> pd.DataFrame:
     """Point-in-time features of one time partition's declarations, given what came before.
 
-    ``tables["declarations"]`` holds the partition; the other tables the results, signals and
-    ratings the partition's windows can see (and may hold more). The features equal
+    ``tables["declarations"]`` holds the partition (the query rows of ``carried.events``, in
+    the same order); the other tables the signals and ratings the partition's windows can see
+    (and may hold more; results come coded in ``carried.events``). The features equal
     :func:`build_offline`'s rows for these declarations on the whole history.
 
     Returns
     -------
-    (pd.DataFrame, Prepared)
-        The features (as :func:`build_offline`) and the prepared context frame (its coder and
-        arrays let the caller move the carried state forward).
+    pd.DataFrame
+        The features, as :func:`build_offline` returns them.
     """
     with _small_pages():
         return _build_offline(
@@ -967,30 +953,20 @@ def _build_offline(
     specs = feature_specs(attributes, entities, screening)
     p = Prepared(tables, attributes, entities, screening, categories)
     feats = _Columns([s.name for s in specs], p.n)
-    events = p
-    earlier: UnitValues | None = None
-    if carried is not None:
-        decl = pd.concat([carried.context, p.decl], ignore_index=True)
-        events = Prepared(
-            {**tables, "declarations": decl}, attributes, entities, screening, categories,
-            ghosts=carried.ghosts,
-        )  # fmt: skip
-        uniques, codes, times, luv = carried.unit_values
-        hs6_uniques = p.coder.field("hs6")[1]
-        remap = pd.Index(hs6_uniques, dtype="str").get_indexer(uniques)
-        earlier = (np.append(remap, -1)[codes], times, luv)
+    events = p if carried is None else carried.events
+
+    known = None if carried is None else carried.unit_value_features
 
     def entity_step() -> None:
         if carried is None:
             _entity_features(p, feats, progress)
-            return
-        events.uv_log_ratio = np.concatenate([carried.context_uv_log_ratio, p.uv_log_ratio])
-        _entity_features(events, feats, progress, carried.history, n_query=p.n)
+        else:
+            _entity_features(events, feats, progress, carried.history, n_query=p.n)
 
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("declaration", lambda: _declaration_features(p, feats)),
         ("categorical", lambda: _categorical_features(p, feats)),
-        ("value", lambda: _value_features(p, feats, earlier)),
+        ("value", lambda: _value_features(p, feats, known)),
         ("credit", lambda: _credit_features(p, feats)),
         ("entities", entity_step),
         ("signals", lambda: _signal_features(p, feats)),
@@ -1007,7 +983,7 @@ def _build_offline(
     # One float64 block, transposed view: pandas takes it without a copy or consolidation.
     values = pd.DataFrame(feats.matrix.T, columns=feats.names, copy=False)
     frame = pd.concat([ids, values], axis=1)
-    return frame if carried is None else (frame, events)
+    return frame
 
 
 def build_labels(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -6,6 +6,10 @@ The bounded windows (30, 90, 365 days) of a declaration at ``t`` only read event
 :class:`History` holds exactly those per key, so the partitioned build
 (``features.partitioned``) needs one partition plus the year before it in memory, never the whole
 past. The offline build (``features.build``) adds these totals to what it counts inside its frame.
+
+Keys are the partitioned build's global integer codes (``features.partitioned.GlobalCodes``: the
+same code for the same key in every partition), so the totals are plain arrays indexed by code:
+no key strings are built or hashed after a partition's rows are coded.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 # Declaration behaviour sums (``features.build.BEHAVIOUR_SUMS``), repeated here so this leaf
 # module imports nothing from the build; ``tests/features/test_partitioned.py`` holds them equal.
@@ -23,6 +26,11 @@ NO_TIME = np.iinfo(np.int64).min
 LATE_TIME = np.iinfo(np.int64).max
 _SUMMED = ("decl", *RESULT_KINDS, *BEHAVIOUR_SUM_NAMES)
 COLUMNS = (*_SUMMED, "first_t", "last_nc_t")
+_FILL = {"first_t": LATE_TIME, "last_nc_t": NO_TIME}
+
+
+def _dtype(column: str) -> type:
+    return np.int64 if column in _FILL else np.float64
 
 
 class History:
@@ -38,41 +46,43 @@ class History:
     def __init__(self, cut: int = NO_TIME) -> None:
         self.cut = cut
         self.global_counts: dict[str, int] = dict.fromkeys(RESULT_KINDS, 0)
-        # Per entity: the keys seen, and one array per column aligned to them.
-        self._index: dict[str, pd.Index] = {}
+        # Per entity: one array per column, indexed by the key's global code.
         self._columns: dict[str, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
-        """Number of (entity, key) rows held."""
-        return sum(len(i) for i in self._index.values())
+        """Number of (entity, key) rows held (codes up to the largest seen)."""
+        return sum(len(cols["decl"]) for cols in self._columns.values())
 
     def entity(self, name: str, keys: np.ndarray) -> dict[str, np.ndarray]:
-        """Totals of one entity aligned to ``keys`` (a frame's key strings, indexed by code).
+        """Totals of one entity aligned to ``keys`` (global key codes).
 
         Unknown keys get zero counts, ``first_t = LATE_TIME`` and ``last_nc_t = NO_TIME``.
         """
-        n = len(keys)
-        index = self._index.get(name)
-        pos = (
-            index.get_indexer(pd.Index(keys, dtype="str"))
-            if index is not None
-            else np.full(n, -1, dtype=np.int64)
-        )
-        known = pos >= 0
+        keys = np.asarray(keys, dtype=np.int64)
+        cols = self._columns.get(name)
+        size = 0 if cols is None else len(cols["decl"])
+        known = (keys >= 0) & (keys < size)
         res: dict[str, np.ndarray] = {}
         for c in COLUMNS:
-            fill = {"first_t": LATE_TIME, "last_nc_t": NO_TIME}.get(c, 0)
-            dtype = np.int64 if c in ("first_t", "last_nc_t") else np.float64
-            values = np.full(n, fill, dtype=dtype)
-            if index is not None:
-                values[known] = self._columns[name][c][pos[known]]
+            values: np.ndarray = np.full(len(keys), _FILL.get(c, 0), dtype=_dtype(c))
+            if cols is not None:
+                values[known] = cols[c][keys[known]]
             res[c] = values
         return res
+
+    def _grown(self, name: str, size: int) -> dict[str, np.ndarray]:
+        cols = self._columns.setdefault(name, {})
+        old = len(cols["decl"]) if cols else 0
+        if size > old:
+            for c in COLUMNS:
+                pad: np.ndarray = np.full(size - old, _FILL.get(c, 0), dtype=_dtype(c))
+                cols[c] = np.concatenate([cols[c], pad]) if c in cols else pad
+        return cols
 
     def add(
         self,
         name: str,
-        keys: pd.Series,
+        keys: np.ndarray,
         *,
         declared_at: np.ndarray | None = None,
         terms: np.ndarray | None = None,
@@ -81,53 +91,38 @@ class History:
     ) -> None:
         """Add declarations (``declared_at`` and their behaviour ``terms``, shape
         ``(len(BEHAVIOUR_SUM_NAMES), n)``) or results (``inspected_at`` and 0/1 ``flags``) of
-        one entity; rows whose key is NA are skipped."""
-        ok = keys.notna().to_numpy()
+        one entity, by global key code; rows whose code is -1 (a missing field) are skipped."""
+        keys = np.asarray(keys, dtype=np.int64)
+        ok = keys >= 0
         if not ok.any():
             return
-        codes, uniques = pd.factorize(keys[ok])
-        m = len(uniques)
-        new: dict[str, np.ndarray] = {}
+        codes = keys[ok]
+        size = max(int(codes.max()) + 1, len(self._columns.get(name, {}).get("decl", ())))
+        cols = self._grown(name, size)
         if declared_at is not None:
             assert terms is not None
-            new["decl"] = np.bincount(codes, minlength=m).astype(np.float64)
+            cols["decl"] += np.bincount(codes, minlength=size)
             for i, c in enumerate(BEHAVIOUR_SUM_NAMES):
-                new[c] = np.bincount(codes, weights=terms[i][ok], minlength=m)
-            first = np.full(m, LATE_TIME, dtype=np.int64)
-            np.minimum.at(first, codes, declared_at[ok])
-            new["first_t"] = first
+                cols[c] += np.bincount(codes, weights=terms[i][ok], minlength=size)
+            np.minimum.at(cols["first_t"], codes, declared_at[ok])
         if inspected_at is not None:
             assert flags is not None
             for k in RESULT_KINDS:
                 w = np.asarray(flags[k], dtype=np.float64)[ok]
-                new[k] = np.bincount(codes, weights=w, minlength=m)
+                cols[k] += np.bincount(codes, weights=w, minlength=size)
             nc = np.asarray(flags["nc"], dtype=bool)[ok]
-            last = np.full(m, NO_TIME, dtype=np.int64)
-            np.maximum.at(last, codes, np.where(nc, inspected_at[ok], NO_TIME))
-            new["last_nc_t"] = last
-        index = self._index.get(name, pd.Index([], dtype="str"))
-        pos = index.get_indexer(pd.Index(uniques, dtype="str"))
-        fresh = pos < 0
-        cols = self._columns.setdefault(name, {})
-        n_old, n_new = len(index), int(fresh.sum())
-        for c in COLUMNS:
-            fill = {"first_t": LATE_TIME, "last_nc_t": NO_TIME}.get(c, 0)
-            dtype = np.int64 if c in ("first_t", "last_nc_t") else np.float64
-            old = cols.get(c, np.zeros(0, dtype=dtype))
-            grown = np.concatenate([old, np.full(n_new, fill, dtype=dtype)])
-            if c in new:
-                at = pos.copy()
-                at[fresh] = n_old + np.arange(n_new)
-                if c == "first_t":
-                    np.minimum.at(grown, at, new[c])
-                elif c == "last_nc_t":
-                    np.maximum.at(grown, at, new[c])
-                else:
-                    grown[at] += new[c]
-            cols[c] = grown
-        self._index[name] = index.append(pd.Index(uniques[fresh], dtype="str"))
+            np.maximum.at(cols["last_nc_t"], codes[nc], inspected_at[ok][nc])
 
     def add_global(self, flags: Mapping[str, np.ndarray]) -> None:
         """Add results to the all-keys totals (the root prior of every smoothed rate)."""
         for k in RESULT_KINDS:
             self.global_counts[k] += int(np.asarray(flags[k]).sum())
+
+    def subset(self, keys: Mapping[str, np.ndarray]) -> History:
+        """The totals of ``keys`` (global codes per entity) only, re-indexed ``0..k-1`` in the
+        order given: what one partition's frame needs, small enough to send to a worker."""
+        out = History(self.cut)
+        out.global_counts = dict(self.global_counts)
+        for name, k in keys.items():
+            out._columns[name] = self.entity(name, k)
+        return out

@@ -32,6 +32,7 @@ import shutil
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,34 +49,27 @@ from features.build import (
     build_labels,
     build_partition,
     declaration_flag,
+    declared_value_usd,
+    declared_weight_kg,
     final_inspections,
+    hs6_unit_value_features,
     inspection_flags,
+    unit_value_log,
+    window_ns,
 )
 from features.categorical import code_maps_from_counts, value_counts
-from features.entities import entities_for, frame_fields, frame_keys
-from features.history import History
+from features.entities import KEY_FIELDS, entities_for, frame_fields
+from features.history import LATE_TIME, History
 from features.progress import Progress
-from features.registry import DAY_NS, WINDOWS, feature_specs
-from features.windows import to_ns
+from features.registry import DAY_NS, WINDOWS, entity_aggregations, feature_specs
+from features.windows import TimeRanks, to_ns
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 CONTEXT_MONTHS = 12  # 12 calendar months always cover the longest bounded window (365 days)
-# Declaration columns the context keeps (besides the categorical attributes).
-CONTEXT_COLUMNS = (
-    "declaration_id",
-    "declared_at",
-    "enterprise_id",
-    "declarant_id",
-    "overseas_party_id",
-    "origin_country",
-    "port_code",
-    "hs_code",
-    "transport_mode",
-    "trade_mode",
-    "legal_inspection",
-    "third_party_certificate",
-)
+# Feature partitions: no dictionary pages for the float columns (they never pay: trying them cost
+# 2.5x the write CPU and made reads slower, measured on a 1M build) and lz4, which reads fastest.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "lz4", "use_dictionary": ["enterprise_id"]}
 
 
 class MonthSource(Protocol):
@@ -85,8 +79,8 @@ class MonthSource(Protocol):
         """Months (``YYYY-MM``) holding declarations, in order."""
         ...
 
-    def declarations(self, months: list[str]) -> pd.DataFrame:
-        """The declarations of these months (canonical dtypes)."""
+    def declarations(self, months: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+        """The declarations of these months (canonical dtypes; ``columns``: only those)."""
         ...
 
     def side_tables(self) -> dict[str, pd.DataFrame]:
@@ -105,8 +99,8 @@ class StoreSource:
     def months(self) -> list[str]:
         return self.store.months("declarations")
 
-    def declarations(self, months: list[str]) -> pd.DataFrame:
-        return self.store.read("declarations", months=months)
+    def declarations(self, months: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+        return self.store.read("declarations", columns=columns, months=months)
 
     def side_tables(self) -> dict[str, pd.DataFrame]:
         names = ("inspections", "risk_signals", "credit_ratings", "enterprises")
@@ -132,8 +126,9 @@ class FrameSource:
     def months(self) -> list[str]:
         return sorted(set(self._month))
 
-    def declarations(self, months: list[str]) -> pd.DataFrame:
-        return self._decl[np.isin(self._month, months)].reset_index(drop=True)
+    def declarations(self, months: list[str], columns: list[str] | None = None) -> pd.DataFrame:
+        rows = self._decl[np.isin(self._month, months)].reset_index(drop=True)
+        return rows if columns is None else rows[[c for c in columns if c in rows]]
 
     def side_tables(self) -> dict[str, pd.DataFrame]:
         return dict(self._side)
@@ -154,49 +149,290 @@ def add_months(name: str, k: int) -> str:
     return str(np.datetime64(name, "M") + np.timedelta64(k, "M"))
 
 
+class _Dictionary:
+    """A growing value -> code mapping: a value keeps its code for the whole build."""
+
+    def __init__(self, dtype: str) -> None:
+        self.index: pd.Index = pd.Index([], dtype=dtype)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def codes(self, values: pd.Index) -> np.ndarray:
+        """Code of each of ``values`` (distinct, no NA); values never seen get the next codes."""
+        pos = self.index.get_indexer(values)
+        fresh = pos < 0
+        if fresh.any():
+            pos[fresh] = len(self.index) + np.arange(int(fresh.sum()))
+            self.index = self.index.append(values[fresh])
+        return pos.astype(np.int64)
+
+
+class GlobalCodes:
+    """Integer codes of entity keys that are the same in every partition of one build.
+
+    A partition's key fields are factorized once (strings are touched once per declaration);
+    each distinct field value gets a global code, and a cross entity's key the global code of its
+    (code, code) pair. Everything the build carries from one partition to the next (the context,
+    the ghosts, the history, the unit values) is held as these codes.
+    """
+
+    def __init__(self, entity_defs: dict[str, Any]) -> None:
+        self.entity_defs = entity_defs
+        self.fields: dict[str, _Dictionary] = {}
+        self.pairs: dict[tuple[str, ...], _Dictionary] = {}
+
+    def field(self, series: pd.Series, name: str) -> np.ndarray:
+        """Global code of each value of one key field (-1: missing)."""
+        local, uniques = pd.factorize(series, use_na_sentinel=True)
+        dictionary = self.fields.setdefault(name, _Dictionary("str"))
+        g = dictionary.codes(pd.Index(np.asarray(uniques, dtype=object), dtype="str"))
+        return np.append(g, -1)[local]
+
+    def code(self, fields: dict[str, pd.Series]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Global code of every entity key of a partition's rows (-1: a field is missing), and
+        the rows' HS6 codes (the unit-value statistics group by them)."""
+        wanted = {f for e in self.entity_defs.values() for f in e.fields} | {"hs6"}
+        base = {f: self.field(fields[f], f) for f in sorted(wanted)}
+        by_fields: dict[tuple[str, ...], np.ndarray] = {}
+        out: dict[str, np.ndarray] = {}
+        for name, entity in self.entity_defs.items():
+            code = base[entity.fields[0]]
+            for i in range(1, len(entity.fields)):
+                prefix = tuple(entity.fields[: i + 1])
+                if prefix not in by_fields:
+                    other = base[entity.fields[i]]
+                    ok = (code >= 0) & (other >= 0)
+                    packed = (code[ok] << 32) | other[ok]  # both codes < 2**31
+                    local, uniques = pd.factorize(packed)
+                    pairs = self.pairs.setdefault(prefix, _Dictionary("int64"))
+                    joined = np.full(len(code), -1, dtype=np.int64)
+                    joined[ok] = pairs.codes(pd.Index(uniques))[local]
+                    by_fields[prefix] = joined
+                code = by_fields[prefix]
+            if len(code) and int(code.max()) >= 2**31:
+                raise OverflowError(f"entity {name}: more than 2**31 keys")
+            out[name] = code.astype(np.int32)
+        return out, base["hs6"]
+
+
 @dataclass
-class _ContextMonth:
-    month: str
-    frame: pd.DataFrame
+class _CodedRows:
+    """Declarations as the entity step reads them: times, flags, unit-value ratio, the row of
+    their final result (-1: none) and every entity's global key code (int32, -1: no key)."""
+
+    t: np.ndarray
+    cert: np.ndarray
+    legal: np.ndarray
     uv_log_ratio: np.ndarray
+    result: np.ndarray
+    codes: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def select(self, rows: np.ndarray) -> _CodedRows:
+        return _CodedRows(
+            self.t[rows],
+            self.cert[rows],
+            self.legal[rows],
+            self.uv_log_ratio[rows],
+            self.result[rows],
+            {k: v[rows] for k, v in self.codes.items()},
+        )
+
+    @staticmethod
+    def concat(parts: list[_CodedRows], names: list[str]) -> _CodedRows:
+        if not parts:
+            return _CodedRows(
+                np.zeros(0, np.int64),
+                np.zeros(0, bool),
+                np.zeros(0, bool),
+                np.zeros(0),
+                np.zeros(0, np.int64),
+                {k: np.zeros(0, np.int32) for k in names},
+            )
+        if len(parts) == 1:
+            return parts[0]
+        return _CodedRows(
+            np.concatenate([p.t for p in parts]),
+            np.concatenate([p.cert for p in parts]),
+            np.concatenate([p.legal for p in parts]),
+            np.concatenate([p.uv_log_ratio for p in parts]),
+            np.concatenate([p.result for p in parts]),
+            {k: np.concatenate([p.codes[k] for p in parts]) for k in names},
+        )
+
+
+class _Results:
+    """The final inspection results of the store as arrays (row = position in ``frame``)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.ids = pd.Index(frame["declaration_id"])
+        self.t = to_ns(frame["inspected_at"]) if len(frame) else np.zeros(0, np.int64)
+        self.flags = inspection_flags(frame)
+
+    def time_of(self, rows: np.ndarray) -> np.ndarray:
+        """Result time of each row (``LATE_TIME`` where there is none)."""
+        out = np.full(len(rows), LATE_TIME, dtype=np.int64)
+        has = rows >= 0
+        out[has] = self.t[rows[has]]
+        return out
+
+
+class CodedEvents:
+    """One partition's frame for ``features.build._entity_features``, all integers.
+
+    It offers what that step reads of a ``Prepared`` frame: the context's declarations then the
+    partition's (the queries), their flags and unit-value ratios, the results inside the frame's
+    span with their declarations' keys (ghosts' included), shared time ranks, and a coder whose
+    entity codes are dense codes local to this frame (``keys`` are those codes themselves: the
+    carried :class:`~features.history.History` is re-indexed to them). Small enough to pickle
+    to a Dask worker; the ranks are recomputed there.
+    """
+
+    def __init__(
+        self,
+        rows: _CodedRows,
+        codes: dict[str, np.ndarray],
+        key_counts: dict[str, int],
+        insp_t: np.ndarray,
+        insp_flags: dict[str, np.ndarray],
+        insp_codes: dict[str, np.ndarray],
+        attributes: dict[str, str],
+        entities: list[str] | None,
+        n_query: int,
+    ) -> None:
+        self.attributes = dict(attributes)
+        self.entity_names = entities
+        self.n = len(rows)
+        self.n_query = n_query
+        self.t = rows.t
+        self.cert = rows.cert
+        self.legal = rows.legal
+        self.uv_log_ratio = rows.uv_log_ratio
+        self.insp_t = insp_t
+        self.insp_flags = insp_flags
+        self._codes = codes
+        self._key_counts = key_counts
+        self._insp_codes = insp_codes
+        self._setup()
+
+    def _setup(self) -> None:
+        self.entities = entities_for(self.attributes, self.entity_names)
+        self.entity_aggs = entity_aggregations(self.attributes, self.entity_names, False)
+        self.coder = self
+        # Window starts are only ever read at the query rows (the partition's, the last
+        # ``n_query``): the context's are not ranked (their slots hold 0, never read).
+        q0 = self.n - self.n_query
+        starts = {w: self.t[q0:] - window_ns(w) for w in WINDOWS if window_ns(w) is not None}
+        ranks = TimeRanks([self.t, self.insp_t, *starts.values()])
+        self.M = ranks.modulus
+        self.rank_t = ranks.rank(self.t)
+        self.rank_start: dict[str, np.ndarray | None] = {w: None for w in WINDOWS}
+        for w, start in starts.items():
+            full = np.zeros(self.n, dtype=np.int64)
+            full[q0:] = ranks.rank(start)
+            self.rank_start[w] = full
+        self.rank_insp = ranks.rank(self.insp_t)
+
+    def __getstate__(self) -> dict[str, Any]:
+        drop = ("entities", "entity_aggs", "coder", "M", "rank_t", "rank_start", "rank_insp")
+        return {k: v for k, v in self.__dict__.items() if k not in drop}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    def codes(self, entity: Any) -> np.ndarray:
+        """Local key code of every row (-1: no key)."""
+        return self._codes[entity.name]
+
+    def keys(self, entity: Any) -> np.ndarray:
+        """The identity of each local code for the carried history: the code itself."""
+        return np.arange(self._key_counts[entity.name], dtype=np.int64)
+
+    def inspection_codes(self, entity: Any, code_in: np.ndarray) -> np.ndarray:
+        """Local key code of every result's declaration (-1: no key, or a ghost's key that no
+        row of the frame has, which no query can match)."""
+        return self._insp_codes[entity.name]
+
+
+def _frame(
+    rows: _CodedRows,
+    n_query: int,
+    ghosts: _CodedRows,
+    history: History,
+    results: _Results,
+    end: int,
+    attributes: dict[str, str],
+    entities: list[str] | None,
+) -> tuple[CodedEvents, History]:
+    """The partition's coded frame (context then the ``n_query`` partition rows) and the history
+    re-indexed to its keys. Results count when inspected in ``[history.cut, end)``."""
+    start = history.cut
+
+    def inside(part: _CodedRows) -> np.ndarray:
+        t = results.time_of(part.result)
+        return np.flatnonzero((t >= start) & (t < end))
+
+    own, ghost = inside(rows), inside(ghosts)
+    res = np.concatenate([rows.result[own], ghosts.result[ghost]])
+    codes: dict[str, np.ndarray] = {}
+    key_counts: dict[str, int] = {}
+    insp_codes: dict[str, np.ndarray] = {}
+    keys: dict[str, np.ndarray] = {}
+    for name, g in rows.codes.items():
+        ok = g >= 0
+        local = np.full(len(g), -1, dtype=np.int64)
+        dense, uniques = pd.factorize(g[ok])
+        local[ok] = dense
+        codes[name] = local
+        key_counts[name] = len(uniques)
+        keys[name] = np.asarray(uniques, dtype=np.int64)
+        # Global -> local code by a lookup array (no hash table per entity and partition).
+        ghost_global = ghosts.codes[name][ghost].astype(np.int64)
+        size = max(int(keys[name].max(initial=-1)), int(ghost_global.max(initial=-1))) + 2
+        lookup = np.full(size, -1, dtype=np.int64)  # lookup[-1] = -1: a missing key stays -1
+        lookup[keys[name]] = np.arange(len(uniques))
+        insp_codes[name] = np.concatenate([local[own], lookup[ghost_global]])
+    events = CodedEvents(
+        rows,
+        codes,
+        key_counts,
+        results.t[res],
+        {k: v[res] for k, v in results.flags.items()},
+        insp_codes,
+        attributes,
+        entities,
+        n_query,
+    )
+    return events, history.subset(keys)
 
 
 @dataclass
 class _UnitValues:
-    """Log unit values of every declaration built so far, HS6 as codes into ``values``."""
+    """Log unit values of every declaration built so far, by global HS6 code."""
 
-    values: list[str] = field(default_factory=list)
-    index: dict[str, int] = field(default_factory=dict)
     codes: list[np.ndarray] = field(default_factory=list)
     times: list[np.ndarray] = field(default_factory=list)
     luv: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, hs6: pd.Series, t: np.ndarray, luv: np.ndarray) -> None:
-        ok = hs6.notna().to_numpy() & np.isfinite(luv)
-        codes = np.empty(int(ok.sum()), dtype=np.int32)
-        for i, v in enumerate(hs6[ok].to_numpy(dtype=object)):
-            c = self.index.get(v)
-            if c is None:
-                c = self.index[v] = len(self.values)
-                self.values.append(v)
-            codes[i] = c
-        self.codes.append(codes)
+    def add(self, hs6: np.ndarray, t: np.ndarray, luv: np.ndarray) -> None:
+        ok = (hs6 >= 0) & np.isfinite(luv)
+        self.codes.append(hs6[ok].astype(np.int32))
         self.times.append(t[ok])
         self.luv.append(luv[ok])
-        if len(self.codes) > 16:  # keep few arrays (concatenation per partition stays cheap)
-            self._compact()
+        if len(self.codes) > 1:  # one array each (concatenated once per partition)
+            self.codes = [np.concatenate(self.codes)]
+            self.times = [np.concatenate(self.times)]
+            self.luv = [np.concatenate(self.luv)]
 
-    def _compact(self) -> None:
-        self.codes = [np.concatenate(self.codes)]
-        self.times = [np.concatenate(self.times)]
-        self.luv = [np.concatenate(self.luv)]
-
-    def as_tuple(self) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray]:
-        if self.codes:
-            self._compact()
-            return pd.Index(self.values, dtype="str"), self.codes[0], self.times[0], self.luv[0]
-        empty = np.zeros(0, dtype=np.int64)
-        return pd.Index([], dtype="str"), empty.astype(np.int32), empty, empty.astype(float)
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if not self.codes:
+            return None
+        return self.codes[0].astype(np.int64), self.times[0], self.luv[0]
 
 
 @dataclass
@@ -215,6 +451,60 @@ class PartitionedFeatures:
         return sum(int(p["rows"]) for p in self.partitions)
 
 
+@dataclass
+class _Static:
+    """What every partition's computation shares (sent once to each Dask worker)."""
+
+    attributes: dict[str, str]
+    entities: list[str] | None
+    categories: dict[str, list[str]]
+    credit_ratings: pd.DataFrame
+    enterprises: pd.DataFrame
+
+
+@dataclass
+class _Job:
+    """One partition's computation: everything but its declarations, which it reads itself."""
+
+    group: list[str]
+    name: str
+    carried: Carried
+    results: pd.DataFrame  # the final results of the partition's own declarations (labels)
+    signals: pd.DataFrame  # the signals its windows can see
+
+
+def compute_partition(
+    job: _Job, static: _Static, source: MonthSource, directory: Path
+) -> dict[str, Any]:
+    """Build one partition's features and labels and write them under ``directory`` (runs in
+    the build's process, or on a Dask worker that reads the same store)."""
+    decl = source.declarations(job.group)
+    tables = {
+        "declarations": decl,
+        "inspections": job.results,
+        "risk_signals": job.signals,
+        "credit_ratings": static.credit_ratings,
+        "enterprises": static.enterprises,
+    }
+    feats = build_partition(
+        tables, job.carried, static.attributes, entities=static.entities,
+        categories=static.categories,
+    )  # fmt: skip
+    labels = build_labels({"declarations": decl, "inspections": job.results})
+    _write_float32(feats, directory / "features" / f"part-{job.name}.parquet")
+    pq.write_table(
+        pa.Table.from_pandas(labels, preserve_index=False),
+        directory / "labels" / f"part-{job.name}.parquet",
+        compression="lz4",
+    )
+    return {
+        "name": job.name,
+        "months": list(job.group),
+        "rows": len(decl),
+        "labelled": int(labels["inspected"].sum()),
+    }
+
+
 def build_partitioned(
     source: MonthSource,
     out_dir: Path | str,
@@ -224,6 +514,8 @@ def build_partitioned(
     categories: dict[str, list[str]] | None = None,
     partition_months: int = 1,
     progress: Progress | None = None,
+    client: Any = None,
+    threads: int = 1,
 ) -> PartitionedFeatures:
     """Build every declaration's point-in-time features partition by partition into ``out_dir``.
 
@@ -238,9 +530,16 @@ def build_partitioned(
         (counted in a first pass, partition by partition).
     partition_months
         UTC months per partition: the memory setting (peak memory grows with the declarations of
-        ``partition_months + 12`` months).
+        ``partition_months`` months, plus the 12-month context as integer codes).
     progress
         Optional callback told each partition as it starts.
+    client
+        A ``distributed.Client``: each partition's features are computed on the cluster's
+        workers (``source`` and ``out_dir`` must be readable and writable at the same paths
+        there); the carried state is advanced here, partition by partition, as without one.
+    threads
+        Without a client: partitions computed at once in threads of this process (numpy's
+        sorts and searches and Parquet writing release the GIL); memory grows with it.
 
     Returns
     -------
@@ -248,30 +547,32 @@ def build_partitioned(
     """
     if partition_months < 1:
         raise ValueError("partition_months must be at least 1")
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
     attributes = dict(attributes or {})
     out_dir = Path(out_dir)
     months = source.months()
     if categories is None:
         categories = _fit_categories(source, months, attributes)
     side = source.side_tables()
-    insp = final_inspections(side["inspections"]).reset_index(drop=True)
-    insp_t = to_ns(insp["inspected_at"]) if len(insp) else np.zeros(0, np.int64)
-    insp_ids = pd.Index(insp["declaration_id"])
+    results = _Results(final_inspections(side["inspections"]).reset_index(drop=True))
     signals = side["risk_signals"].reset_index(drop=True)
     sig_t = to_ns(signals["reported_at"]) if len(signals) else np.zeros(0, np.int64)
     longest = max(d for d in WINDOWS.values() if d is not None) * DAY_NS
     names = [s.name for s in feature_specs(attributes, entities)]
-    key_columns = [*CONTEXT_COLUMNS, *(a for a, k in attributes.items() if k == "categorical")]
     entity_defs = entities_for(attributes, entities)
+    entity_names = list(entity_defs)
+    coder = GlobalCodes(entity_defs)
+    static = _Static(attributes, entities, categories, side["credit_ratings"], side["enterprises"])
 
     tmp = out_dir.with_name(f".{out_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
     (tmp / "features").mkdir(parents=True)
     (tmp / "labels").mkdir()
-    context: deque[_ContextMonth] = deque()
+    context: deque[tuple[str, _CodedRows]] = deque()
     history: History | None = None
-    ghosts = pd.DataFrame({c: pd.Series(dtype="str") for c in key_columns})
+    ghosts = _CodedRows.concat([], entity_names)
     unit_values = _UnitValues()
-    partitions: list[dict[str, Any]] = []
+    run = _Runner(client, threads, static, source, tmp)
     try:
         for group in _groups(months, partition_months):
             if progress:
@@ -281,70 +582,43 @@ def build_partitioned(
             if history is None:
                 history = History(cut)
             leaving = []
-            while context and month_start(context[0].month) < cut:
-                leaving.append(context.popleft())
-            ghosts = _advance(
-                history, cut, leaving, ghosts, insp, insp_t, insp_ids, entity_defs, attributes
-            )
+            while context and month_start(context[0][0]) < cut:
+                leaving.append(context.popleft()[1])
+            ghosts = _advance(history, cut, leaving, ghosts, results, entity_names)
             decl = source.declarations(group)
-            in_ctx = (insp_t >= history.cut) & (insp_t < b)
-            sig_in = (sig_t >= a - longest) & (sig_t < b)
-            tables = {
-                "declarations": decl,
-                "inspections": insp[in_ctx],
-                "risk_signals": signals[sig_in],
-                "credit_ratings": side["credit_ratings"],
-                "enterprises": side["enterprises"],
-            }
-            ctx_frames = [c.frame for c in context]
-            carried = Carried(
-                context=(
-                    pd.concat(ctx_frames, ignore_index=True)
-                    if ctx_frames
-                    else decl.iloc[:0][[c for c in key_columns if c in decl]]
-                ),
-                context_uv_log_ratio=(
-                    np.concatenate([c.uv_log_ratio for c in context]) if context else np.zeros(0)
-                ),
-                ghosts=ghosts,
-                history=history,
-                unit_values=unit_values.as_tuple(),
+            own = results.ids.get_indexer(pd.Index(decl["declaration_id"]))
+            codes, hs6 = coder.code(frame_fields(decl, attributes))
+            t = to_ns(decl["declared_at"])
+            luv = unit_value_log(declared_value_usd(decl), declared_weight_kg(decl))
+            ratio, z = hs6_unit_value_features(hs6, t, luv, unit_values.arrays())
+            rows = _CodedRows(
+                t,
+                declaration_flag(decl, "third_party_certificate"),
+                declaration_flag(decl, "legal_inspection"),
+                ratio,
+                own.astype(np.int64),
+                codes,
             )
-            feats, _ = build_partition(
-                tables, carried, attributes, entities=entities, categories=categories
+            frame = _CodedRows.concat([*(c for _, c in context), rows], entity_names)
+            events, carried_history = _frame(
+                frame, len(rows), ghosts, history, results, b, attributes, entities
             )
-            own = insp_ids.get_indexer(pd.Index(decl["declaration_id"]))
-            labels = build_labels({"declarations": decl, "inspections": insp.iloc[own[own >= 0]]})
             name = group[0] if len(group) == 1 else f"{group[0]}_{group[-1]}"
-            _write_float32(feats, tmp / "features" / f"part-{name}.parquet")
-            labels.to_parquet(tmp / "labels" / f"part-{name}.parquet", index=False)
-            fields = frame_fields(decl, attributes)
-            unit_values.add(
-                fields["hs6"],
-                to_ns(decl["declared_at"]),
-                feats["decl_log_unit_value_now"].to_numpy(),
+            run.submit(
+                _Job(
+                    list(group),
+                    name,
+                    Carried(events, carried_history, (ratio, z)),
+                    results.frame.iloc[own[own >= 0]],
+                    signals[(sig_t >= a - longest) & (sig_t < b)],
+                )
             )
-            keep = [c for c in key_columns if c in decl]
+            unit_values.add(hs6, t, luv)
+            month_of = month_names(t)
             for m in group:
-                rows = (decl["declared_at"] >= pd.Timestamp(month_start(m), tz="UTC")) & (
-                    decl["declared_at"] < pd.Timestamp(month_start(add_months(m, 1)), tz="UTC")
-                )
-                context.append(
-                    _ContextMonth(
-                        m,
-                        decl.loc[rows, keep].reset_index(drop=True),
-                        feats.loc[rows.to_numpy(), "hs6_uv_log_ratio_month"].to_numpy(),
-                    )
-                )
-            partitions.append(
-                {
-                    "name": name,
-                    "months": list(group),
-                    "rows": len(decl),
-                    "labelled": int(labels["inspected"].sum()),
-                }
-            )
-            del feats, labels, decl, tables, carried
+                context.append((m, rows.select(np.flatnonzero(month_of == m))))
+            del decl, frame, events, carried_history
+        partitions = run.finish()
         manifest = {
             "format": FORMAT,
             "feature_names": names,
@@ -358,9 +632,62 @@ def build_partitioned(
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         _swap(tmp, out_dir)
     except BaseException:
+        run.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return PartitionedFeatures(out_dir, names, partitions, entities, attributes, categories)
+
+
+class _Runner:
+    """Computes the partitions here (one at a time, or ``threads`` at once) or on a Dask cluster,
+    with a bounded number in flight (each holds its carried frame until it is computed)."""
+
+    def __init__(
+        self, client: Any, threads: int, static: _Static, source: MonthSource, tmp: Path
+    ) -> None:
+        self.client = client
+        self.source, self.tmp = source, tmp
+        self.done: list[dict[str, Any]] = []
+        self.pending: deque[Any] = deque()
+        self.pool: ThreadPoolExecutor | None = None
+        if client is not None:
+            self.static: Any = client.scatter(static, broadcast=True)
+            self.limit = 2 * max(1, len(client.scheduler_info()["workers"]))
+        else:
+            self.static = static
+            self.limit = threads
+            if threads > 1:
+                self.pool = ThreadPoolExecutor(threads, thread_name_prefix="partition")
+
+    def submit(self, job: _Job) -> None:
+        args = (job, self.static, self.source, self.tmp)
+        if self.client is not None:
+            self.pending.append(self.client.submit(compute_partition, *args, pure=False))
+        elif self.pool is not None:
+            self.pending.append(self.pool.submit(compute_partition, *args))
+        else:
+            self.done.append(compute_partition(*args))
+        while len(self.pending) >= self.limit:
+            self.done.append(self.pending.popleft().result())
+
+    def finish(self) -> list[dict[str, Any]]:
+        while self.pending:
+            self.done.append(self.pending.popleft().result())
+        self.close()
+        return self.done
+
+    def cancel(self) -> None:
+        if self.client is not None and self.pending:
+            self.client.cancel(list(self.pending))
+        for future in self.pending:
+            if hasattr(future, "cancel"):
+                future.cancel()
+        self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
 
 def _groups(months: list[str], k: int) -> Iterator[list[str]]:
@@ -386,8 +713,11 @@ def _fit_categories(
 ) -> dict[str, list[str]]:
     """``features.categorical.fit_code_maps`` of all declarations, counted month by month."""
     totals: dict[str, list[pd.Series]] = {}
+    # Only the key fields are read (the first pass is a fifth of the build's reading otherwise).
+    columns = [*KEY_FIELDS, *(a for a, kind in attributes.items() if kind == "categorical")]
     for m in months:
-        for name, counts in value_counts(source.declarations([m]), attributes).items():
+        decl = source.declarations([m], columns=columns)
+        for name, counts in value_counts(decl, attributes).items():
             totals.setdefault(name, []).append(counts)
     summed = {
         name: pd.concat(parts).groupby(level=0).sum() for name, parts in totals.items() if parts
@@ -398,57 +728,34 @@ def _fit_categories(
 def _advance(
     history: History,
     cut: int,
-    leaving: list[_ContextMonth],
-    ghosts: pd.DataFrame,
-    insp: pd.DataFrame,
-    insp_t: np.ndarray,
-    insp_ids: pd.Index,
-    entity_defs: dict[str, Any],
-    attributes: dict[str, str],
-) -> pd.DataFrame:
+    leaving: list[_CodedRows],
+    ghosts: _CodedRows,
+    results: _Results,
+    names: list[str],
+) -> _CodedRows:
     """Move the history's cut forward to ``cut``: the declarations of the months leaving the
-    context and the results inspected before ``cut`` join the totals. Returns the new ghosts."""
+    context and the results inspected before ``cut`` join the totals. Returns the new ghosts
+    (declarations before the cut whose result is at or after it)."""
     if cut <= history.cut:
         return ghosts
     old_cut = history.cut
-    frames = [m.frame for m in leaving]
-    decl = pd.concat(frames, ignore_index=True) if frames else None
-    if decl is not None and len(decl):
-        ratio = np.concatenate([m.uv_log_ratio for m in leaving])
-        terms = behaviour_terms(
-            declaration_flag(decl, "third_party_certificate"),
-            declaration_flag(decl, "legal_inspection"),
-            ratio,
-        )
-        fields = frame_fields(decl, attributes)
-        t = to_ns(decl["declared_at"])
-        for name, entity in entity_defs.items():
-            history.add(name, frame_keys(fields, entity), declared_at=t, terms=terms)
-    # Results inspected in [old cut, cut): their declarations are leaving now or ghosts.
-    moving = (insp_t >= old_cut) & (insp_t < cut)
-    pool = ghosts if decl is None else pd.concat([ghosts, decl], ignore_index=True)
-    if moving.any() and len(pool):
-        res = insp[moving]
-        row = pd.Index(pool["declaration_id"]).get_indexer(res["declaration_id"])
-        found = row >= 0
-        res, row = res[found], row[found]
-        flags = inspection_flags(res)
-        history.add_global(inspection_flags(insp[moving]))
-        owners = pool.iloc[row].reset_index(drop=True)
-        fields = frame_fields(owners, attributes)
-        rt = to_ns(res["inspected_at"])
-        for name, entity in entity_defs.items():
-            history.add(name, frame_keys(fields, entity), inspected_at=rt, flags=flags)
-    elif moving.any():
-        history.add_global(inspection_flags(insp[moving]))
+    decl = _CodedRows.concat(leaving, names)
+    if len(decl):
+        terms = behaviour_terms(decl.cert, decl.legal, decl.uv_log_ratio)
+        for name in names:
+            history.add(name, decl.codes[name], declared_at=decl.t, terms=terms)
+    moving = (results.t >= old_cut) & (results.t < cut)
+    if moving.any():
+        history.add_global({k: v[moving] for k, v in results.flags.items()})
+    pool = _CodedRows.concat([ghosts, decl], names) if len(decl) else ghosts
+    rt = results.time_of(pool.result)
+    now = np.flatnonzero((rt >= old_cut) & (rt < cut))
+    if len(now):
+        flags = {k: v[pool.result[now]] for k, v in results.flags.items()}
+        for name in names:
+            history.add(name, pool.codes[name][now], inspected_at=rt[now], flags=flags)
     history.cut = cut
-    # Ghosts: declarations before the cut whose result is at or after it.
-    if not len(pool):
-        return ghosts
-    pos = insp_ids.get_indexer(pd.Index(pool["declaration_id"]))
-    later = np.zeros(len(pool), dtype=bool)
-    later[pos >= 0] = insp_t[pos[pos >= 0]] >= cut
-    return pool[later].reset_index(drop=True)
+    return pool.select(np.flatnonzero((rt >= cut) & (rt != LATE_TIME)))
 
 
 def _write_float32(frame: pd.DataFrame, path: Path) -> None:
@@ -456,7 +763,7 @@ def _write_float32(frame: pd.DataFrame, path: Path) -> None:
     columns = {c: pa.array(frame[c]) for c in ID_COLUMNS}
     for c in frame.columns[len(ID_COLUMNS) :]:
         columns[c] = pa.array(frame[c].to_numpy(dtype=np.float32))
-    pq.write_table(pa.table(columns), path)
+    pq.write_table(pa.table(columns), path, **PARQUET_OPTIONS)
 
 
 def _swap(tmp: Path, out_dir: Path) -> None:

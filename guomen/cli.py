@@ -224,23 +224,43 @@ def features_build(
     entities: Annotated[
         str | None, typer.Option(help="history keys to build, comma-separated (default set)")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="with --partition-months: compute the partitions on this Dask scheduler"),
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(help="with --partition-months: partitions computed at once here", min=1)
+    ] = 1,
 ) -> None:
     """Build point-in-time features for every declaration in the store (offline path)."""
     from features.build import build_offline, progress_steps
     from features.store import Store
 
     chosen = [e.strip() for e in entities.split(",") if e.strip()] if entities else None
+    if scheduler is not None and partition_months is None:
+        raise typer.BadParameter("--scheduler needs --partition-months", param_hint="--scheduler")
     if partition_months is not None:
         from features.partitioned import StoreSource, build_partitioned
 
-        built = build_partitioned(
-            StoreSource(store),
-            out,
-            Store(store).attributes,
-            entities=chosen,
-            partition_months=partition_months,
-            progress=_progress_lines("features: "),
-        )
+        client = None
+        if scheduler is not None:
+            from distributed import Client
+
+            client = Client(scheduler)
+        try:
+            built = build_partitioned(
+                StoreSource(store.resolve()),
+                out.resolve(),
+                Store(store).attributes,
+                entities=chosen,
+                partition_months=partition_months,
+                progress=_progress_lines("features: "),
+                client=client,
+                threads=threads,
+            )
+        finally:
+            if client is not None:
+                client.close()
         typer.echo(
             f"{built.rows:,} declarations x {len(built.feature_names)} features in "
             f"{len(built.partitions)} partitions -> {out}"

@@ -110,3 +110,35 @@ def test_behaviour_sum_names_agree() -> None:
 def test_bad_partition_setting_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="partition_months"):
         build_partitioned(FrameSource(make_tables(50)), tmp_path / "f", partition_months=0)
+
+
+def test_partitions_on_a_dask_cluster_equal_the_local_build(tmp_path: Path) -> None:
+    """Each partition computed by a worker of a real LocalCluster (two processes), or by two
+    threads here: the same frames as the build computed one partition at a time."""
+    from distributed import Client, LocalCluster
+
+    tables = make_tables(3000, seed=4, days=800, attributes=True)
+    late_results(tables, 0.1, 4)
+    local = build_partitioned(FrameSource(tables), tmp_path / "local", ATTRS, partition_months=2)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = build_partitioned(
+            FrameSource(tables), tmp_path / "dask", ATTRS, partition_months=2, client=client
+        )
+    threaded = build_partitioned(
+        FrameSource(tables), tmp_path / "threads", ATTRS, partition_months=2, threads=2
+    )
+    assert remote.partitions == local.partitions == threaded.partitions
+    for kind in ("features", "labels"):
+        for path in sorted((tmp_path / "local" / kind).glob("*.parquet")):
+            a = pd.read_parquet(path)
+            for other in ("dask", "threads"):
+                pd.testing.assert_frame_equal(
+                    a, pd.read_parquet(tmp_path / other / kind / path.name)
+                )
+    full = build_offline(tables, ATTRS)
+    assert mismatches(full, read_partitions(tmp_path / "dask")) == {}

@@ -78,6 +78,31 @@ def test_above_the_cap_each_segment_is_a_uniform_sample(demo, partitions: Path) 
     assert part.sample.kept[TEST] <= part.sample.rows[TEST]
 
 
+def test_model_from_partitions_is_the_in_memory_model(demo, partitions: Path, tmp_path) -> None:
+    """Below the cap, training from the partitions gives the model trained on the in-memory
+    features cast to float32, tree for tree (the same rows, the same float32 values)."""
+    from training.config import load_config
+    from training.pipeline import run_training
+
+    root, inputs = demo
+    cfg = load_config(overrides={**SMALL, "selection": {"candidates": ["none"]}})
+    part = load_partitioned_inputs(
+        partitions, root / "store", test_months=cfg.split.test_months,
+        validation_months=cfg.split.validation_months, max_rows=10**9,
+    )  # fmt: skip
+    as_float32 = inputs.features.copy()
+    names = [s.name for s in part.specs]
+    as_float32[names] = as_float32[names].astype(np.float32)
+    common = {"config": cfg, "model_name": "m", "attributes": part.attributes,
+              "categories": part.categories, "entities": part.entities}  # fmt: skip
+    a = run_training(part.features, part.labels, part.specs, models_dir=tmp_path / "a",
+                     declarations=part.declarations, **common)  # fmt: skip
+    b = run_training(as_float32, inputs.labels, part.specs, models_dir=tmp_path / "b",
+                     declarations=inputs.tables["declarations"], **common)  # fmt: skip
+    assert a.fitted.booster.model_to_string() == b.fitted.booster.model_to_string()
+    assert a.metrics["random_sample"]["auc"] == b.metrics["random_sample"]["auc"]
+
+
 def test_train_from_partitions_through_the_cli(demo, mlflow_template, tmp_path, monkeypatch):
     from guomen.cli import app
     from guomen.settings import get_settings
