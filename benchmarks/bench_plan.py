@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.provenance import git_commit  # noqa: E402
+from benchmarks.provenance import git_commit, machine  # noqa: E402
 from policy.plan import (  # noqa: E402
     PlanConfig,
     PlanError,
@@ -57,11 +56,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict[str, Any]:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"nproc": os.cpu_count(), "ram_gib": round(mem, 1), "python": platform.python_version()}
 
 
 def cut(tables: dict[str, pd.DataFrame], at: pd.Timestamp) -> dict[str, pd.DataFrame]:
@@ -293,7 +287,7 @@ def markdown(r: dict[str, Any]) -> str:
     d = r["data"]
     out = [
         f"# Monitoring plan benchmark ({r['date']})", "",
-        f"Machine: {r['machine']['nproc']} cores, {r['machine']['ram_gib']} GiB; load average at the"
+        f"Machine: {r['machine']['nproc']} cores, {r['machine']['ram_gb']} GiB; load average at the"
         f" end {tuple(r['load_average_end'])} (shared machine); commit {r['commit']}.",
         f"Data: {d['source']} ({d['declarations']:,} declarations, ending {d['end'][:10]}). The plan"
         f" for the last year is made at {d['cutoff'][:10]} from the {d['known_declarations']:,}"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -44,6 +43,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.provenance import machine  # noqa: E402
 from demo.generate import write_demo_data  # noqa: E402
 from features.build import build_offline  # noqa: E402
 from features.bundle import ModelBundle, load_bundle  # noqa: E402
@@ -54,11 +54,6 @@ from serving.rescore.explain import MatrixScorer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TIMEZONE = "Asia/Shanghai"
-
-
-def machine() -> dict[str, Any]:
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"nproc": os.cpu_count(), "ram_gib": round(mem, 1), "python": platform.python_version()}
 
 
 def load() -> list[float]:
@@ -297,7 +292,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         "### Batch rescoring (`benchmarks/bench_rescore.py`)",
         "",
-        f"{r['date']}, {r['machine']['nproc']} cores, {r['machine']['ram_gib']} GiB RAM, shared "
+        f"{r['date']}, {r['machine']['nproc']} cores, {r['machine']['ram_gb']} GiB RAM, shared "
         f"machine: load average (1/5/15 min) {r['load_start']} at start, {r['load_end']} at end. "
         f"Model: {m['trees']} trees x {m['num_leaves']} leaves (max depth {m['max_depth']}, "
         f"{m['leaves_total']:,} leaves in all), {m['features']} features, trained by "
