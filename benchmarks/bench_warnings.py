@@ -2,7 +2,9 @@
 
 Generates demo data (``demo.generate.write_demo_data``), ingests it (``features.ingest``) and
 replays the committee week by week: every ``--step-days`` ``policy.warnings.propose`` runs at
-that date with the subjects that already have an open warning skipped; a simulated committee
+that date with the subjects that already have an open warning skipped, and every
+``--notice-step-days`` in between the nightly check of reports (``propose(...,
+notices_only=True)``, the operating cadence of docs/warnings.md); a simulated committee
 approves every proposal at once (start time = the proposal date) and lifts a warning when its
 effect evaluation passes (nonconforming rate of matching declarations inspected since it
 started, over at most ``lift.period_days``, at or below ``lift.threshold_factor`` x baseline).
@@ -148,6 +150,7 @@ def run(
     reuse: bool = False,
     world: str | None = None,
     signal_intensity: float | None = None,
+    notice_step_days: int = 1,
 ) -> dict:
     from demo.generate import write_demo_data
     from features.ingest import ingest
@@ -195,8 +198,27 @@ def run(
     escalations: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     per_step: list[float] = []
-    for as_of in dates:
+    notice_s = 0.0
+    # the operating cadence (docs/warnings.md): the full assessment every step_days, and in
+    # between the nightly check of reports (`guomen warnings propose --notices-only`)
+    weekly = set(dates)
+    checks = dates
+    if 0 < notice_step_days < step_days:
+        checks = pd.DatetimeIndex(
+            sorted(weekly | set(pd.date_range(dates[0], dates[-1], freq=f"{notice_step_days}D")))
+        )
+    for as_of in checks:
         s0 = time.perf_counter()
+        if as_of not in weekly:
+            made = propose(tables, as_of, cfg, open_subjects=set(open_w),
+                           recently_closed=closed, notices_only=True)  # fmt: skip
+            for w in made:
+                w["activated_at"] = w["as_of"]
+                w["first_level"] = w["max_level"] = w["level"]
+                open_w[(w["subject_kind"], w["subject_key"])] = w
+                proposals.append(w)
+            notice_s += time.perf_counter() - s0
+            continue
         for key, w in list(open_w.items()):
             ev = evaluate_effect(w, tables, as_of, cfg)
             if ev.passed:
@@ -214,7 +236,7 @@ def run(
             if review is not None and review[0] == "lapse":
                 w["lapsed_at"] = str(as_of.date())
                 del open_w[key]
-                closed[key] = {"level": w["level"], "closed_at": as_of}
+                closed[key] = {"level": w["level"], "closed_at": as_of, "lapsed": True}
                 lapsed += 1
                 continue
             if review is not None:  # results confirm the report-driven notice
@@ -235,6 +257,7 @@ def run(
         per_step.append(time.perf_counter() - s0)
     timings["replay_s"] = time.perf_counter() - t0
     timings["propose_step_median_s"] = float(np.median(per_step))
+    timings["notice_checks_s"] = notice_s
 
     rows = []
     for w in proposals:
@@ -318,6 +341,7 @@ def run(
         "world": world or "default",
         "signal_intensity": 1.0 if signal_intensity is None else signal_intensity,
         "step_days": step_days,
+        "notice_step_days": notice_step_days,
         "max_delay_days": max_delay,
         "assessment_dates": len(dates),
         "first_assessment": str(dates[0].date()),
@@ -467,8 +491,9 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
         "",
         "| world | declarations | intensity | seed | detected <= 30 d | detected <= 42 d | "
         "eligible proposed <= 30 d | median delay (d) | max level exact | without cause "
-        "(per year) | notices (confirmed / lapsed) | warnings | replay s | load | date | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(per year) | notices (confirmed / lapsed) | warnings | assessment / report check "
+        "every (d) | replay s | load | date | commit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s = r["summary"]
@@ -481,7 +506,8 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
             f"{s['max_level_exact']}/{s['detected']} | {s['without_planted_cause']} "
             f"({(s['without_planted_cause_per_year'] or 0):.1f}) | "
             f"{s['report_driven_notices']} ({s['notices_confirmed']} / {s['notices_lapsed']}) | "
-            f"{s['warnings']} | {r['timings']['replay_s']:.0f} | {r['load_average'][0]:.1f} | "
+            f"{s['warnings']} | {r['step_days']} / {r.get('notice_step_days', r['step_days'])} | "
+            f"{r['timings']['replay_s']:.0f} | {r['load_average'][0]:.1f} | "
             f"{r['date'][:16]} | {r.get('commit') or '-'} |"
         )
     return "\n".join(lines) + "\n"
@@ -491,7 +517,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--declarations", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--step-days", type=int, default=7)
+    ap.add_argument("--step-days", type=int, default=7, help="days between full assessments")
+    ap.add_argument(
+        "--notice-step-days",
+        type=int,
+        default=1,
+        help="days between checks of reports for early notices (the nightly "
+        "`guomen warnings propose --notices-only`; 0: only with the full assessment)",
+    )
     ap.add_argument("--max-delay", type=int, default=42)
     ap.add_argument("--work", type=Path, default=None, help="folder for demo data and store")
     ap.add_argument("--reuse", action="store_true", help="reuse the store already in --work")
@@ -538,7 +571,8 @@ def main() -> None:
                     r = run(args.declarations, args.seed, args.step_days, args.max_delay,
                             work, reuse=args.data_root is not None,
                             world=None if world == "default" else world,
-                            signal_intensity=None if x == 1.0 else x)  # fmt: skip
+                            signal_intensity=None if x == 1.0 else x,
+                            notice_step_days=args.notice_step_days)  # fmt: skip
                 r["world"], r["signal_intensity"] = world, x
                 runs.append(r)
                 out.with_suffix(".json").write_text(
@@ -551,7 +585,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         result = run(args.declarations, args.seed, args.step_days, args.max_delay, work,
-                     args.reuse, args.world, args.signal_intensity)  # fmt: skip
+                     args.reuse, args.world, args.signal_intensity,
+                     args.notice_step_days)  # fmt: skip
     tag = args.tag
     if tag is None:  # warnings.md is 1M seed 7; others warnings_200k.md, warnings_200k_seed11.md
         size = "" if args.declarations == 1_000_000 else f"_{args.declarations // 1000}k"

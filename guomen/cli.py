@@ -298,6 +298,14 @@ def warnings_propose(
     config: Annotated[
         Path | None, typer.Option(help="warning configuration YAML (policy/warning_config.yaml)")
     ] = None,
+    notices_only: Annotated[
+        bool,
+        typer.Option(
+            "--notices-only",
+            help="the nightly check of reports: only early notices (run it every night, the "
+            "full assessment every week; docs/warnings.md)",
+        ),
+    ] = False,
 ) -> None:
     """Assess every subject (enterprise, overseas party, HS4, origin, HS4 x origin) at --as-of
     and store new warning proposals for the committee."""
@@ -313,7 +321,9 @@ def warnings_propose(
         raise typer.BadParameter(f"--as-of: {exc}") from exc
     ws = _warning_store(config)
     tables = Store(store or get_settings().store_dir).tables()
-    made = ws.propose(tables, as_of, f"cli:{getpass.getuser()}")  # type: ignore[attr-defined]
+    made = ws.propose(  # type: ignore[attr-defined]
+        tables, as_of, f"cli:{getpass.getuser()}", notices_only=notices_only
+    )
     for w in made:
         typer.echo(f"{w['id']}  {w['level_name']:<10} {w['publication_type']}  {w['title']}")
     typer.echo(f"{len(made)} new proposal(s)")

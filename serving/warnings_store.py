@@ -199,19 +199,24 @@ class WarningStore:
             return {(k, v) for k, v in conn.execute(q)}
 
     def recently_closed(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """(kind, key) -> level and time of the latest lifted or rejected warning, so that
-        ``propose`` applies its cool-down (a closed subject returns only at a worse level)."""
+        """(kind, key) -> level, time and whether it lapsed, of the latest lifted, rejected or
+        lapsed warning, so that ``propose`` applies its cool-down (a lifted or rejected
+        subject returns only at a worse level; a lapsed notice has none)."""
         t = warnings_table.c
-        q = sa.select(t.subject_kind, t.subject_key, t.level, t.lifted_at, t.updated_at).where(
-            t.status.in_(("lifted", "rejected", "lapsed"))
-        )
+        q = sa.select(
+            t.subject_kind, t.subject_key, t.level, t.status, t.lifted_at, t.updated_at
+        ).where(t.status.in_(("lifted", "rejected", "lapsed")))
         closed: dict[tuple[str, str], dict[str, Any]] = {}
         with self.engine.connect() as conn:
-            for kind, key, level, lifted_at, updated_at in conn.execute(q):
+            for kind, key, level, status, lifted_at, updated_at in conn.execute(q):
                 at = lifted_at or updated_at
                 prev = closed.get((kind, key))
                 if prev is None or at > prev["closed_at"]:
-                    closed[(kind, key)] = {"level": int(level), "closed_at": at}
+                    closed[(kind, key)] = {
+                        "level": int(level),
+                        "closed_at": at,
+                        "lapsed": status == "lapsed",
+                    }
         return closed
 
     def active_measures(self) -> builtins.list[InspectionMeasure]:
@@ -306,12 +311,22 @@ class WarningStore:
         return changed
 
     def propose(
-        self, tables: dict[str, Any], as_of: Any, actor: str, scores: Any = None
+        self,
+        tables: dict[str, Any],
+        as_of: Any,
+        actor: str,
+        scores: Any = None,
+        notices_only: bool = False,
     ) -> builtins.list[dict[str, Any]]:
         """Review the pending early notices, assess every subject at ``as_of``
         (``policy.warnings.propose``), skip subjects with an open warning, store the new
-        proposals and return them as stored."""
-        self.review_notices(tables, as_of)
+        proposals and return them as stored.
+
+        ``notices_only``: the nightly check of reports between the weekly runs: only subjects
+        whose reports alone make an early notice are assessed (no review of pending notices;
+        the weekly run does that)."""
+        if not notices_only:
+            self.review_notices(tables, as_of)
         records = propose(
             tables,
             as_of,
@@ -319,6 +334,7 @@ class WarningStore:
             scores,
             self.open_subjects(),
             recently_closed=self.recently_closed(),
+            notices_only=notices_only,
         )
         ids = self.add(records, actor)
         return [w for i in ids if (w := self.get(i)) is not None]
@@ -474,14 +490,29 @@ class MeasureCache:
         self._version = -1
         self._measures: list[InspectionMeasure] = []
 
+    def _fresh(self) -> bool:
+        return (
+            time.monotonic() - self._loaded_at < self.ttl_seconds
+            and self._version == self.store.version
+        )
+
     def __call__(self) -> list[InspectionMeasure]:
-        now = time.monotonic()
-        if now - self._loaded_at < self.ttl_seconds and self._version == self.store.version:
+        if self._fresh():
             return self._measures
-        with self._lock:
-            version = self.store.version
-            measures = self.store.active_measures()
-            self._measures, self._loaded_at, self._version = measures, now, version
+        changed_here = self._version != self.store.version
+        # On expiry one caller re-reads while the others keep the list of a moment ago (it is
+        # at most ttl_seconds old anyway): no herd of identical queries. After a change made
+        # in this process every caller waits for the new list, so an approval applies at once.
+        if not self._lock.acquire(blocking=changed_here or self._loaded_at < 0):
+            return self._measures
+        try:
+            if not self._fresh():  # another caller may have re-read while this one waited
+                version = self.store.version
+                measures = self.store.active_measures()
+                self._measures, self._loaded_at = measures, time.monotonic()
+                self._version = version
+        finally:
+            self._lock.release()
         return self._measures
 
 

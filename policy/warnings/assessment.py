@@ -83,6 +83,8 @@ class Assessment:
     # predictive, the independent channels/sources among them, and whether the warning rests
     # on reports alone (an early notice awaiting results)
     signal_p: float = 1.0
+    # the early notice's p-value: the smaller tail of all and of high/serious reports, doubled
+    notice_p: float = 1.0
     signal_sources: int = 0
     report_driven: bool = False
     notes: list[str] = field(default_factory=list)
@@ -201,6 +203,7 @@ SIGNAL_EVIDENCE = (
     "signals_expected",
     "signal_sources",
     "signal_p",
+    "notice_p",
     "surge",
     "early_notice",
 )
@@ -258,16 +261,31 @@ def _signal_evidence(
         else pd.Series(dtype="float64")
     )
     everyone = everyone.union(past.index)
-    x = past.reindex(everyone).fillna(0.0).to_numpy(np.float64)
-    y = out["signals"].reindex(everyone).fillna(0.0).to_numpy(np.float64)
-    if history_windows >= 1.0:
+
+    def tail(window_w: pd.Series, past_w: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        # the count's tail under each subject's gamma-Poisson predictive (prior pooled over
+        # everyone of the kind); less than a window of history: nothing is a surprise
+        x = past_w.reindex(everyone).fillna(0.0).to_numpy(np.float64)
+        y = window_w.reindex(everyone).fillna(0.0).to_numpy(np.float64)
+        if history_windows < 1.0:
+            return np.ones(len(x)), x
         exposure = np.full(len(x), history_windows)
         shape, rate = gamma_prior_moments(x, exposure)
-        p, mu = negative_binomial_tail(y, x, exposure, np.ones(len(x)), shape, rate)
-    else:  # less than a window of history: nothing to compare with, nothing is a surprise
-        p, mu = np.ones(len(x)), x
+        return negative_binomial_tail(y, x, exposure, np.ones(len(x)), shape, rate)
+
+    p, mu = tail(out["signals"], past)
+    # high/serious reports are tested against the subject's own history of high/serious
+    # reports too: a pair often mentioned in passing may never have had a serious one
+    past_serious = (
+        history[history["severity"].isin(SERIOUS_SIGNAL_SEVERITIES).fillna(False)]
+        .groupby("key")["weight"]
+        .sum()
+        if history is not None
+        else pd.Series(dtype="float64")
+    )
+    p_serious, _ = tail(out["serious_signals"], past_serious)
+    serious_sources = origin_of[serious].groupby(window.loc[serious, "key"]).nunique()
     surprising = pd.Series(benjamini_hochberg(p, float(lk["signal_fdr"])), index=everyone)
-    notice_fdr = pd.Series(benjamini_hochberg(p, float(en["fdr"])), index=everyone)
     out["signal_p"] = pd.Series(p, index=everyone).reindex(out.index)
     out["signals_expected"] = pd.Series(mu, index=everyone).reindex(out.index)
     n_sig = out["signals"]
@@ -276,13 +294,81 @@ def _signal_evidence(
         & (n_sig >= 2)  # one report is never a surge
         & (out["serious_signals"] >= lk["signal_surge_serious"])
     )
-    out["early_notice"] = (
-        (kind in en["kinds"])
-        & notice_fdr.reindex(out.index).to_numpy()
-        & (n_sig >= int(en["min_reports"]))
-        & (out["signal_sources"] >= int(en["min_sources"]))
+    # an early notice: two or more independent reports, surprising for the subject, counted
+    # over all reports or over the high/serious ones; the smaller of the two tails, doubled
+    # (Bonferroni over the two counts), goes through Benjamini-Hochberg over the kind
+    need_n, need_src = int(en["min_reports"]), int(en["min_sources"])
+    by_all = (n_sig >= need_n) & (out["signal_sources"] >= need_src)
+    by_serious = (out["serious_signals"] >= need_n) & (
+        serious_sources.reindex(out.index).fillna(0) >= need_src
     )
+    p_all = pd.Series(p, index=everyone).where(by_all.reindex(everyone, fill_value=False), 1.0)
+    p_ser = pd.Series(p_serious, index=everyone).where(
+        by_serious.reindex(everyone, fill_value=False), 1.0
+    )
+    p_notice = pd.Series(
+        np.minimum(1.0, 2.0 * np.minimum(p_all.to_numpy(), p_ser.to_numpy())), index=everyone
+    )
+    notice_fdr = pd.Series(
+        benjamini_hochberg(p_notice.to_numpy(), float(en["fdr"])), index=everyone
+    )
+    out["notice_p"] = p_notice.reindex(out.index)
+    out["early_notice"] = (
+        notice_fdr.reindex(out.index).to_numpy(bool) & (by_all | by_serious).to_numpy(bool)
+    ) & (kind in en["kinds"])
     return out
+
+
+def _signal_frames(
+    tables: dict[str, pd.DataFrame], t: pd.Timestamp, cfg: dict[str, Any]
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, float]:
+    """Signals reported in the window ending at ``t``, those of the baseline period before it,
+    and that history's length in windows (shorter where the data starts later)."""
+    w_start = t - pd.Timedelta(days=int(cfg["window_days"]))
+    b_start = w_start - pd.Timedelta(days=int(cfg["baseline_days"]))
+    sig = tables.get("risk_signals")
+    sig_base = None
+    if sig is not None and not sig.empty:
+        sig_base = sig.loc[(sig["reported_at"] > b_start) & (sig["reported_at"] <= w_start)]
+        sig = sig.loc[(sig["reported_at"] > w_start) & (sig["reported_at"] <= t)].copy()
+    sig_windows = 0.0
+    if sig_base is not None:
+        first_sig = tables["risk_signals"]["reported_at"].min()
+        span = min(float(cfg["baseline_days"]), (w_start - first_sig).total_seconds() / 86400)
+        sig_windows = max(span, 0.0) / float(cfg["window_days"])
+    return sig, sig_base, sig_windows
+
+
+def notice_candidates(
+    tables: dict[str, pd.DataFrame], as_of: Any, config: dict[str, Any] | None = None
+) -> list[Subject]:
+    """Subjects whose reports alone make an early notice at ``as_of`` (the cheap nightly check).
+
+    The same report evidence as :func:`assess` (:func:`_signal_evidence` over the same
+    universe: every subject of the kind with results in the window or its baseline, or
+    reports), without the result statistics; :func:`assess` of these subjects then grades
+    them, so a subject whose results already show an excess is graded on its results.
+    """
+    cfg = config or load_warning_config()
+    t = as_utc(as_of)
+    sig, sig_base, sig_windows = _signal_frames(tables, t, cfg)
+    if sig is None or sig.empty:
+        return []
+    b_start = t - pd.Timedelta(days=int(cfg["window_days"]) + int(cfg["baseline_days"]))
+    cols = ["declaration_id", "declared_at", "enterprise_id", "overseas_party_id", "hs_code",
+            "origin_country", "port_code"]  # fmt: skip
+    joined = _joined_inspections(tables, cols)
+    insp_all = joined.loc[(joined["inspected_at"] > b_start) & (joined["inspected_at"] <= t)]
+    found: list[Subject] = []
+    for kind in cfg["early_notice"]["kinds"]:
+        s = signal_matches(sig, kind)
+        if not len(s):
+            continue
+        universe = pd.Index(subject_keys(insp_all, kind).dropna().unique())
+        sb = signal_matches(sig_base, kind) if sig_base is not None and len(sig_base) else None
+        ev = _signal_evidence(s, sb, universe, sig_windows, kind, cfg)
+        found += [Subject.parse(kind, str(k)) for k in ev.index[ev["early_notice"]]]
+    return found
 
 
 def _joined_inspections(tables: dict[str, pd.DataFrame], cols: list[str]) -> pd.DataFrame:
@@ -488,17 +574,7 @@ def assess(
         else:
             c_period = pd.concat([base.loc[base["inspected_at"] > c_start], recent])
 
-    sig = tables.get("risk_signals")
-    sig_base = None
-    if sig is not None and not sig.empty:
-        sig_base = sig.loc[(sig["reported_at"] > b_start) & (sig["reported_at"] <= w_start)]
-        sig = sig.loc[(sig["reported_at"] > w_start) & (sig["reported_at"] <= t)].copy()
-    # the signal history before the window, in windows (shorter where the data starts later)
-    sig_windows = 0.0
-    if sig_base is not None:
-        first_sig = tables["risk_signals"]["reported_at"].min()
-        span = min(float(cfg["baseline_days"]), (w_start - first_sig).total_seconds() / 86400)
-        sig_windows = max(span, 0.0) / float(cfg["window_days"])
+    sig, sig_base, sig_windows = _signal_frames(tables, t, cfg)
     score_map: pd.Series | None = None
     overall_score = None
     if scores is not None and len(scores):
@@ -534,6 +610,7 @@ def assess(
         for flag in ("surge", "early_notice"):
             stats[flag] = stats[flag].astype("boolean").fillna(False).astype(bool)
         stats["signal_p"] = stats["signal_p"].astype("float64").fillna(1.0)
+        stats["notice_p"] = stats["notice_p"].astype("float64").fillna(1.0)
         num = [
             "n",
             "k",
@@ -674,9 +751,10 @@ def _grade(
         # report-driven Ⅳ notice to ports, awaiting results (docs/warnings.md)
         like, alone = 1, True
         notes.append(
-            f"early notice: {n_sig:g} reports from {sources} independent channels/sources vs "
-            f"{expected:.2f} expected (P = {float(row.get('signal_p', 1.0)):.1e}); "
-            "report-driven, awaiting results"
+            f"early notice: {n_sig:g} reports ({serious} high/serious) from {sources} "
+            f"independent channels/sources vs {expected:.2f} expected (P = "
+            f"{float(row.get('notice_p', 1.0)):.1e}, the smaller tail of all and of "
+            "high/serious reports, doubled); report-driven, awaiting results"
         )
     elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         why = (
@@ -797,6 +875,7 @@ def _grade(
         signals_expected=expected,
         surge=surge,
         signal_p=float(row.get("signal_p", 1.0)),
+        notice_p=float(row.get("notice_p", 1.0)),
         signal_sources=sources,
         report_driven=alone,
         serious_signals=serious,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from policy.warnings.assessment import Assessment, as_utc, assess
+from policy.warnings.assessment import Assessment, as_utc, assess, notice_candidates
 from policy.warnings.config import LEVELS, PUBLICATION_PURPOSES, load_warning_config
 from policy.warnings.measures import measures_for_level
 from policy.warnings.subjects import Subject
@@ -174,6 +174,7 @@ def propose(
     scores: pd.DataFrame | None = None,
     open_subjects: set[tuple[str, str]] | None = None,
     recently_closed: dict[tuple[str, str], dict[str, Any]] | None = None,
+    notices_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Warning proposals at ``as_of``: assess, suppress nested duplicates, skip open subjects
     and subjects in their cool-down, rank and cap.
@@ -184,9 +185,18 @@ def propose(
         ``(subject_kind, subject_key)`` pairs that already have an open warning (proposed,
         approved or active); they are not proposed again.
     recently_closed
-        ``(subject_kind, subject_key)`` -> ``{"level": int, "closed_at": time}`` of warnings
-        lifted or rejected lately. Within ``proposals.cooldown_days`` of ``closed_at`` such a
-        subject is proposed again only at a strictly more severe level than it had.
+        ``(subject_kind, subject_key)`` -> ``{"level": int, "closed_at": time, "lapsed":
+        bool}`` of warnings lifted, rejected or lapsed lately. Within
+        ``proposals.cooldown_days`` of ``closed_at`` a lifted or rejected subject is proposed
+        again only at a strictly more severe level than it had; a lapsed early notice (closed
+        for want of results, ``lapsed: True``) has no cool-down: fresh reports or results
+        about it are heard at once (they must be surprising against a history that now holds
+        the reports of the lapsed notice).
+    notices_only
+        The nightly check of reports (``early_notice.check``): only the subjects whose reports
+        alone make an early notice (:func:`~policy.warnings.assessment.notice_candidates`)
+        are assessed, and what the assessment gives for them is proposed, exactly as the full
+        weekly ``propose`` would propose it; every other subject waits for the full run.
 
     Notes
     -----
@@ -198,11 +208,20 @@ def propose(
     cfg = config or load_warning_config()
     pc = cfg["proposals"]
     t = as_utc(as_of)
-    found = _suppress_nested(assess(tables, as_of, cfg, scores=scores), tables, cfg)
+    skip = open_subjects or set()
+    if notices_only:
+        subjects = [
+            s for s in notice_candidates(tables, as_of, cfg) if (s.kind, s.key_str) not in skip
+        ]
+        found = [
+            a for a in (assess(tables, as_of, cfg, scores=scores, subjects=subjects)
+                        if subjects else []) if a.level > 0
+        ]  # fmt: skip
+    else:
+        found = _suppress_nested(assess(tables, as_of, cfg, scores=scores), tables, cfg)
     w_start = t - pd.Timedelta(days=int(cfg["window_days"]))
     if _history_days(tables, w_start) < float(pc["warmup_days"]):
         found = [a for a in found if a.subject.kind in pc["warmup_kinds"]]
-    skip = open_subjects or set()
     closed = recently_closed or {}
     cool = pd.Timedelta(days=int(pc["cooldown_days"]))
     keep: list[Assessment] = []
@@ -211,7 +230,10 @@ def propose(
         if key in skip:
             continue
         prev = closed.get(key)
-        recent = prev is not None and t - as_utc(prev["closed_at"]) < cool
+        # a lapse is not a lift: the notice closed for want of results, no measure was shown
+        # to work, so fresh evidence about the subject is heard at once
+        lapsed = prev is not None and bool(prev.get("lapsed"))
+        recent = prev is not None and not lapsed and t - as_utc(prev["closed_at"]) < cool
         if recent and prev is not None and a.level >= int(prev["level"]):
             continue  # not clearly stronger than the warning just closed
         keep.append(a)

@@ -371,6 +371,40 @@ def test_a_subject_closed_lately_is_proposed_again_only_when_more_severe(tables)
     assert again(w["level"], CFG["proposals"]["cooldown_days"] + 1)  # cool-down over
 
 
+def test_a_lapsed_notice_does_not_hold_back_fresh_reports(tables):
+    """A lapse is not a lift (no measure was shown to work): new, surprising reports about
+    the subject make a notice at once, where a lifted warning's cool-down would hold it."""
+    fresh = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                    ["RASFF", "Weibo"], "F")  # fmt: skip
+    tb = with_reports(tables, fresh)
+    key = ("hs4_origin", QUIET.key_str)
+
+    def noticed(closed: dict) -> bool:
+        made = propose(tb, day(203), CFG, recently_closed={key: closed})
+        return any(x["subject_key"] == QUIET.key_str and x["report_driven"] for x in made)
+
+    assert not noticed({"level": 4, "closed_at": day(190)})  # lifted 13 days ago: cool-down
+    assert noticed({"level": 4, "closed_at": day(190), "lapsed": True})  # lapsed: heard
+
+
+def test_the_nightly_report_check_proposes_what_the_full_assessment_proposes(tables):
+    """``notices_only`` assesses only the subjects whose reports make a notice, and gives for
+    them exactly the proposal of the full run; nothing else (results-based warnings wait)."""
+    two = reports(2, 348, "851610", "DE", ["foreign_alert", "public_opinion"],
+                   ["RASFF", "Weibo"], "N")  # fmt: skip
+    tb = with_reports(tables, two)
+    full = propose(tb, day(355), CFG)
+    nightly = propose(tb, day(355), CFG, notices_only=True)
+    by_subject = {(w["subject_kind"], w["subject_key"]): w for w in full}
+    assert ("hs4_origin", QUIET.key_str) in {(w["subject_kind"], w["subject_key"]) for w in nightly}
+    for w in nightly:  # what the full run proposes for the same subject, record for record
+        assert w == by_subject[(w["subject_kind"], w["subject_key"])]
+    # already open: not proposed again; no fresh reports: nothing to check
+    opened = {(w["subject_kind"], w["subject_key"]) for w in nightly}
+    assert propose(tb, day(355), CFG, notices_only=True, open_subjects=opened) == []
+    assert propose(make_tables(signals=False), day(355), CFG, notices_only=True) == []
+
+
 def test_proposals_are_ranked_capped_and_wait_for_a_warm_up(tables):
     capped = copy.deepcopy(CFG)
     capped["proposals"]["max_per_run"] = 1

@@ -368,3 +368,41 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         assert [x["id"] for x in listed] == [w["id"]]
         _login(client, keys["committee"])
         assert "lapsed" in client.get("/committee/warnings/record").text
+
+
+def test_measures_are_re_read_once_when_they_expire_not_by_every_caller(ctx):
+    """The measure cache on expiry: one caller re-reads the database, the others meanwhile
+    keep the list of a moment ago (no herd of identical queries); a change made in this
+    process is seen by every caller at once."""
+    import threading
+    import time
+
+    app, client, keys = ctx
+    provider = app.state.measure_provider
+    store = provider.store
+    real = store.active_measures
+    calls = []
+
+    def slow_read():  # the real query, made slow enough for callers to overlap
+        calls.append(1)
+        time.sleep(0.2)
+        return real()
+
+    store.active_measures = slow_read
+    provider.ttl_seconds = 0.05
+    time.sleep(0.1)
+    assert provider() == [] and len(calls) == 1  # expired: re-read
+    time.sleep(0.1)  # expired
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(provider())) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 16 and all(g == [] for g in got)
+    assert len(calls) == 2  # one re-read for sixteen callers
+    # an approval in this process: the very next call sees its measure
+    [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+    r = client.post(f"/v1/warnings/{w['id']}/approve", json={"reason": "ok"}, headers=h(keys))
+    assert r.status_code == 200
+    assert [m.warning_id for m in provider()] == [w["id"]]
