@@ -3,30 +3,19 @@ and ``evaluate``, against a private copy of the migrated MLflow store."""
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
 from guomen.cli import app
-from guomen.settings import get_settings
-from tests.training.training_support import SMALL, repoint_artifacts
+from tests.training.training_support import SMALL, cli_project
 
 
 def test_train_promote_evaluate(demo, mlflow_template, tmp_path, monkeypatch):
     root, _ = demo
-    shutil.copytree(mlflow_template, tmp_path / "mlruns")
-    repoint_artifacts(tmp_path / "mlruns", mlflow_template)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GUOMEN_STORE_DIR", str(root / "store"))
-    monkeypatch.setenv("GUOMEN_MODEL_NAME", "guomen-cli-test")
-    cfg = tmp_path / "train.yaml"
-    cfg.write_text(
-        yaml.safe_dump({**SMALL, "selection": {"candidates": ["none", "random_upweight"]}})
-    )
-    get_settings.cache_clear()
-    try:
+    config = {**SMALL, "selection": {"candidates": ["none", "random_upweight"]}}
+    with cli_project(tmp_path, root / "store", mlflow_template, "guomen-cli-test", config,
+                     monkeypatch) as cfg:  # fmt: skip
         runner = CliRunner()
         res = runner.invoke(app, ["train", "--config", str(cfg)])
         assert res.exit_code == 0, res.output
@@ -46,5 +35,3 @@ def test_train_promote_evaluate(demo, mlflow_template, tmp_path, monkeypatch):
         )  # fmt: skip
         assert res.exit_code == 0, res.output
         assert "AUC all" in res.output and (tmp_path / "ev.json").exists()
-    finally:
-        get_settings.cache_clear()

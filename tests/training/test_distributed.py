@@ -37,8 +37,10 @@ def clusters():
 
     made = {}
     for workers in (1, 2):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address="127.0.0.1:0")  # fmt: skip (never 8787)
+        # a free loopback port for the scheduler's HTTP server (None would still take 8787)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        )
         made[workers] = (cluster, Client(cluster))
     yield {k: c for k, (_, c) in made.items()}
     for cluster, client in made.values():

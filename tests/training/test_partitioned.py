@@ -4,16 +4,14 @@ float32) below the cap, a uniform sample above it, and ``guomen train --features
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from features.partitioned import StoreSource, build_partitioned
-from tests.training.training_support import SMALL, repoint_artifacts
+from tests.training.training_support import SMALL, cli_project
 from training.partitioned import load_partitioned_inputs
 from training.split import TEST, TRAIN, time_split
 
@@ -105,18 +103,11 @@ def test_model_from_partitions_is_the_in_memory_model(demo, partitions: Path, tm
 
 def test_train_from_partitions_through_the_cli(demo, mlflow_template, tmp_path, monkeypatch):
     from guomen.cli import app
-    from guomen.settings import get_settings
 
     root, _ = demo
-    shutil.copytree(mlflow_template, tmp_path / "mlruns")
-    repoint_artifacts(tmp_path / "mlruns", mlflow_template)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GUOMEN_STORE_DIR", str(root / "store"))
-    monkeypatch.setenv("GUOMEN_MODEL_NAME", "guomen-parts-test")
-    cfg = tmp_path / "train.yaml"
-    cfg.write_text(yaml.safe_dump({**SMALL, "selection": {"candidates": ["none"]}}))
-    get_settings.cache_clear()
-    try:
+    config = {**SMALL, "selection": {"candidates": ["none"]}}
+    with cli_project(tmp_path, root / "store", mlflow_template, "guomen-parts-test", config,
+                     monkeypatch) as cfg:  # fmt: skip
         runner = CliRunner()
         res = runner.invoke(
             app, ["features", "build", "--store", str(root / "store"), "--out", "feats",
@@ -135,8 +126,6 @@ def test_train_from_partitions_through_the_cli(demo, mlflow_template, tmp_path, 
         assert sample["kept"]["train"] < sample["rows"]["train"]
         bundle = next((tmp_path / "models").glob("guomen-parts-test-*/bundle.json"))
         assert json.loads(bundle.read_text())["metrics"]["sample"] == sample
-    finally:
-        get_settings.cache_clear()
 
 
 def test_bad_cap_is_refused(demo, partitions: Path) -> None:

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 SMALL = {
     "lightgbm": {
@@ -44,3 +50,34 @@ def repoint_artifacts(target: Path, template: Path) -> None:
         con.commit()
     finally:
         con.close()
+
+
+@contextmanager
+def cli_project(
+    folder: Path,
+    store: Path,
+    mlflow_template: Path,
+    model_name: str,
+    config: dict[str, Any],
+    monkeypatch: Any,
+) -> Iterator[Path]:
+    """A project folder for ``guomen`` commands; yields its training config file.
+
+    A private copy of the migrated MLflow store, the folder as working directory, the store and
+    model name in the environment, ``config`` written as ``train.yaml``; the settings are read
+    afresh inside and after.
+    """
+    from guomen.settings import get_settings
+
+    shutil.copytree(mlflow_template, folder / "mlruns")
+    repoint_artifacts(folder / "mlruns", mlflow_template)
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("GUOMEN_STORE_DIR", str(store))
+    monkeypatch.setenv("GUOMEN_MODEL_NAME", model_name)
+    cfg = folder / "train.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    get_settings.cache_clear()
+    try:
+        yield cfg
+    finally:
+        get_settings.cache_clear()
