@@ -411,6 +411,46 @@ def _frame(
     return events, history.subset(keys)
 
 
+def carried_from_frames(
+    context: pd.DataFrame,
+    queries: pd.DataFrame,
+    inspections: pd.DataFrame,
+    attributes: dict[str, str] | None = None,
+    entities: list[str] | None = None,
+) -> Carried:
+    """What :func:`~features.build.build_partition` needs for ``queries`` when every earlier
+    event is a row of ``context`` and every known result a row of ``inspections`` (nothing
+    older is carried). The selection-policy backtest builds a week's label-dependent features
+    this way from the results its policy has revealed. The unit-value features of the queries
+    are left NaN (they do not depend on results)."""
+    attributes = dict(attributes or {})
+    entity_defs = entities_for(attributes, entities)
+    names = list(entity_defs)
+    coder = GlobalCodes(entity_defs)
+    results = _Results(final_inspections(inspections).reset_index(drop=True))
+
+    def coded(decl: pd.DataFrame) -> _CodedRows:
+        codes, _ = coder.code(frame_fields(decl, attributes))
+        own = results.ids.get_indexer(pd.Index(decl["declaration_id"]))
+        return _CodedRows(
+            to_ns(decl["declared_at"]),
+            declaration_flag(decl, "third_party_certificate"),
+            declaration_flag(decl, "legal_inspection"),
+            np.full(len(decl), np.nan),
+            own.astype(np.int64),
+            codes,
+        )
+
+    rows = coded(queries)
+    frame = _CodedRows.concat([coded(context), rows], names)
+    ghosts = _CodedRows.concat([], names)
+    events, history = _frame(
+        frame, len(rows), ghosts, History(), results, LATE_TIME, attributes, entities
+    )
+    nan = np.full(len(rows), np.nan)
+    return Carried(events, history, (nan, nan.copy()))
+
+
 @dataclass
 class _UnitValues:
     """Log unit values of every declaration built so far, by global HS6 code."""

@@ -24,9 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.build import Carried, build_offline, build_partition
-from features.history import History
-from features.partitioned import CONTEXT_COLUMNS
+from features.build import build_offline, build_partition
+from features.partitioned import carried_from_frames
 from features.registry import feature_specs
 
 # Aggregations computed from inspection results (everything else reads declarations only).
@@ -66,9 +65,6 @@ class FeatureSource:
         self.categories = categories
         self.declarations = tables["declarations"].reset_index(drop=True)
         self._ids = pd.Index(self.declarations["declaration_id"].astype("str"))
-        # What a context row needs: its key fields, flags and time (as the partitioned build).
-        keys = [*CONTEXT_COLUMNS, *(a for a, k in (attributes or {}).items() if k == "categorical")]
-        self._context = self.declarations[[c for c in keys if c in self.declarations]]
         # The week's build reads no signal, rating or enterprise (label-independent features):
         # empty tables of the store's own columns (else the build makes empty frames each time).
         self._unused: dict[str, pd.DataFrame] = {
@@ -119,21 +115,16 @@ class FeatureSource:
         if np.isin(event_rows, rows).any():
             # A week's declaration cannot have a result before the week began.
             raise ValueError("a revealed result belongs to a declaration of the week")
-        context = self._context.iloc[np.sort(event_rows)].reset_index(drop=True)
-        carried = Carried(
-            context=context,
-            context_uv_log_ratio=np.full(len(context), np.nan),  # behaviour only: not used
-            ghosts=context.iloc[:0],
-            history=History(),  # the context holds every revealed result: nothing older
-            unit_values=(pd.Index([], dtype="str"), np.zeros(0, np.int64),
-                         np.zeros(0, np.int64), np.zeros(0)),
-        )  # fmt: skip
+        week = self.declarations.iloc[rows].reset_index(drop=True)
+        carried = carried_from_frames(
+            self.declarations.iloc[np.sort(event_rows)], week, revealed, self.attributes or None
+        )
         tables: dict[str, pd.DataFrame] = {
             **self._unused,
-            "declarations": self.declarations.iloc[rows].reset_index(drop=True),
+            "declarations": week,
             "inspections": revealed.reset_index(drop=True),
         }
-        built, _ = build_partition(
+        built = build_partition(
             tables, carried, self.attributes or None, categories=self.categories
         )
         X[:, self.label_index] = built[self.label_names].to_numpy(dtype=np.float64, na_value=np.nan)
