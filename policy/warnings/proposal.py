@@ -195,8 +195,10 @@ def propose(
     notices_only
         The nightly check of reports (``early_notice.check``): only the subjects whose reports
         alone make an early notice (:func:`~policy.warnings.assessment.notice_candidates`)
-        are assessed, and what the assessment gives for them is proposed, exactly as the full
-        weekly ``propose`` would propose it; every other subject waits for the full run.
+        are assessed, and their report-driven notices are proposed, exactly as the full weekly
+        ``propose`` would propose them. A candidate whose results already grade an excess
+        waits for the weekly run like every other subject: graded mid-week it was proposed
+        one level too severe on the 1M replay (3304/KR Ⅱ on a Thursday, Ⅲ at the weekly run).
 
     Notes
     -----
@@ -215,7 +217,7 @@ def propose(
         ]
         found = [
             a for a in (assess(tables, as_of, cfg, scores=scores, subjects=subjects)
-                        if subjects else []) if a.level > 0
+                        if subjects else []) if a.level > 0 and a.report_driven
         ]  # fmt: skip
     else:
         found = _suppress_nested(assess(tables, as_of, cfg, scores=scores), tables, cfg)

@@ -399,6 +399,9 @@ def test_the_nightly_report_check_proposes_what_the_full_assessment_proposes(tab
     assert ("hs4_origin", QUIET.key_str) in {(w["subject_kind"], w["subject_key"]) for w in nightly}
     for w in nightly:  # what the full run proposes for the same subject, record for record
         assert w == by_subject[(w["subject_kind"], w["subject_key"])]
+    # only notices on reports: a subject whose results grade an excess waits for the weekly run
+    assert all(w["report_driven"] for w in nightly)
+    assert any(not w["report_driven"] for w in full)
     # already open: not proposed again; no fresh reports: nothing to check
     opened = {(w["subject_kind"], w["subject_key"]) for w in nightly}
     assert propose(tb, day(355), CFG, notices_only=True, open_subjects=opened) == []
