@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,12 +62,33 @@ def one_run(
     load0 = os.getloadavg()
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
-    doc = run_backtest(store, out, spec, [parse_policy(p) for p in policies], ground_truth=truth,
-                       progress=lambda m: print(f"[{name} {time.perf_counter() - t0:7.1f} s] {m}",
-                                                flush=True))  # fmt: skip
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample_load() -> None:  # the 1-minute load average every 20 s while the run lasts
+        while not done.wait(20):
+            samples.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    try:
+        doc = run_backtest(store, out, spec, [parse_policy(p) for p in policies],
+                           ground_truth=truth,
+                           progress=lambda m: print(f"[{name} {time.perf_counter() - t0:7.1f} s] "
+                                                    f"{m}", flush=True))  # fmt: skip
+    finally:
+        done.set()
     assert doc is not None
     seconds = time.perf_counter() - t0
-    return row_of(name, store, doc, seconds, _cpu_seconds() - cpu0, load0, args, out)
+    row = row_of(name, store, doc, seconds, _cpu_seconds() - cpu0, load0, args, out)
+    if samples:
+        row["load_average_during"] = {
+            "min": round(min(samples), 2),
+            "mean": round(sum(samples) / len(samples), 2),
+            "max": round(max(samples), 2),
+            "samples": len(samples),
+        }
+    return row
 
 
 def row_of(
@@ -120,6 +142,13 @@ def _secs(value: float | None) -> str:
     return "not timed" if value is None else f"{value:.0f} s"
 
 
+def _during(run: dict[str, Any]) -> str:
+    d = run.get("load_average_during")
+    if not d:
+        return ""
+    return f", {d['min']}-{d['max']} (mean {d['mean']}) while it ran"
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process so far (user + system, every thread): on a machine shared with
     other jobs the wall time says more about them than about the backtest."""
@@ -141,7 +170,8 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"(wall: features {run['timings'].get('features_s', 0):.0f} s, "
                   f"retraining {run['timings'].get('retrain_s', 0):.0f} s, warnings "
                   f"{_secs(run['timings'].get('warnings_s'))}); load average "
-                  f"{run['load_average_before']} before, {run['load_average_after']} after; "
+                  f"{run['load_average_before']} before, {run['load_average_after']} after"
+                  f"{_during(run)}; "
                   f"{run['date']}, commit {run.get('commit')}.", "",
                   *([f"Note: {run['note']}.", ""] if run.get("note") else []),
                   f"Oracle: {run['oracle_found']:,.1f} nonconformities, {run['oracle_critical']:,.1f} critical.", "",
