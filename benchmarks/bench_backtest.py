@@ -208,6 +208,7 @@ def main() -> None:
     ap.add_argument("--warnings-every", type=int, default=7)
     ap.add_argument("--policies", default="five", choices=("five", "seven"))
     ap.add_argument("--results", default="backtest", help="results file stem (merged by name)")
+    ap.add_argument("--note", default=None, help="a sentence printed with the run's figures")
     args = ap.parse_args()
     from benchmarks.provenance import git_commit
 
@@ -226,6 +227,8 @@ def main() -> None:
     run["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     run["commit"] = git_commit(ROOT)
     run["cpus"] = os.cpu_count()
+    if args.note:
+        run["note"] = args.note
     RESULTS.mkdir(exist_ok=True)
     file = RESULTS / f"{args.results}.json"
     doc = json.loads(file.read_text()) if file.exists() else {"runs": []}
