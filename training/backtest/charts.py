@@ -17,8 +17,13 @@ def line_chart(
     y_label: str,
     width: int = 720,
     height: int = 320,
+    colours: dict[str, str] | None = None,
 ) -> str:
-    """An SVG line chart: one line per series over the shared x ``labels`` (None = gap)."""
+    """An SVG line chart: one line per series over the shared x ``labels`` (None = gap).
+
+    ``colours`` fixes a series' colour by name (so a policy keeps its colour on every chart of
+    a run); other series take the palette in order.
+    """
     left, right, top, bottom = 60, 170, 30, 50
     pw, ph = width - left - right, height - top - bottom
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
@@ -27,7 +32,8 @@ def line_chart(
     if hi == lo:
         hi = lo + 1.0
     pad = 0.05 * (hi - lo)
-    lo, hi = lo - pad, hi + pad
+    # Counts, AUC and calibration error are never negative: no axis below 0 for them.
+    lo, hi = (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
     n = max(len(labels), 2)
 
     def x(i: int) -> float:
@@ -65,7 +71,7 @@ def line_chart(
         f"{escape(y_label)}</text>"
     )
     for k, (name, vals) in enumerate(series.items()):
-        colour = PALETTE[k % len(PALETTE)]
+        colour = (colours or {}).get(name, PALETTE[k % len(PALETTE)])
         runs: list[list[str]] = [[]]
         for i, value in enumerate(vals):
             if value is None or not math.isfinite(value):

@@ -24,7 +24,7 @@ GRACE_DAYS = 14
 def _cause(
     w: dict[str, Any],
     live: list[dict[str, Any]],
-    tables: dict[str, pd.DataFrame],
+    bad_results: pd.DataFrame,
     outbreak_of: pd.Series,
     days: int,
 ) -> str | None:
@@ -38,14 +38,8 @@ def _cause(
         ):
             return str(o["id"])
     t = pd.Timestamp(w["as_of"])
-    insp = tables["inspections"]
-    bad = insp[
-        (insp["inspected_at"] > t - pd.Timedelta(days=days))
-        & (insp["inspected_at"] <= t)
-        & (insp["result"] == "nonconforming")
-    ]
-    decl = tables["declarations"]
-    d = decl[decl["declaration_id"].isin(bad["declaration_id"])]
+    at = bad_results["inspected_at"]
+    d = bad_results[(at > t - pd.Timedelta(days=days)) & (at <= t)]
     d = d[subject.mask(d)]
     if len(d):
         ob = outbreak_of.reindex(d["declaration_id"].astype("str")).dropna()
@@ -96,6 +90,14 @@ def outbreak_delays(
             planted.append({**o, "t0": t0, "t1": t1})
     if not planted:
         return []
+    # The nonconforming results with their declarations, joined once (not once per proposal
+    # over every declaration of the store): what a proposal's cause is looked up in.
+    nc = inspections[inspections["result"] == "nonconforming"]
+    decl = tables["declarations"]
+    bad_results = decl[decl["declaration_id"].isin(nc["declaration_id"])].merge(
+        nc[["declaration_id", "inspected_at"]].drop_duplicates("declaration_id", keep="last"),
+        on="declaration_id",
+    )
     proposed: set[tuple[str, str]] = set()
     first: dict[str, dict[str, Any]] = {}
     for as_of in pd.date_range(start, end, freq=f"{step_days}D", inclusive="left"):
@@ -104,7 +106,7 @@ def outbreak_delays(
             continue
         for w in propose(mine, as_of, cfg, open_subjects=proposed):
             proposed.add((w["subject_kind"], w["subject_key"]))
-            cause = _cause(w, live, mine, outbreak_of, days)
+            cause = _cause(w, live, bad_results, outbreak_of, days)
             if cause is not None and cause not in first:
                 first[cause] = {"as_of": as_of, "subject": f"{w['subject_kind']}:"
                                 f"{w['subject_key']}", "level": int(w["level"])}  # fmt: skip

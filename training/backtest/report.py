@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.backtest.charts import line_chart
+from training.backtest.charts import PALETTE, line_chart
 from training.evaluate import ranking_metrics
 
 REPORT_JSON = "backtest.json"
@@ -146,15 +146,23 @@ def write_charts(out: Path, results: dict[str, Any]) -> list[str]:
         for n, p in pols.items()
         if any(x.get("ece") is not None for x in p["months"])
     }
+    names = [*pols, "oracle"]
+    colours = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
     found_label = "expected nonconformities" if results["universe"]["mode"] == "truth" else (
         "nonconformities")  # fmt: skip
     charts = {
-        "cumulative_found.svg": line_chart(cum, weeks, CHARTS["cumulative_found.svg"], found_label),
-        "cumulative_critical.svg": line_chart(
-            cumc, weeks, CHARTS["cumulative_critical.svg"], "critical"
+        "cumulative_found.svg": line_chart(
+            cum, weeks, CHARTS["cumulative_found.svg"], found_label, colours=colours
         ),
-        "monthly_auc.svg": line_chart(auc, months, CHARTS["monthly_auc.svg"], "AUC"),
-        "monthly_ece.svg": line_chart(ece, months, CHARTS["monthly_ece.svg"], "ECE"),
+        "cumulative_critical.svg": line_chart(
+            cumc, weeks, CHARTS["cumulative_critical.svg"], "critical", colours=colours
+        ),
+        "monthly_auc.svg": line_chart(
+            auc, months, CHARTS["monthly_auc.svg"], "AUC", colours=colours
+        ),  # fmt: skip
+        "monthly_ece.svg": line_chart(
+            ece, months, CHARTS["monthly_ece.svg"], "ECE", colours=colours
+        ),  # fmt: skip
     }
     for name, svg in charts.items():
         (out / name).write_text(svg, encoding="utf-8")

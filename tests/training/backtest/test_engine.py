@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,12 @@ def test_report_files(tiny_run) -> None:
     assert svg.startswith("<svg") and "<script" not in svg and "style=" not in svg
     weeks = doc["results"]["policies"]["exploit"]["weeks"]
     assert len(weeks) == len(doc["results"]["weeks"]) == 13
+    # A policy keeps its colour on every chart (the legend line before its name).
+    legend = re.compile(r'stroke="(#[0-9a-f]{6})" stroke-width="3"/>\n<text [^>]*>([^<]+)</text>')
+    colours = [dict((n, c) for c, n in legend.findall((out / f).read_text(encoding="utf-8")))
+               for f in ("cumulative_found.svg", "monthly_auc.svg", "monthly_ece.svg")]  # fmt: skip
+    assert colours[1]["exploit"] == colours[0]["exploit"] == colours[2]["exploit"]
+    assert colours[1]["legacy"] == colours[0]["legacy"] != colours[0]["exploit"]
 
 
 def test_resume_after_an_interruption_gives_identical_output(tiny, tiny_run, tmp_path) -> None:
