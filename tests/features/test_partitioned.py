@@ -142,3 +142,38 @@ def test_partitions_on_a_dask_cluster_equal_the_local_build(tmp_path: Path) -> N
                 )
     full = build_offline(tables, ATTRS)
     assert mismatches(full, read_partitions(tmp_path / "dask")) == {}
+
+
+def test_features_build_on_a_scheduler_through_the_cli(tmp_path: Path) -> None:
+    """`guomen features build --partition-months 2 --scheduler ADDRESS` against a real
+    LocalCluster's scheduler: the store is read by the workers, the folder equals the local one."""
+    from distributed import LocalCluster
+    from typer.testing import CliRunner
+
+    from demo.generate import write_demo_data
+    from features.ingest import ingest
+    from guomen.cli import app
+
+    write_demo_data(tmp_path / "src", n_declarations=6_000, seed=8)
+    ingest(tmp_path / "src", tmp_path / "store")
+    base = ["features", "build", "--store", str(tmp_path / "store"), "--partition-months", "2"]
+    runner = CliRunner()
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "local")])
+    assert res.exit_code == 0, res.output
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        res = runner.invoke(
+            app, [*base, "--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]
+        )
+    assert res.exit_code == 0, res.output
+    assert "partitions ->" in res.output
+    names = sorted(p.name for p in (tmp_path / "local" / "features").glob("*.parquet"))
+    assert names and names == sorted(p.name for p in (tmp_path / "dask" / "features").glob("*"))
+    for name in names:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "local" / "features" / name),
+            pd.read_parquet(tmp_path / "dask" / "features" / name),
+        )
+    res = runner.invoke(app, [*base[:4], "--out", str(tmp_path / "x"), "--scheduler", "tcp://x:1"])
+    assert res.exit_code != 0 and "--partition-months" in res.output
