@@ -4,10 +4,16 @@ The run shown is a real replay of the tiny world with a model policy (so the pag
 table and every chart), written at the real clock: sign in, find the run in the list, open it,
 and check that the tables are filled, every chart is drawn by the browser and the page breaks
 no Content-Security-Policy rule. Screenshots go to ``test-output/screenshots/``.
+
+``GUOMEN_BACKTEST_PAGE_RUNS=DIR`` adds the finished runs under ``DIR`` (for instance the
+benchmark's, ``/tmp/bench-backtest2``): their reports and charts are copied in and every one of
+them is opened and checked the same way.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +45,10 @@ def finished_runs(tmp_path_factory) -> Path:
     runs = root / "backtests"
     run_backtest(store, runs / RUN, spec, [parse_policy(p) for p in POLICIES],
                  ground_truth=truth)  # fmt: skip
+    extra = os.environ.get("GUOMEN_BACKTEST_PAGE_RUNS")
+    for folder in sorted(Path(extra).iterdir()) if extra else []:
+        if (folder / "backtest.json").is_file():  # the report and its charts, not the state
+            shutil.copytree(folder, runs / folder.name, ignore=shutil.ignore_patterns("state"))
     return runs
 
 
@@ -73,7 +83,9 @@ def test_backtest_pages_in_the_browser(world, tmp_path, finished_runs, browser) 
         WebDriverWait(d, 30).until(lambda drv: drv.current_url.endswith("/committee/backtests"))
 
         rows = d.find_elements(By.CSS_SELECTOR, "#backtest-runs tr")
-        assert len(rows) == 2  # the header and the one run
+        names = [r.find_element(By.TAG_NAME, "td").text for r in rows[1:]]
+        assert sorted(names) == sorted(p.name for p in finished_runs.iterdir())
+        assert names[0] == RUN  # newest first
         cells = [c.text for c in rows[1].find_elements(By.TAG_NAME, "td")]
         assert cells[0] == RUN and cells[4] == "truth"
         assert cells[5] == ", ".join(POLICIES)
@@ -84,26 +96,42 @@ def test_backtest_pages_in_the_browser(world, tmp_path, finished_runs, browser) 
 
         d.find_element(By.CSS_SELECTOR, "a.backtest-link").click()
         WebDriverWait(d, 30).until(lambda drv: drv.current_url.endswith(f"/backtests/{RUN}"))
-        assert "Universe: truth" in d.find_element(By.ID, "universe-note").text
-        totals = d.find_elements(By.CSS_SELECTOR, "#backtest-totals tr")[1:]
-        assert [r.find_element(By.TAG_NAME, "code").text for r in totals] == list(POLICIES)
+        totals = _check_run_page(d)
         found = {r.find_element(By.TAG_NAME, "code").text:
                  float(r.find_elements(By.TAG_NAME, "td")[2].text.replace(",", ""))
                  for r in totals}  # fmt: skip
+        assert list(found) == list(POLICIES)
         assert found["exploit"] > found["random"]
-        auc_rows = d.find_elements(By.CSS_SELECTOR, "#backtest-auc tr")
-        assert len(auc_rows) == 3  # header, January, February
-        assert all(0.5 < float(r.find_elements(By.TAG_NAME, "td")[-1].text) <= 1
-                   for r in auc_rows[1:])  # fmt: skip
-        images = d.find_elements(By.CSS_SELECTOR, "img.chart")
-        assert len(images) == 4
-        for img in images:  # each SVG fetched with the session and drawn by the browser
-            WebDriverWait(d, 30).until(
-                lambda drv, img=img: drv.execute_script(
-                    "return arguments[0].complete && arguments[0].naturalWidth > 0", img
-                )
-            )
+        assert len(d.find_elements(By.CSS_SELECTOR, "#backtest-auc tr")) == 3  # Jan, Feb
         _shot(d, "21_backtest_run")
+        for name in names[1:]:  # any real runs added
+            d.get(f"{server.url}/committee/backtests/{name}")
+            _check_run_page(d)
+            _shot(d, f"22_backtest_{name}")
         refused = [e["message"] for e in d.get_log("browser")
                    if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]  # fmt: skip
         assert not refused, refused
+
+
+def _check_run_page(d) -> list:
+    """The run page's universe note, totals, AUC table and charts; returns the totals rows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert "Universe: " in d.find_element(By.ID, "universe-note").text
+    totals = d.find_elements(By.CSS_SELECTOR, "#backtest-totals tr")[1:]
+    assert totals
+    auc_rows = d.find_elements(By.CSS_SELECTOR, "#backtest-auc tr")[1:]
+    assert auc_rows
+    for r in auc_rows:  # the last column is a model policy: its AUC, or "–" for a gap
+        last = r.find_elements(By.TAG_NAME, "td")[-1].text
+        assert last == "–" or 0.5 < float(last) <= 1
+    images = d.find_elements(By.CSS_SELECTOR, "img.chart")
+    assert len(images) == 4
+    for img in images:  # each SVG fetched with the session and drawn by the browser
+        WebDriverWait(d, 30).until(
+            lambda drv, img=img: drv.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth > 0", img
+            )
+        )
+    return totals
