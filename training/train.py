@@ -515,7 +515,10 @@ def train_model(
             **{f"validation.random_sample.{k}": v for k, v in on_random.items()},
             **{f"validation.all_inspected.{k}": v for k, v in on_all.items()},
             "validation.all_inspected.logloss": float(losses[correction].mean()),
-            "validation.random_sample.logloss": float(losses[correction][rnd_va].mean()),
+            # NaN, not a numpy warning, when the validation window holds no random-sample row.
+            "validation.random_sample.logloss": (
+                float(losses[correction][rnd_va].mean()) if rnd_va.any() else float("nan")
+            ),
             "trees": float(booster.num_trees()),
             **stats,
         }
