@@ -117,7 +117,7 @@ def landing(request: Request, user: User) -> Response:
                           tables.get("inspections"), metrics.get("split", {})))  # fmt: skip
         health_svg, psi_svg = health_svgs(health)
     return render(request, "landing.html", {
-        "user": user, "proposed": proposed, "in_force": in_force, "days": days, "model": model,
+        "user": user, "proposed": proposed, "in_force": in_force, "levels": LEVELS, "days": days, "model": model,
         "health": health, "health_svg": health_svg, "psi_svg": psi_svg,
         "psi_act": dashboard.PSI_ACT, "psi_watch": dashboard.PSI_WATCH,
         "has_record": any(getattr(r, "path", "") == "/committee/warnings/record"

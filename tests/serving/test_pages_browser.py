@@ -8,6 +8,7 @@ A screenshot of each page goes to ``test-output/screenshots/``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,23 @@ def test_committee_walkthrough(server, browser):
     assert d.find_element(By.ID, "status").text == "active"
     assert "confirmed by lab results" in d.find_element(By.ID, "transitions").text
     shot(d, "04_warning_active")
+    # the office lists it in force in its level's row, named as the committee names levels
+    d.get(f"{base}/committee")
+    link = d.find_element(By.CSS_SELECTOR, f'#in-force a[href="/committee/warnings/{wid}"]')
+    level_cell = link.find_element(By.XPATH, "./ancestor::tr/td[1]").text
+    assert re.fullmatch(r"[ⅠⅡⅢⅣ]级 \S+", level_cell), level_cell
+    # the nav's search box leaves the sign-out button clear (it covered it at 1280 px with a
+    # scroll bar): a gap of a few pixels or another line, at a wide and a narrow window
+    size = d.get_window_size()
+    for width in (1280, 1000):
+        d.set_window_size(width, 800)
+        box = d.find_element(By.ID, "nav-search").rect
+        out = d.find_element(By.CSS_SELECTOR, "header form button.link").rect
+        apart = (box["x"] + box["width"] + 4 <= out["x"]
+                 or box["y"] + box["height"] <= out["y"] or out["y"] + out["height"] <= box["y"])  # fmt: skip
+        assert apart, (width, box, out)
+    d.set_window_size(size["width"], size["height"])
+    d.get(f"{base}/committee/warnings/{wid}")
     decision = decide(decl, "low", credit_rating=None, measures=measures(), secret="s",
                       monitoring_share=0.0)  # fmt: skip
     assert decision.decision == "mandatory" and decision.warnings == (wid,)
