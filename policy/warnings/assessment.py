@@ -87,6 +87,11 @@ class Assessment:
     notice_p: float = 1.0
     signal_sources: int = 0
     report_driven: bool = False
+    # the tail probability of the window's nonconforming count under the subject's
+    # gamma-Poisson predictive (1: fewer than min_inspected results), and the level at or
+    # below which results alone corroborate an excess
+    excess_p: float = 1.0
+    results_alone_alpha: float = 0.0
     notes: list[str] = field(default_factory=list)
     # how the subject's signals were mapped to it (mapping_rule of a feed, "hs_code" when the
     # signal came with its code) -> their weight
@@ -446,8 +451,10 @@ def _kind_evidence(
     stats[counts] = stats[counts].astype("float64").fillna(0.0)
     window_expectation(stats, global_rate, cfg)
     stats["fdr_ok"] = True
+    stats["excess_p"] = 1.0
+    stats["alone_alpha"] = 0.0
     fdr = float(lk.get("fdr") or 0.0)
-    if fdr > 0 and len(stats):
+    if len(stats):
         # over every subject of this kind with enough results, whichever are reported:
         # the tail probability of the window's nonconforming count under the subject's
         # gamma-Poisson predictive (its own baseline ratio, the kind's pooled prior, this
@@ -461,10 +468,19 @@ def _kind_evidence(
             st["e"].to_numpy(),
             *smr_prior,
         )
-        ok = pd.Series(False, index=stats.index)
-        ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
-        stats["fdr_ok"] = ok
-        stats["fdr_tested"] = int(tested.sum())
+        n_tested = int(tested.sum())
+        stats.loc[tested[tested].index, "excess_p"] = p_excess
+        stats["fdr_tested"] = n_tested
+        # results alone corroborate an excess when chance gives so extreme a window to one
+        # subject of the kind no more than results_alone_per_year times a year: every tested
+        # subject has 365 / window_days fresh windows a year (docs/warnings.md)
+        windows_a_year = 365.0 / float(cfg["window_days"])
+        per_year = float(cfg["corroboration"]["results_alone_per_year"])
+        stats["alone_alpha"] = per_year / max(n_tested * windows_a_year, 1.0)
+        if fdr > 0:
+            ok = pd.Series(False, index=stats.index)
+            ok[tested[tested].index] = benjamini_hochberg(p_excess, fdr)
+            stats["fdr_ok"] = ok
     return stats, sig_stats, chan, rules, smr_prior
 
 
@@ -631,6 +647,8 @@ def assess(
         ]
         stats[num] = stats[num].astype("float64").fillna(0.0)
         stats["fdr_ok"] = stats["fdr_ok"].astype("boolean").fillna(False).astype(bool)
+        stats["excess_p"] = stats["excess_p"].astype("float64").fillna(1.0)
+        stats["alone_alpha"] = stats["alone_alpha"].astype("float64").fillna(0.0)
         # subjects asked for, or raised on signals alone, may have no result in the window
         no_results = stats["expected"].isna()
         if no_results.any():
@@ -802,15 +820,18 @@ def _grade(
     if like > 0 and not alone and subject.kind in co["kinds"]:
         # a credible rate excess must come with volume, signals or severity: a handful of
         # minor results on a thin subject is noise far more often than an outbreak
+        excess_p = float(row.get("excess_p", 1.0))
+        alpha = float(row.get("alone_alpha", 0.0))
         corroborated = (
-            k >= int(co["min_bad"])
+            excess_p <= alpha
             or sev >= int(co["min_severity"])
             or surge
             or serious >= int(co["min_serious_signals"])
         )
         if not corroborated:
             notes.append(
-                f"rate excess not corroborated ({k} bad, severity {sev}, no signals): no warning"
+                f"rate excess not corroborated ({k} bad, P = {excess_p:.1e} above the "
+                f"results-alone level {alpha:.1e}, severity {sev}, no signals): no warning"
             )
             like = 0
     base_level = matrix_level(sev, like, cfg)
@@ -892,5 +913,7 @@ def _grade(
         observed_expected=float(k / (n * float(row["expected"]))) if n else 0.0,
         cusum=cusum,
         cusum_lift=cusum_lift,
+        excess_p=float(row.get("excess_p", 1.0)),
+        results_alone_alpha=float(row.get("alone_alpha", 0.0)),
         notes=notes,
     )

@@ -94,7 +94,7 @@ class LikelihoodConfig(_Section):
 
 class CorroborationConfig(_Section):
     kinds: list[str]
-    min_bad: int
+    results_alone_per_year: float
     min_severity: int
     min_serious_signals: int
 

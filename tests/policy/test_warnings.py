@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import poisson
 
 from policy.warnings import (
     DEFAULT_CONFIG,
@@ -341,16 +342,34 @@ def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
 
 
 def test_a_rate_excess_without_volume_signals_or_severity_is_not_a_warning():
+    """Results alone stand only when chance gives so extreme a window to some subject of the
+    kind less often than the committee's yearly budget; no fixed count of bad results."""
     tb = _one_subject_tables(5, 10, severity="minor")
     ebad = Subject("enterprise", ("EBAD",))
     [a] = assess(tb, day(397), CFG, subjects=[ebad])
-    assert a.lift >= CFG["likelihood"]["lift_thresholds"][0]  # a credible excess ...
-    assert a.likelihood == 0 and a.level == 0  # ... but 5 minor results corroborate nothing
+    assert a.lift >= CFG["likelihood"]["lift_thresholds"][0]  # a credible excess
+    # the level scales with the budget over the kind's tested subjects x windows a year
+    tested = 365.0 / CFG["window_days"]
+    per_year = CFG["corroboration"]["results_alone_per_year"]
+    assert 0 < a.results_alone_alpha <= per_year / tested
+    assert 0 < a.excess_p < 1
+    # a committee budget under which these 5 minor results are not extreme enough: no warning
+    strict = copy.deepcopy(CFG)
+    strict["corroboration"]["results_alone_per_year"] = (
+        0.5 * per_year * a.excess_p / a.results_alone_alpha
+    )
+    [s] = assess(tb, day(397), strict, subjects=[ebad])
+    assert s.excess_p > s.results_alone_alpha
+    assert s.likelihood == 0 and s.level == 0
+    assert any("not corroborated" in n for n in s.notes)
+    # twice that budget: the same results stand alone
     loose = copy.deepcopy(CFG)
-    loose["corroboration"]["min_bad"] = 5
+    loose["corroboration"]["results_alone_per_year"] = (
+        2.0 * per_year * a.excess_p / a.results_alone_alpha
+    )
     [b] = assess(tb, day(397), loose, subjects=[ebad])
+    assert b.excess_p <= b.results_alone_alpha
     assert b.likelihood >= 1 and not any("corroborated" in n for n in b.notes)
-    assert any("not corroborated" in n for n in a.notes)
     # no history of its own: a referral for credit supervision, not an outbreak warning
     assert b.category == "credit_supervision" and b.baseline_inspected == 0
     [o] = assess(tb, day(397), CFG, subjects=[OUTBREAK])
@@ -657,6 +676,9 @@ def _window_row(n: int, k: int, expected: float, *, surge: bool) -> pd.Series:
             "critical": 0, "major": k // 2, "minor": k - k // 2, "hazard": "safety",
             "declarations": 10 * n, "ports": 4, "enterprises": 9, "value_usd": 1e6,
             "n_late": n / 4, "k_late": k / 4, "n_base": 500,
+            # the Poisson tail of k at the expected count, against the results-alone level
+            # of 480 subjects with 13 windows a year
+            "excess_p": float(poisson.sf(k - 1, n * expected)), "alone_alpha": 1 / (480 * 13),
         }
     )  # fmt: skip
 
