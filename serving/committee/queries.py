@@ -3,6 +3,7 @@ and the model bundle (no request, no template here)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,13 @@ def headline_rows(metrics: dict[str, Any], budget: float) -> list[dict[str, Any]
             "all_inspected": entry.get("all_inspected", {}),
         })  # fmt: skip
     return rows
+
+
+def random_critical_defined(rows: list[dict[str, Any]]) -> bool:
+    """Whether the random sample of the test period held a critical nonconformity, i.e. whether
+    its critical recall is defined for any row of :func:`headline_rows`."""
+    values = (r["random_sample"].get("critical_recall") for r in rows)
+    return any(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
 def search(

@@ -109,6 +109,7 @@ def landing(request: Request, user: User) -> Response:
             "split": metrics.get("split", {}),
             "rows": queries.headline_rows(metrics, float(scorer.policy.budget)),
         }
+        model["random_critical_defined"] = queries.random_critical_defined(model["rows"])
         tables = get_tables(request)
         pit = feature_rows(request.app, scorer, tables)
         health = memo(request.app, "health", (pit.version, scorer.ref.version, id(tables)),
