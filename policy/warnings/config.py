@@ -98,6 +98,25 @@ class CorroborationConfig(_Section):
     min_severity: int
     min_serious_signals: int
 
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        # a configuration file written before the tail rule names the count it replaced
+        if isinstance(data, dict) and "min_bad" in data:
+            raise ValueError(
+                "corroboration.min_bad was replaced by corroboration.results_alone_per_year "
+                "(chance warnings a year, per subject kind, from results alone; "
+                "docs/warnings.md, Corroboration)"
+            )
+        return data
+
+    @field_validator("results_alone_per_year")
+    @classmethod
+    def _budget(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("corroboration.results_alone_per_year must be > 0")
+        return v
+
 
 class CreditConfig(_Section):
     kinds: list[str]

@@ -77,6 +77,13 @@ def test_config_overrides_merge_and_bad_matrix_is_refused(tmp_path):
     f.write_text("measures: {1: [{type: teleport}]}\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unknown measure"):
         load_warning_config(f)
+    # the fixed count the tail rule replaced is named in the error, not silently ignored
+    f.write_text("corroboration: {min_bad: 6}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="results_alone_per_year"):
+        load_warning_config(f)
+    f.write_text("corroboration: {results_alone_per_year: 0}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="must be > 0"):
+        load_warning_config(f)
 
 
 def test_matrix_reads_severity_by_likelihood():
