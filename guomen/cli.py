@@ -170,6 +170,10 @@ def ingest(
         Path | None, typer.Option(help="YAML mapping file for a foreign layout")
     ] = None,
     rates: Annotated[Path | None, typer.Option(help="currency rate table CSV")] = None,
+    chunk_rows: Annotated[
+        int,
+        typer.Option(help="declarations checked this many rows at a time (bounds memory)", min=1),
+    ] = 1_000_000,
 ) -> None:
     """Validate contract tables, quarantine bad rows with reasons, and append the rest to the
     store. Prints rows read = accepted + quarantined per table."""
@@ -186,6 +190,7 @@ def ingest(
                 rates_file=rates or settings.rates_file,
                 timezone=settings.timezone,
                 progress=bar,
+                chunk_rows=chunk_rows,
             )
     except FileLevelError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

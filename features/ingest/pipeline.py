@@ -10,15 +10,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from features.contract import CONTRACT_VERSION, LOAD_ORDER
 from features.files import write_json_atomic
-from features.ingest.commit import batch_id, commit_batch, stage_tables
-from features.ingest.quarantine import TableOutput
-from features.ingest.readers import collect_inputs
+from features.ingest.chunks import DEFAULT_CHUNK_ROWS, BatchDeclarations, KeyDigests, iter_chunks
+from features.ingest.commit import StagingWriter, batch_id, commit_batch
+from features.ingest.readers import TableInput, collect_inputs
 from features.ingest.report import FileLevelError, IngestReport, TableReport
-from features.ingest.table_rules import check_declarations, check_inspections, check_keyed
+from features.ingest.table_rules import (
+    check_declarations,
+    check_inspections,
+    check_keyed,
+    remember_declarations,
+)
 from features.mapping import MappingError, load_mapping
 from features.products import native_coverage
 from features.progress import Progress, no_progress
-from features.rates import RateTableError, load_rates
+from features.rates import RateTable, RateTableError, load_rates
 from features.store import (
     MANIFEST,
     Store,
@@ -33,6 +38,7 @@ def ingest(
     rates_file: Path | None = None,
     timezone: str = "Asia/Shanghai",
     progress: Progress | None = None,
+    chunk_rows: int | None = DEFAULT_CHUNK_ROWS,
 ) -> IngestReport:
     """Validate contract tables in ``source_dir`` and append them to the store at ``store_dir``.
 
@@ -51,6 +57,12 @@ def ingest(
         Local time zone of timestamps without an offset.
     progress : Progress, optional
         Told each input file as it is checked, then the store's write (counted form).
+    chunk_rows : int, optional
+        The declarations are checked and staged this many rows at a time (a native Parquet
+        file streamed, any other file sliced), so memory is bounded by the setting, not by the
+        file (``features.ingest.chunks``); ``None`` checks each file whole. The other tables
+        are checked whole (their rules compare rows across the file; they are a fraction of the
+        declarations).
 
     Returns
     -------
@@ -87,7 +99,10 @@ def ingest(
     stored_tables = frozenset(
         t for b in store.manifest["batches"] for f in b["files"] for t in f.get("tables", [])
     )
-    inputs, files = collect_inputs(source_dir, mapping, timezone, stored_tables)
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    lazy = frozenset({"declarations"}) if chunk_rows is not None else frozenset()
+    inputs, files = collect_inputs(source_dir, mapping, timezone, stored_tables, lazy)
     loaded = store.loaded_hashes
     report = IngestReport(
         batch=None,
@@ -122,45 +137,25 @@ def ingest(
     report.created_at = datetime.now(UTC).isoformat()
     say = progress or no_progress
     steps = len(inputs) + 2  # each input, the staging write, the commit
-    outputs: dict[str, list[TableOutput]] = {}
-    checked = 0
-    for table in LOAD_ORDER:
-        for inp in (i for i in inputs if i.table == table):
-            say(f"checking {inp.table} from {inp.source.name}", checked, steps)
-            checked += 1
-            if table == "declarations":
-                out = check_declarations(inp, timezone, rates, store, attributes, batch)
-            elif table == "inspections":
-                out = check_inspections(
-                    inp, timezone, store, outputs.get("declarations", []), batch
-                )
-            else:
-                out = check_keyed(inp, timezone, store, batch)
-            outputs.setdefault(table, []).append(out)
-
-    for table, outs in outputs.items():
-        r = TableReport()
-        for o in outs:
-            r.merge(o.report)
-        r.check(table)
-        report.tables[table] = r
-    for inp in inputs:
-        if inp.table == "risk_signals":
-            cov = dict(inp.coverage or {})
-            if "rows" not in cov:  # a native file, or a mapping without an hs section
-                cov.update(native_coverage(inp.data))
-            report.signal_coverage[inp.source.name] = cov
-    for f in files:
-        entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
-        entry["status"] = "loaded" if f.name in new_names else "already loaded"
-        report.files.append(entry)
-
-    say("writing the store", checked, steps)
     store_dir.mkdir(parents=True, exist_ok=True)
     staging = store_dir / f".staging-{batch}"
     staging.mkdir()
     try:
-        stage_tables(staging, outputs, batch)
+        reports = _check_and_stage(
+            inputs, staging, batch, timezone, rates, store, attributes, chunk_rows, say, steps
+        )
+        report.tables.update(reports)
+        for inp in inputs:
+            if inp.table == "risk_signals":
+                cov = dict(inp.coverage or {})
+                if "rows" not in cov:  # a native file, or a mapping without an hs section
+                    cov.update(native_coverage(inp.data))
+                report.signal_coverage[inp.source.name] = cov
+        for f in files:
+            entry = {"file": f.name, "sha256": f.sha256, "encoding": f.encoding}
+            entry["status"] = "loaded" if f.name in new_names else "already loaded"
+            report.files.append(entry)
+        say("writing the store", len(inputs), steps)
         report.seconds = time.perf_counter() - t0
         (staging / "reports").mkdir()
         write_json_atomic(staging / "reports" / f"{batch}.json", report.to_dict())
@@ -184,10 +179,56 @@ def ingest(
                 ],
             }
         )
-        say("committing", checked + 1, steps)
+        say("committing", len(inputs) + 1, steps)
         commit_batch(store_dir, staging, manifest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     say("committed", steps, steps)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _check_and_stage(
+    inputs: list[TableInput],
+    staging: Path,
+    batch: str,
+    timezone: str,
+    rates: RateTable,
+    store: Store,
+    attributes: dict[str, str],
+    chunk_rows: int | None,
+    say: Progress,
+    steps: int,
+) -> dict[str, TableReport]:
+    """Check every input in load order (the declarations by chunks) and stage what it gives as
+    soon as it is checked; the per-table reports, their counts asserted."""
+    reports: dict[str, TableReport] = {}
+    known = BatchDeclarations()
+    writer = StagingWriter(staging, batch)
+    try:
+        checked = 0
+        for table in LOAD_ORDER:
+            for inp in (i for i in inputs if i.table == table):
+                say(f"checking {inp.table} from {inp.source.name}", checked, steps)
+                checked += 1
+                if table == "declarations":
+                    seen = KeyDigests()  # the ids of this file's earlier chunks
+                    for chunk in iter_chunks(inp, chunk_rows):
+                        out = check_declarations(
+                            chunk, timezone, rates, store, attributes, batch, seen
+                        )
+                        remember_declarations(out, known)
+                        writer.add(table, out)
+                        reports.setdefault(table, TableReport()).merge(out.report)
+                    continue
+                if table == "inspections":
+                    out = check_inspections(inp, timezone, store, known, batch)
+                else:
+                    out = check_keyed(inp, timezone, store, batch)
+                writer.add(table, out)
+                reports.setdefault(table, TableReport()).merge(out.report)
+    finally:
+        writer.close()
+    for table, r in reports.items():
+        r.check(table)
+    return reports

@@ -43,6 +43,9 @@ class RawFile:
     sha256: str
     source_rows: np.ndarray
     bad_rows: list[tuple[int, str, str]] = field(default_factory=list)
+    # A Parquet file opened lazily (only its schema read; ``table`` is empty): its rows are
+    # streamed in chunks by ``features.ingest.chunks.iter_chunks``.
+    path: Path | None = None
 
 
 def _decode(name: str, data: bytes) -> tuple[bytes, str]:
@@ -128,12 +131,12 @@ def _read_csv(name: str, raw: bytes) -> RawFile:
     return RawFile(name, table, encoding, sha, numbers, bad_rows)
 
 
-def _read_parquet(name: str, path: Path) -> RawFile:
+def _read_parquet(name: str, path: Path, lazy: bool = False) -> RawFile:
     sha = sha256_file(path)
     if path.stat().st_size == 0:
         raise FileLevelError(f"{name}: empty file (0 bytes)")
     try:
-        table = pq.read_table(path)
+        table = pq.read_schema(path).empty_table() if lazy else pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise FileLevelError(f"{name}: unreadable Parquet file ({exc})") from None
     names = [n.strip() for n in table.column_names]
@@ -142,11 +145,13 @@ def _read_parquet(name: str, path: Path) -> RawFile:
         raise FileLevelError(f"{name}: column {dupes[0]!r} appears twice")
     table = table.rename_columns(names)
     rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
-    return RawFile(name, table, "parquet", sha, rows)
+    return RawFile(name, table, "parquet", sha, rows, path=path if lazy else None)
 
 
-def read_source(path: Path, name: str | None = None) -> RawFile:
+def read_source(path: Path, name: str | None = None, lazy: bool = False) -> RawFile:
     """Read one CSV (``.csv``/``.csv.gz``) or Parquet file, every CSV column as a string.
+
+    ``lazy``: a Parquet file's schema only (its rows are streamed later, in chunks).
 
     Raises
     ------
@@ -155,7 +160,7 @@ def read_source(path: Path, name: str | None = None) -> RawFile:
     """
     name = name or path.name
     if path.name.endswith(".parquet"):
-        return _read_parquet(name, path)
+        return _read_parquet(name, path, lazy)
     return _read_csv(name, path.read_bytes())
 
 
@@ -186,12 +191,17 @@ class TableInput:
 
 
 def collect_inputs(
-    source_dir: Path, mapping: Mapping | None, tz: str, in_store: frozenset[str] = frozenset()
+    source_dir: Path,
+    mapping: Mapping | None,
+    tz: str,
+    in_store: frozenset[str] = frozenset(),
+    lazy: frozenset[str] = frozenset(),
 ) -> tuple[list[TableInput], list[RawFile]]:
     """Read every source file (native or through the mapping); raise file-level errors.
 
     ``in_store``: tables the store already holds, so a later batch need not bring them again
-    (a signal feed alone, once the declarations are loaded).
+    (a signal feed alone, once the declarations are loaded). ``lazy``: tables whose native
+    Parquet file is only opened here (schema, digest), its rows streamed in chunks later.
     """
     inputs: list[TableInput] = []
     files: list[RawFile] = []
@@ -216,7 +226,7 @@ def collect_inputs(
     for table, path in find_sources(source_dir).items():
         if table in mapped_tables:
             continue
-        raw = read_source(path)
+        raw = read_source(path, lazy=table in lazy)
         files.append(raw)
         inputs.append(TableInput(table, raw, raw.table, np.arange(raw.table.num_rows)))
     present = {i.table for i in inputs}

@@ -41,14 +41,15 @@ class TableReport:
             )
 
     def merge(self, other: TableReport) -> None:
-        """Add the counts of another file's report of the same table."""
+        """Add the counts of another file's (or chunk's) report of the same table."""
         self.read += other.read
         self.accepted += other.accepted
         self.quarantined += other.quarantined
         self.replaced += other.replaced
         self.with_dq_issues += other.with_dq_issues
         self.dq_issues += other.dq_issues
-        self.source_files += other.source_files
+        # A file checked in chunks is listed once.
+        self.source_files += [f for f in other.source_files if f not in self.source_files]
         for k, v in other.by_reason.items():
             self.by_reason[k] = self.by_reason.get(k, 0) + v
         for k, v in other.dq_by_reason.items():

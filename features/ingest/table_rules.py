@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract import TABLES
+from features.ingest.chunks import BatchDeclarations, KeyDigests
 from features.ingest.quarantine import TableOutput, finish_table
 from features.ingest.readers import TableInput
 from features.ingest.rules import as_mask, check_columns, duplicated_in_file, found_in_store
@@ -28,12 +29,26 @@ R_RESULT_IN_STORE = "declaration already has a final result in store"
 
 
 def check_declarations(
-    inp: TableInput, tz: str, rates: RateTable, store: Store, attributes: dict[str, str], batch: str
+    inp: TableInput,
+    tz: str,
+    rates: RateTable,
+    store: Store,
+    attributes: dict[str, str],
+    batch: str,
+    seen: KeyDigests | None = None,
 ) -> TableOutput:
+    """Check one declarations file, or one chunk of it: ``seen`` holds the ids of the file's
+    earlier chunks (a repeat of one of them is a later repeat in the file) and gets this
+    chunk's ids added."""
     spec = TABLES["declarations"]
     c = check_columns(spec, inp.data, tz, attributes)
-    keys = pd.DataFrame({"declaration_id": c.series("declaration_id")})
-    c.add("declaration_id", R_DUP_FILE, duplicated_in_file(keys))
+    ids = c.series("declaration_id")
+    keys = pd.DataFrame({"declaration_id": ids})
+    dup = duplicated_in_file(keys)
+    if seen is not None:
+        dup = dup | seen.find(ids)[0]
+        seen.add(ids)
+    c.add("declaration_id", R_DUP_FILE, dup)
     stored = store.read("declarations", columns=["declaration_id"])
     c.add("declaration_id", R_DUP_STORE, found_in_store(keys, stored))
     cur = c.typed["currency"]
@@ -51,36 +66,44 @@ def check_declarations(
     return finish_table(inp, c, batch, {"declared_value_usd": pa.array(usd, pa.float64())})
 
 
+def remember_declarations(out: TableOutput, known: BatchDeclarations) -> None:
+    """Add a checked declarations file (or chunk) to what this load's inspections can refer to."""
+    accepted = out.accepted.select(["declaration_id", "declared_at"]).to_pandas()
+    at = accepted["declared_at"].to_numpy(dtype="datetime64[ns]")  # UTC
+    known.accepted.add(accepted["declaration_id"], at.astype(np.int64))
+    bad = out.checked.series("declaration_id")[out.checked.bad()]
+    known.quarantined.update(bad.dropna().tolist())
+
+
 def check_inspections(
-    inp: TableInput, tz: str, store: Store, decl_out: list[TableOutput], batch: str
+    inp: TableInput, tz: str, store: Store, batch_decls: BatchDeclarations, batch: str
 ) -> TableOutput:
     spec = TABLES["inspections"]
     c = check_columns(spec, inp.data, tz)
     ids = c.series("declaration_id")
-    # Known declarations: accepted in this batch, or already in the store.
-    known_parts = [store.read("declarations", columns=["declaration_id", "declared_at"])]
-    quarantined_ids: set[str] = set()
-    for d in decl_out:
-        known_parts.append(d.accepted.select(["declaration_id", "declared_at"]).to_pandas())
-        qd = d.checked.series("declaration_id")[d.checked.bad()]
-        quarantined_ids.update(qd.dropna().tolist())
-    known = pd.concat([k for k in known_parts if len(k)] or [known_parts[0]], ignore_index=True)
-    known = known.drop_duplicates("declaration_id", keep="last")
-    pos = pd.Index(known["declaration_id"]).get_indexer(ids)
+    # Known declarations: accepted in this batch (digests), or already in the store. A stored id
+    # is never accepted again (duplicate key already in store), so the two never overlap.
+    stored_decl = store.read("declarations", columns=["declaration_id", "declared_at"])
+    stored_decl = stored_decl.drop_duplicates("declaration_id", keep="last")
+    pos = pd.Index(stored_decl["declaration_id"]).get_indexer(ids)
+    in_batch, batch_at = batch_decls.accepted.find(ids)
+    in_store = pos >= 0
     present = ids.notna().to_numpy()
-    unknown = present & (pos < 0)
-    was_quarantined = unknown & ids.isin(quarantined_ids).to_numpy()
+    unknown = present & ~in_store & ~in_batch
+    was_quarantined = unknown & ids.isin(batch_decls.quarantined).to_numpy()
     c.add("declaration_id", R_DECL_QUARANTINED, was_quarantined)
     c.add("declaration_id", R_UNKNOWN_DECL, unknown & ~was_quarantined)
-    declared = known["declared_at"].to_numpy(dtype="datetime64[ns]") if len(known) else None
-    if declared is not None and (pos >= 0).any():
+    if (in_store | in_batch).any():
         insp = (
             pd.Series(c.typed["inspected_at"].to_pandas())
             .dt.tz_convert(None)
             .to_numpy(dtype="datetime64[ns]")
         )
         d_at = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        d_at[pos >= 0] = declared[pos[pos >= 0]]
+        d_at[in_batch] = batch_at[in_batch].astype("datetime64[ns]")
+        if in_store.any():
+            declared = stored_decl["declared_at"].to_numpy(dtype="datetime64[ns]")
+            d_at[in_store] = declared[pos[in_store]]
         with np.errstate(invalid="ignore"):
             before = (~np.isnat(insp)) & (~np.isnat(d_at)) & (insp < d_at)
         c.add("inspected_at", R_BEFORE, before)
