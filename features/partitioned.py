@@ -231,6 +231,26 @@ class _CodedRows:
     def __len__(self) -> int:
         return len(self.t)
 
+    @staticmethod
+    def of(
+        decl: pd.DataFrame,
+        codes: dict[str, np.ndarray],
+        results: _Results,
+        uv_log_ratio: np.ndarray | None = None,
+        t: np.ndarray | None = None,
+    ) -> _CodedRows:
+        """The coded rows of declarations ``decl`` (their key ``codes`` already made), each
+        pointed at its final result in ``results``; the unit-value ratio NaN when not given."""
+        own = results.ids.get_indexer(pd.Index(decl["declaration_id"]))
+        return _CodedRows(
+            to_ns(decl["declared_at"]) if t is None else t,
+            declaration_flag(decl, "third_party_certificate"),
+            declaration_flag(decl, "legal_inspection"),
+            np.full(len(decl), np.nan) if uv_log_ratio is None else uv_log_ratio,
+            own.astype(np.int64),
+            codes,
+        )
+
     def select(self, rows: np.ndarray) -> _CodedRows:
         return _CodedRows(
             self.t[rows],
@@ -430,16 +450,7 @@ def carried_from_frames(
     results = _Results(final_inspections(inspections).reset_index(drop=True))
 
     def coded(decl: pd.DataFrame) -> _CodedRows:
-        codes, _ = coder.code(frame_fields(decl, attributes))
-        own = results.ids.get_indexer(pd.Index(decl["declaration_id"]))
-        return _CodedRows(
-            to_ns(decl["declared_at"]),
-            declaration_flag(decl, "third_party_certificate"),
-            declaration_flag(decl, "legal_inspection"),
-            np.full(len(decl), np.nan),
-            own.astype(np.int64),
-            codes,
-        )
+        return _CodedRows.of(decl, coder.code(frame_fields(decl, attributes))[0], results)
 
     rows = coded(queries)
     frame = _CodedRows.concat([coded(context), rows], names)
@@ -626,19 +637,11 @@ def build_partitioned(
                 leaving.append(context.popleft()[1])
             ghosts = _advance(history, cut, leaving, ghosts, results, entity_names)
             decl = source.declarations(group)
-            own = results.ids.get_indexer(pd.Index(decl["declaration_id"]))
             codes, hs6 = coder.code(frame_fields(decl, attributes))
             t = to_ns(decl["declared_at"])
             luv = unit_value_log(declared_value_usd(decl), declared_weight_kg(decl))
             ratio, z = hs6_unit_value_features(hs6, t, luv, unit_values.arrays())
-            rows = _CodedRows(
-                t,
-                declaration_flag(decl, "third_party_certificate"),
-                declaration_flag(decl, "legal_inspection"),
-                ratio,
-                own.astype(np.int64),
-                codes,
-            )
+            rows = _CodedRows.of(decl, codes, results, ratio, t)
             frame = _CodedRows.concat([*(c for _, c in context), rows], entity_names)
             events, carried_history = _frame(
                 frame, len(rows), ghosts, history, results, b, attributes, entities
@@ -649,7 +652,7 @@ def build_partitioned(
                     list(group),
                     name,
                     Carried(events, carried_history, (ratio, z)),
-                    results.frame.iloc[own[own >= 0]],
+                    results.frame.iloc[rows.result[rows.result >= 0]],
                     signals[(sig_t >= a - longest) & (sig_t < b)],
                 )
             )
