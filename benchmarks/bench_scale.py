@@ -83,6 +83,7 @@ def measure(
     compare: tuple[str, ...],
     save: Callable[[dict[str, Any]], None],
     last: str = "rescore",
+    chunk_rows: int = 1_000_000,
 ) -> dict[str, Any]:
     """Run the steps at ``n`` declarations up to ``last``, each in-memory step of ``compare``
     right after its out-of-core one (side by side at the same load); ``save`` is called with
@@ -122,7 +123,8 @@ def measure(
 
     shutil.rmtree(raw, ignore_errors=True)
     step("demo-data", [*GUOMEN, "demo-data", "--out", str(raw), "--declarations", str(n)])
-    step("ingest", [*GUOMEN, "ingest", str(raw), "--store", str(home / "store")])
+    step("ingest", [*GUOMEN, "ingest", str(raw), "--store", str(home / "store"),
+                    "--chunk-rows", str(chunk_rows)])  # fmt: skip
     feats = home / "features"
     step(
         "features",
@@ -151,7 +153,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "### Out of core end to end (issue 14, parts 2-3)",
         "",
         f"{payload['date']}, {payload['machine']}; partitions of {payload['partition_months']} "
-        f"month(s), training sample cap {payload['max_rows']:,} rows per segment. Each step is "
+        f"month(s), training sample cap {payload['max_rows']:,} rows per segment, ingest chunks of "
+        f"{payload.get('ingest_chunk_rows') or 0:,} declarations (0: whole files). Each step is "
         "its `guomen` command in a child process; peak RSS of the whole process tree; load "
         "average (1 min) before/after each step in the JSON.",
         "",
@@ -208,6 +211,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--partition-months", type=int, default=3)
     ap.add_argument("--max-rows", type=int, default=3_000_000)
+    ap.add_argument("--chunk-rows", type=int, default=1_000_000, help="guomen ingest's chunk")
     ap.add_argument(
         "--compare",
         nargs="*",
@@ -239,6 +243,7 @@ def main() -> None:
             "commit": git_commit(ROOT),
             "partition_months": args.partition_months,
             "max_rows": args.max_rows,
+            "ingest_chunk_rows": args.chunk_rows,
             "runs": sorted([*done, partial], key=lambda r: r["declarations"]),
         }
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -247,8 +252,9 @@ def main() -> None:
 
     for n in args.sizes:
         result = measure(
-            n, args.partition_months, args.max_rows, tuple(args.compare), save, args.last
-        )
+            n, args.partition_months, args.max_rows, tuple(args.compare), save, args.last,
+            args.chunk_rows,
+        )  # fmt: skip
         runs = [r for r in runs if r["declarations"] != n] + [result]
 
 
