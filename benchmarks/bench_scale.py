@@ -84,14 +84,21 @@ def measure(
     save: Callable[[dict[str, Any]], None],
     last: str = "rescore",
     chunk_rows: int = 1_000_000,
+    first: str = "demo-data",
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the steps at ``n`` declarations up to ``last``, each in-memory step of ``compare``
-    right after its out-of-core one (side by side at the same load); ``save`` is called with
-    the partial result after every step (a run cut short by a deadline keeps what finished)."""
+    """Run the steps at ``n`` declarations from ``first`` up to ``last``, each in-memory step of
+    ``compare`` right after its out-of-core one (side by side at the same load); ``save`` is
+    called with the partial result after every step (a run cut short by a deadline keeps what
+    finished). From a later ``first`` the work folder of an earlier run is reused and its
+    steps (``previous``) are kept."""
     work = WORK / str(n)
-    shutil.rmtree(work / "home", ignore_errors=True)
     home = work / "home"
-    home.mkdir(parents=True)
+    if first == "demo-data":
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+    elif not home.is_dir():
+        raise SystemExit(f"--first {first}: no earlier run in {work}")
     env = {
         **os.environ,
         "GUOMEN_HOME": str(home),
@@ -100,20 +107,26 @@ def measure(
         "PYTHONPATH": str(ROOT),
     }
     raw = work / "raw"
-    steps: dict[str, dict[str, Any]] = {}
-    result: dict[str, Any] = {"declarations": n, "steps": steps}
+    steps: dict[str, dict[str, Any]] = dict((previous or {}).get("steps", {}))
+    result: dict[str, Any] = {"declarations": n, "steps": steps, "max_rows": max_rows,
+                              "ingest_chunk_rows": chunk_rows}  # fmt: skip
+    if previous and previous.get("in_memory"):
+        result["in_memory"] = previous["in_memory"]
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
 
     mem: dict[str, Any] = {}
 
     def step(name: str, cmd: list[str], in_memory: list[str] | None = None) -> None:
+        if STEPS.index(name) < STEPS.index(first):
+            return
         load = os.getloadavg()
         steps[name] = {**run_step(cmd, env, logs / f"{name}.log"), "load_before": load}
         steps[name]["load_after"] = os.getloadavg()
         print(n, name, steps[name], flush=True)
         save(result)
         if in_memory is not None and name in compare:
+            mem.update(result.get("in_memory", {}))
             result["in_memory"] = mem
             load = os.getloadavg()
             mem[name] = {**run_step(in_memory, env, logs / f"mem-{name}.log"), "load_before": load}
@@ -121,7 +134,8 @@ def measure(
             print(n, "in-memory", name, mem[name], flush=True)
             save(result)
 
-    shutil.rmtree(raw, ignore_errors=True)
+    if first == "demo-data":
+        shutil.rmtree(raw, ignore_errors=True)
     step("demo-data", [*GUOMEN, "demo-data", "--out", str(raw), "--declarations", str(n)])
     step("ingest", [*GUOMEN, "ingest", str(raw), "--store", str(home / "store"),
                     "--chunk-rows", str(chunk_rows)])  # fmt: skip
@@ -139,7 +153,10 @@ def measure(
          [*GUOMEN, "train"])  # fmt: skip
     if last == "train":
         return result
-    subprocess.run([*GUOMEN, "promote"], cwd=home, env=env, check=True, capture_output=True)
+    if STEPS.index(first) <= STEPS.index("train") or "rescore" not in steps:
+        # (again after a run that stopped at train; a second promote of the same model is a
+        # no-op or a refusal, either way the champion is the model trained here)
+        subprocess.run([*GUOMEN, "promote"], cwd=home, env=env, check=False, capture_output=True)
     as_of = last_day(home / "store")
     step("rescore", [*GUOMEN, "rescore", "--as-of", as_of, "--features", str(feats),
                      "--out", str(home / "rescore")],
@@ -171,6 +188,9 @@ def markdown(payload: dict[str, Any]) -> str:
                 f"| {r['declarations']:,} | {name} | {s['wall_s']} | {s['wall_s'] / m:.1f} | "
                 f"{s.get('cpu_s', '')} | {s['peak_rss_gb']} | {s['load_before'][0]:.1f} |"
             )
+        if r.get("max_rows", payload["max_rows"]) != payload["max_rows"]:
+            lines.append(f"| {r['declarations']:,} | (training sample cap {r['max_rows']:,} rows "
+                         "per segment at this size) | | | | | |")  # fmt: skip
         total = sum(s["wall_s"] for s in r["steps"].values())
         peak = max(s["peak_rss_gb"] for s in r["steps"].values())
         label = "end to end" if set(STEPS) <= set(r["steps"]) else "the steps run (not end to end)"
@@ -226,12 +246,20 @@ def main() -> None:
         help="stop after this step (a size whose later steps do not fit the time)",
     )
     ap.add_argument("--merge", action="store_true", help="keep earlier sizes of scale.json")
+    ap.add_argument(
+        "--first",
+        default="demo-data",
+        choices=STEPS,
+        help="start at this step in the work folder of an earlier run (its results kept)",
+    )
     args = ap.parse_args()
     from benchmarks.provenance import git_commit
 
     runs: list[dict[str, Any]] = []
-    if args.merge and (RESULTS / "scale.json").exists():
+    earlier: dict[int, dict[str, Any]] = {}
+    if (args.merge or args.first != "demo-data") and (RESULTS / "scale.json").exists():
         old = json.loads((RESULTS / "scale.json").read_text())
+        earlier = {r["declarations"]: r for r in old["runs"]}
         runs = [r for r in old["runs"] if r["declarations"] not in args.sizes]
 
     def save(partial: dict[str, Any]) -> None:
@@ -253,7 +281,7 @@ def main() -> None:
     for n in args.sizes:
         result = measure(
             n, args.partition_months, args.max_rows, tuple(args.compare), save, args.last,
-            args.chunk_rows,
+            args.chunk_rows, args.first, earlier.get(n) if args.first != "demo-data" else None,
         )  # fmt: skip
         runs = [r for r in runs if r["declarations"] != n] + [result]
 
