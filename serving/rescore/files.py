@@ -50,9 +50,14 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(frame, preserve_index=False)
+    # Dictionary pages only for the columns that repeat (ids, tiers, times): for the float
+    # columns (probabilities, contributions) they cost most of the write and save nothing.
+    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
     tmp = temporary_beside(path)
     try:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        pq.write_table(
+            table, tmp, compression="zstd", write_statistics=True, use_dictionary=dictionary
+        )
         commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -130,11 +130,13 @@ def _reasons(
     """JSON lists of the top contributions up (raising the risk) and down, per enterprise."""
     up_json: list[str] = []
     down_json: list[str] = []
-    idx = np.arange(means.shape[1])
-    for row in means:
-        # Ties broken by feature position, so the order never depends on the sort algorithm.
-        up = [i for i in np.lexsort((idx, -row)) if row[i] > 0][:TOP_REASONS]
-        down = [i for i in np.lexsort((idx, row)) if row[i] < 0][:TOP_REASONS]
+    # A stable sort breaks ties by feature position, so the order never depends on the
+    # algorithm; only the first TOP_REASONS of each order can be chosen.
+    top_up = np.argsort(-means, axis=1, kind="stable")[:, :TOP_REASONS]
+    top_down = np.argsort(means, axis=1, kind="stable")[:, :TOP_REASONS]
+    for row, ups, downs in zip(means, top_up, top_down, strict=True):
+        up = [int(i) for i in ups if row[i] > 0]
+        down = [int(i) for i in downs if row[i] < 0]
         up_json.append(_reason_json(up, row, feature_names, descriptions))
         down_json.append(_reason_json(down, row, feature_names, descriptions))
     return up_json, down_json

@@ -604,3 +604,22 @@ def test_committee_page_explanation_equals_rescoring(world, reference, tmp_path)
     cache = world["store"].parent / "explain-cache"
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")]
     assert re_explanation(app, scorer, tables, "no-such-declaration") is None
+
+
+def test_reasons_are_the_top_contributions_with_ties_by_feature_position() -> None:
+    """The vectorised top-reason choice equals the per-row reference: the largest positive
+    (negative) mean contributions, at most TOP_REASONS, ties broken by feature position."""
+    from serving.rescore.profiles import TOP_REASONS, _reasons
+
+    rng = np.random.default_rng(5)
+    means = np.round(rng.normal(0, 1, (300, 12)), 1)  # rounding makes ties
+    means[0] = 0.0
+    means[1, :] = 0.3
+    names = [f"f{i}" for i in range(12)]
+    up, down = _reasons(means, names, {})
+    idx = np.arange(12)
+    for row, u, d in zip(means, up, down, strict=True):
+        want_up = [i for i in np.lexsort((idx, -row)) if row[i] > 0][:TOP_REASONS]
+        want_down = [i for i in np.lexsort((idx, row)) if row[i] < 0][:TOP_REASONS]
+        assert [x["feature"] for x in json.loads(u)] == [names[i] for i in want_up]
+        assert [x["feature"] for x in json.loads(d)] == [names[i] for i in want_down]
