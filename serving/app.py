@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from features.rates import load_rates
 from guomen.settings import Settings, get_settings
 from riskmodel import ModelRef
+from serving.audit import close_audit
 from serving.auth import KeyStore
 from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await anyio.to_thread.run_sync(sync.stop)
             await anyio.to_thread.run_sync(manager.stop)
+            await anyio.to_thread.run_sync(close_audit, engine)
             engine.dispose()
             metrics.worker_exited()
 

@@ -1,12 +1,19 @@
 """``POST /v1/score`` and ``POST /v1/score/batch``: validate, call the scoring service, map errors.
 
-Plain ``def`` endpoints (CPU work runs in the threadpool, not on the event loop). The work
-(score, explain, audit, then update the snapshot) is :func:`serving.score_service.score_declarations`.
+``/v1/score`` is ``async``: one declaration is about a millisecond of CPU and no I/O besides the
+audit commit, so it is scored on the event loop (no thread-pool hop; the pool's threads taking
+turns at the GIL cost more CPU than the scoring, docs/api.md "Performance"), and its audit row
+goes through :class:`serving.audit.AuditCommitter`, which never makes the loop wait for the
+write gate. ``/v1/score/batch`` (up to ``max_batch`` declarations) stays a plain ``def`` in the
+thread pool. The work (score, explain, audit, then update the snapshot) is
+:mod:`serving.score_service`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -29,6 +36,7 @@ from serving.score_service import (
     ScoringCall,
     ScoringRefused,
     score_declarations,
+    score_on_loop,
 )
 from serving.scoring import Scorer
 
@@ -60,12 +68,34 @@ Explain = Annotated[
 TopK = Annotated[int, Query(ge=0, le=1000, description="number of reasons returned")]
 
 
+@contextlib.contextmanager
+def _refusals_mapped() -> Iterator[None]:
+    """The scoring service's refusals as HTTP answers."""
+    try:
+        yield
+    except ScoringRefused as exc:
+        raise RequestValidationError(exc.errors) from exc
+    except AuditUnavailable as exc:
+        # No audit row, no answer: the caller retries; the snapshot is left untouched.
+        log.error("%s: %s", exc, type(exc.__cause__).__name__)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "audit log unavailable; nothing was scored"
+        ) from exc
+
+
+def _counted(request: Request, done: ScoredCall) -> ScoredCall:
+    decisions = request.app.state.metrics.decisions
+    for r in done.results:
+        decisions.labels(r.tier, r.decision.decision).inc()
+    return done
+
+
 def _score(
     request: Request, scorer: Scorer, declarations: list[Declaration], call: ScoringCall
 ) -> ScoredCall:
-    """Run the scoring service for one request and map its refusals to HTTP answers."""
+    """Run the scoring service for one batch request (blocking: in a worker thread)."""
     state = request.app.state
-    try:
+    with _refusals_mapped():
         done = score_declarations(
             scorer,
             declarations,
@@ -75,22 +105,29 @@ def _score(
             rates=state.rates,
             worker_id=state.worker_id,
         )
-    except ScoringRefused as exc:
-        raise RequestValidationError(exc.errors) from exc
-    except AuditUnavailable as exc:
-        # No audit row, no answer: the caller retries; the snapshot is left untouched.
-        log.error("%s: %s", exc, type(exc.__cause__).__name__)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "audit log unavailable; nothing was scored"
-        ) from exc
-    decisions = state.metrics.decisions
-    for r in done.results:
-        decisions.labels(r.tier, r.decision.decision).inc()
-    return done
+    return _counted(request, done)
+
+
+async def _score_on_loop(
+    request: Request, scorer: Scorer, declaration: Declaration, call: ScoringCall
+) -> ScoredCall:
+    """Run the scoring service for one declaration on the event loop."""
+    state = request.app.state
+    with _refusals_mapped():
+        done = await score_on_loop(
+            scorer,
+            [declaration],
+            active_measures(request),
+            call,
+            engine=state.engine,
+            rates=state.rates,
+            worker_id=state.worker_id,
+        )
+    return _counted(request, done)
 
 
 @router.post("/score", response_model=ScoreResult, responses=RESPONSES)
-def score(
+async def score(
     request: Request,
     declaration: Declaration,
     key: InspectorKey,
@@ -104,7 +141,7 @@ def score(
     An audit row is stored before the answer is sent.
     """
     call = ScoringCall(key.key_id, explain, top_k, batch=False)
-    return _json(_score(request, scorer, [declaration], call).bodies[0])
+    return _json((await _score_on_loop(request, scorer, declaration, call)).bodies[0])
 
 
 @router.post("/score/batch", response_model=BatchResponse, responses=RESPONSES)

@@ -9,15 +9,19 @@ prevent fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from serving.audit import (
+    AuditCommitter,
+    AuditWriter,
     count_audit,
     inspection_results,
     record_inspection,
@@ -154,4 +158,93 @@ def test_the_sync_poll_does_not_read_back_this_workers_json(tmp_path, monkeypatc
     assert json_of == {"me": None, "other": '{"declaration_id": "x"}',
                        None: '{"declaration_id": "x"}'}  # fmt: skip
     assert sync.decl_cursor.max_id == 3  # ... and the cursor still passes this worker's rows
+    engine.dispose()
+
+
+def test_audit_committer_commits_at_once_or_in_groups_behind_a_held_gate(tmp_path):
+    """On one event loop: with the write gate free each request commits at once; while another
+    writer holds the gate (as another worker would) the requests queue and are committed in
+    groups. Each returns after its own rows are stored and its ``then`` has run; a bad request
+    fails alone; a closed committer refuses."""
+    engine = _no_busy_wait_engine(tmp_path / "group.db")
+    create_schema(engine)
+    committer = AuditCommitter(AuditWriter(engine))
+    transactions: list[int] = []
+    write = committer.writer._write
+
+    def counted(params: Any) -> None:
+        transactions.append(len(params))
+        write(params)
+
+    committer.writer._write = counted  # type: ignore[method-assign]
+    write_audit(engine, [_row("taken")])
+    after_commit: list[str] = []
+
+    async def one(request_id: str) -> str:
+        def then() -> None:
+            # the rows are committed when ``then`` runs: another connection reads them
+            with engine.connect() as conn:
+                stored = conn.execute(
+                    sa.select(sa.func.count()).where(score_audit.c.request_id == request_id)
+                ).scalar_one()
+            after_commit.append(f"{request_id}:{stored}")
+
+        try:
+            await committer.write([_row(request_id), _row(request_id, item=1)], then=then)
+        except sa.exc.IntegrityError:
+            return f"{request_id}:refused"
+        return f"{request_id}:stored"
+
+    def gate_held_by_another_writer() -> tuple[threading.Event, threading.Thread]:
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with write_gate(engine).held():
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert held.wait(30)
+        return release, holder
+
+    async def many(ids: list[str], behind_held_gate: bool) -> list[str]:
+        if not behind_held_gate:
+            return [await one(i) for i in ids]
+        release, holder = gate_held_by_another_writer()
+        tasks = [asyncio.create_task(one(i)) for i in ids]
+        await asyncio.sleep(0.2)  # every request is queued behind the held gate
+        assert not any(t.done() for t in tasks) and after_commit == []
+        release.set()
+        outcomes = [await t for t in tasks]
+        holder.join()
+        return outcomes
+
+    free = ["f0", "f1", "f2"]
+    assert asyncio.run(many(free, behind_held_gate=False)) == [f"{i}:stored" for i in free]
+    assert transactions == [2, 2, 2] and after_commit == ["f0:2", "f1:2", "f2:2"]
+    transactions.clear()
+    after_commit.clear()
+
+    queued = [f"g{i}" for i in range(60)]
+    assert asyncio.run(many(queued, behind_held_gate=True)) == [f"{i}:stored" for i in queued]
+    assert sorted(after_commit) == sorted(f"{i}:2" for i in queued)
+    assert sum(transactions) == 120 and len(transactions) <= 3  # grouped
+    transactions.clear()
+    after_commit.clear()
+
+    # "taken" collides with a stored row: its group fails, then each request is tried alone
+    mixed = ["m0", "m1", "taken", "m2"]
+    assert asyncio.run(many(mixed, behind_held_gate=True)) == [
+        "m0:stored", "m1:stored", "taken:refused", "m2:stored"
+    ]  # fmt: skip
+    assert sorted(after_commit) == ["m0:2", "m1:2", "m2:2"]  # no ``then`` for "taken"
+    assert count_audit(engine) == 1 + (3 + 60 + 3) * 2
+
+    async def after_close() -> None:
+        await committer.write([_row("late")])
+
+    committer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(after_close())
     engine.dispose()
