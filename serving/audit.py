@@ -323,10 +323,13 @@ class AuditWriter:
         finally:
             if not self._keep:
                 conn.close()  # back to the pool
-            elif failed:  # a fresh connection next time (e.g. after a storage fault)
+            elif failed:
+                # Back to the pool (rolled back), another one next time. Closed outright after
+                # a storage fault, it left the next writer failing once after the storage came
+                # back (tests/security/test_storage_faults.py).
                 self._kept = None
                 with contextlib.suppress(Exception):
-                    conn.invalidate()
+                    conn.close()
 
 
 _writers = _PerEngine(AuditWriter)
@@ -363,12 +366,12 @@ class _Waiting:
 class AuditCommitter:
     """The audit writes of requests served on the event loop, never waiting on the loop.
 
-    When the write gate is free (nothing queued, no other writer of this process or another
-    holds it), a request's rows are committed at once on the loop: on one kept connection that
-    is a fraction of a millisecond, cheaper than any hand-over to a thread (measured:
-    docs/api.md, "Performance"). When the gate is taken (another worker process is committing,
-    or a group is in progress here), the rows are queued instead and the loop goes on serving:
-    one daemon thread takes every request queued meanwhile, inserts all their rows in one
+    On SQLite, when the write gate is free (nothing queued, no other writer of this process or
+    another holds it), a request's rows are committed at once on the loop: on one kept
+    connection that is a fraction of a millisecond, cheaper than any hand-over to a thread
+    (measured: docs/api.md, "Performance"). When the gate is taken (another worker process is
+    committing, or a group is in progress here), and always on a server database (PostgreSQL),
+    the rows are queued instead and the loop goes on serving: one daemon thread takes every request queued meanwhile, inserts all their rows in one
     transaction under the gate (group commit), and only then answers each of them (one wake-up
     of each event loop per group). Either way an answer exists only after its rows are
     committed, so a crash can lose unanswered requests only. When a group's transaction fails,
@@ -383,6 +386,9 @@ class AuditCommitter:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._busy = False  # the thread holds a group (queued or committing)
+        # A commit on the loop only on SQLite (a local file, a fraction of a millisecond); on a
+        # server database the commit is a network round trip, so the thread always does it.
+        self._inline = writer.gate.sqlite
 
     async def write(
         self, rows: Sequence[Mapping[str, Any]], then: Callable[[], object] | None = None
@@ -398,9 +404,13 @@ class AuditCommitter:
         params = self.writer.params(rows)
         if self._closed:
             raise RuntimeError("the audit committer is closed")
-        if not self._queue and not self._busy and self.writer.write_params_if_free(params):
-            if then is not None:
-                then()
+        if (
+            self._inline
+            and not self._queue
+            and not self._busy
+            and self.writer.write_params_if_free(params)
+        ):
+            _after_commit(then)
             return
         loop = asyncio.get_running_loop()
         waiting = _Waiting(params, loop, loop.create_future(), then)
@@ -467,14 +477,20 @@ class AuditCommitter:
         return None
 
 
+def _after_commit(then: Callable[[], object] | None) -> None:
+    """A request's step after its rows are stored; its failure is logged, not the request's."""
+    if then is not None:
+        try:
+            then()
+        except Exception:
+            log.exception("after-commit step failed (the audit rows are stored)")
+
+
 def _settle(settled: Sequence[tuple[_Waiting, BaseException | None]]) -> None:
     """On the requests' event loop: run each committed request's ``then``, wake it."""
     for waiting, exc in settled:
-        if exc is None and waiting.then is not None:
-            try:
-                waiting.then()
-            except Exception:
-                log.exception("after-commit step failed (the audit rows are stored)")
+        if exc is None:
+            _after_commit(waiting.then)
         if waiting.future.done():  # cancelled while waiting
             continue
         if exc is None:
