@@ -45,6 +45,8 @@ from training.train import TRAIN, VALIDATION, TrainingData, categorical_names
 
 # Screening columns of one candidate key (features.registry's screening family; an upper bound).
 SCREEN_COLUMNS_PER_KEY = 6
+# Folds of the default set's out-of-fold probabilities that the score statistic is taken against.
+SCORE_FOLDS = 3
 
 
 @dataclass
@@ -179,6 +181,28 @@ def _fit_logloss(
     return booster, float(min(evals["validation"]["binary_logloss"]))
 
 
+def out_of_fold_probability(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_va: np.ndarray,
+    y_va: np.ndarray,
+    names: list[str],
+    config: TrainConfig,
+    folds: int,
+) -> np.ndarray:
+    """Probabilities of the train rows, each from a model fitted on the other folds (early
+    stopping on validation). In-sample residuals shrink wherever the model already fits its
+    train rows (an enterprise's own history), so a score against them favours keys that repeat
+    what the model overfits; out-of-fold residuals are what a new key can really explain."""
+    fold = np.random.default_rng(config.seed).permutation(len(y_tr)) % folds
+    p = np.empty(len(y_tr), dtype=np.float64)
+    for k in range(folds):
+        held = fold == k
+        booster, _ = _fit_logloss(X_tr[~held], y_tr[~held], X_va, y_va, names, config)
+        p[held] = booster.predict(X_tr[held], num_iteration=booster.best_iteration or None)
+    return p
+
+
 def select_entities(
     data: TrainingData,
     tables: dict[str, pd.DataFrame],
@@ -242,8 +266,8 @@ def select_entities(
             columns[name] = frame[name].to_numpy(dtype=np.float64)[pos]
             owner[name] = ent
         del frame
-    # Prefilter: what a candidate adds to the default set. The default set's model (fitted on
-    # train) leaves residuals on the train rows; the score statistic of a candidate's smoothed
+    # Prefilter: what a candidate adds to the default set. The default set's models (fitted on
+    # train, out of fold) leave residuals on the train rows; the score statistic of a candidate's smoothed
     # rate (logit) against them says how much a model would gain by adding it. A key's own
     # rate alone would rank the enterprise's crosses first (they repeat the enterprise's
     # history) and miss a fine grain whose cells are seen rarely (product line x origin).
@@ -253,10 +277,8 @@ def select_entities(
     Xb = np.column_stack([columns[n] for n in base_cols])
     if progress:
         progress("score candidates against the default set")
-    base_model, _ = _fit_logloss(Xb[is_tr], y[is_tr], Xb[va_rows], y[va_rows], base_cols, config)
-    p_base = np.asarray(
-        base_model.predict(Xb[is_tr], num_iteration=base_model.best_iteration or None),
-        dtype=np.float64,
+    p_base = out_of_fold_probability(
+        Xb[is_tr], y[is_tr], Xb[va_rows], y[va_rows], base_cols, config, SCORE_FOLDS
     )
     del Xb
     rate_windows = ("365d", "all")
@@ -421,7 +443,7 @@ def select_entities(
                     "kept": e in chosen,
                     "why": (
                         f"adds {added_value[e]:.1f} (score z of its smoothed rate on the default "
-                        f"set's train residuals): outside the best {fc.screen_top} screened"
+                        f"set's out-of-fold train residuals): outside the best {fc.screen_top} screened"
                     ),
                 }
             )
