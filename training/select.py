@@ -267,8 +267,9 @@ def select_entities(
             owner[name] = ent
         del frame
     # Prefilter: what a candidate adds to the default set. The default set's models (fitted on
-    # train, out of fold) leave residuals on the train rows; the score statistic of a candidate's smoothed
-    # rate (logit) against them says how much a model would gain by adding it. A key's own
+    # train, out of fold) leave residuals on the train rows; the score statistic of a
+    # candidate's smoothed rate (logit) against them says how much a model would gain by
+    # adding it. A key's own
     # rate alone would rank the enterprise's crosses first (they repeat the enterprise's
     # history) and miss a fine grain whose cells are seen rarely (product line x origin).
     # Validation stays for the decisions below. The own rate's validation AUC is reported too.
@@ -443,7 +444,8 @@ def select_entities(
                     "kept": e in chosen,
                     "why": (
                         f"adds {added_value[e]:.1f} (score z of its smoothed rate on the default "
-                        f"set's out-of-fold train residuals): outside the best {fc.screen_top} screened"
+                        f"set's out-of-fold train residuals): outside the best "
+                        f"{fc.screen_top} screened"
                     ),
                 }
             )

@@ -253,3 +253,32 @@ def test_the_score_statistic_finds_what_the_model_lacks_not_what_it_has() -> Non
     holes[::2] = np.nan  # unseen keys carry no information, the rest still counts
     assert score_z(y, p, holes) > 5
     assert np.isnan(score_z(y, p, np.ones(n)))
+
+
+def test_out_of_fold_probability_does_not_see_its_own_rows() -> None:
+    """On labels that are pure noise, an in-sample fit ranks its own train rows above chance;
+    the out-of-fold probabilities (each fold predicted by a model fitted on the others) do not,
+    so the score statistic against them does not reward what the default set overfits."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.config import load_config
+    from training.select import _fit_logloss, out_of_fold_probability
+
+    cfg = load_config()
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = rng.normal(size=(n, 8))
+    y = (rng.random(n) < 0.2).astype(np.float64)
+    X_va = rng.normal(size=(800, 8))
+    y_va = (rng.random(800) < 0.2).astype(np.float64)
+    names = [f"x{i}" for i in range(8)]
+    # let both fits grow (patience beyond the 150 rounds): an overfit shows in-sample
+    cfg = cfg.model_copy(
+        update={"lightgbm": cfg.lightgbm.model_copy(update={"early_stopping_rounds": 200})}
+    )
+    p_oof = out_of_fold_probability(X, y, X_va, y_va, names, cfg, 3)
+    booster, _ = _fit_logloss(X, y, X_va, y_va, names, cfg)
+    p_in = booster.predict(X, num_iteration=booster.best_iteration or None)
+    assert p_oof.shape == (n,) and np.isfinite(p_oof).all()
+    assert roc_auc_score(y, p_in) > 0.55
+    assert abs(roc_auc_score(y, p_oof) - 0.5) < 0.03
