@@ -55,6 +55,19 @@ GRAIN_KEYS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
 }
 
 
+# Per-key effects of the demo generator that the ceiling above is *given* (issue 12's
+# definition) although no column shows them: the HS4 x origin hazard and the overseas party's
+# quality reach a model only through that key's own results, as the enterprise does. The
+# ``cells_latent`` predictor infers them too (rows without the key keep their known value).
+CELL_KEYS: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "hs_origin": lambda d: _prefix(d["hs_code"], 4) + "|" + d["origin_country"].astype("str"),
+    "overseas": lambda d: (
+        d["overseas_party_id"].astype("str").where(d["overseas_party_id"].notna())
+    ),
+}
+MC_SAMPLES = 256  # Monte Carlo draws per row when integrating three or more posteriors
+
+
 def posterior_weights(
     offset: np.ndarray,
     key: np.ndarray,
@@ -150,8 +163,31 @@ def _codes(s: pd.Series) -> np.ndarray:
     return codes
 
 
+def integrate_posteriors(
+    base: np.ndarray, weights: list[np.ndarray], kappa: float, seed: int = 0
+) -> np.ndarray:
+    """E[sigmoid((base + sum of independent latent effects) * kappa)] with each effect's
+    posterior on ``GRID`` (rows x grid), by Monte Carlo (``MC_SAMPLES`` stratified draws per row
+    and effect, independently permuted)."""
+    rng = np.random.default_rng(seed)
+    u = (np.arange(MC_SAMPLES) + 0.5) / MC_SAMPLES
+    out = np.empty(len(base))
+    cdfs = [np.cumsum(w, axis=1) for w in weights]
+    for lo in range(0, len(base), CHUNK):
+        sl = slice(lo, lo + CHUNK)
+        total = np.repeat(base[sl, None], MC_SAMPLES, axis=1)
+        for cdf in cdfs:
+            c = cdf[sl]
+            draws = rng.permuted(np.broadcast_to(u, (c.shape[0], MC_SAMPLES)), axis=1)
+            idx = np.minimum((c[:, None, :] < draws[:, :, None]).sum(axis=2), len(GRID) - 1)
+            total += GRID[idx]
+        out[sl] = _sigmoid(total * kappa).mean(axis=1)
+    return out
+
+
 def world_predictors(inp: CeilingInputs, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Oracle, all-but-noise, the ceiling and the no-latent-information predictor on ``rows``."""
+    """Oracle, all-but-noise, the ceiling, the ceiling with the generator's cell effects latent
+    too (``cells_latent``) and the no-latent-information predictor on ``rows``."""
     t, d = inp.truth, inp.declarations
     logit = t["logit"].to_numpy()
     noise = t["logit_noise"].to_numpy() if "logit_noise" in t else np.zeros(len(t))
@@ -188,12 +224,31 @@ def world_predictors(inp: CeilingInputs, rows: np.ndarray) -> dict[str, np.ndarr
             p = _sigmoid((b[sl, None, None] + pair[None]) * kappa)
             ceiling[sl] = np.einsum("ri,rj,rij->r", w_e[sl], w_g[sl], p)
     no_info = base + sum(prior(e, k)[0] * (k >= 0) for e, k in latent)
-    return {
+    out = {
         "oracle_p": t["p_true"].to_numpy()[rows],
         "all_but_noise": _sigmoid(logit - noise)[rows],
         "ceiling": np.asarray(ceiling),
         "no_latent_information": _sigmoid(no_info * kappa)[rows],
     }
+    cells = []
+    for c, key_of in CELL_KEYS.items():
+        col = f"logit_{c}"
+        if col not in t or not {"hs_code", "origin_country", "overseas_party_id"} <= set(d):
+            continue
+        key = _codes(key_of(d))
+        effect = np.where(key >= 0, t[col].to_numpy(), 0.0)
+        if np.abs(effect).max() > 0:  # a world that moved this effect elsewhere has none
+            cells.append((effect, key))
+    if cells:
+        every = latent + cells
+        base_all = logit - noise - sum(e for e, _ in every)
+        w_all = []
+        for i, (effect, key) in enumerate(every):
+            others = base_all + sum(e for j, (e, _) in enumerate(every) if j != i)
+            m, s = prior(effect, key)
+            w_all.append(posterior_weights(others, key, *args, m, s, inp.noise_sd, rows))
+        out["cells_latent"] = integrate_posteriors(base_all[rows], w_all, kappa)
+    return out
 
 
 def world_ceilings(

@@ -74,3 +74,22 @@ def test_world_ceiling_lies_between_no_information_and_the_oracle():
     assert r["oracle_p"] == 1.0 and r["all_but_noise"] == 1.0  # no noise in this world
     assert r["no_latent_information"] < r["ceiling"] < 1.0
     assert r["ceiling"] > 0.8
+
+
+def test_monte_carlo_integration_matches_the_exact_double_sum():
+    """``integrate_posteriors`` (used for three or more latent effects) agrees with the exact
+    grid sum over two posteriors, and with one posterior's exact expectation."""
+    from ceilings import _sigmoid, integrate_posteriors
+
+    rng = np.random.default_rng(2)
+    n = 300
+    base = rng.normal(-3.0, 0.5, n)
+    w1 = rng.dirichlet(np.full(len(GRID), 0.3), n)
+    w2 = rng.dirichlet(np.full(len(GRID), 0.3), n)
+    pair = GRID[:, None] + GRID[None, :]
+    exact = np.einsum("ri,rj,rij->r", w1, w2, _sigmoid(base[:, None, None] + pair[None]))
+    mc = integrate_posteriors(base, [w1, w2], 1.0)
+    assert np.abs(mc - exact).max() < 0.05 * exact.max()
+    assert abs(mc.mean() - exact.mean()) < 0.01 * exact.mean()
+    one = (w1 * _sigmoid(base[:, None] + GRID[None, :])).sum(axis=1)
+    np.testing.assert_allclose(integrate_posteriors(base, [w1], 1.0), one, rtol=0.05)
