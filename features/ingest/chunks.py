@@ -38,7 +38,8 @@ _KEYS = ("guomen.ingest.k1", "guomen.ingest.k2")
 def digests(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Two independent 64-bit digests of each (non-null) id."""
     values = ids.astype("object").to_numpy()
-    return tuple(pd.util.hash_array(values, hash_key=k) for k in _KEYS)  # type: ignore[return-value]
+    # categorize=False: ids are (nearly) unique, so factorizing first only costs (6x slower).
+    return tuple(pd.util.hash_array(values, hash_key=k, categorize=False) for k in _KEYS)  # type: ignore[return-value]
 
 
 @dataclass
