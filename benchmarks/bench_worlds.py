@@ -242,6 +242,12 @@ def run_world(work: Path, layout: str, world: str, n: int, seed: int, retrain: b
                 **{k: round(v, 1) for k, v in seconds.items()},
                 **{f"training.{k}": round(v, 1) for k, v in result.timings.items()},
             },
+            # when and with what the model was trained (a --no-retrain run only re-reports it)
+            "trained": {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "commit": git_commit(ROOT) or "unknown",
+                "loadavg": [round(x, 2) for x in os.getloadavg()],
+            },
         }
         model_json.write_text(json.dumps(model, indent=2, default=float) + "\n")
         # the training report (selection table, capacity grid, corrections) stays for reading
@@ -337,12 +343,17 @@ def write_report(runs: dict[str, dict[str, Any]]) -> str:
         "",
         "| layout | world | n | oracle EP@5% | model ×@5% | ceiling ×@5% | plain ×@5% | "
         "model ×@10% | ceiling ×@10% | plain ×@10% | model AUC | plain AUC | model/plain @5% | "
-        "targets met | date, commit, load |",
+        "targets met | trained: date, commit, load |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         r["targets"] = t = targets_of(r)
         m, c, p = r["model"], r["ceilings"], r["plain_baseline"]
+        trained = m.get("trained") or {
+            "date": r["date"],
+            "commit": r["commit"],
+            "loadavg": r["machine"]["loadavg"],
+        }
         met = "yes" if t["meets_oracle_or_ceiling"] and t["meets_plain"] else (
             "no (" + ", ".join(
                 k for k, ok in (("oracle/ceiling", t["meets_oracle_or_ceiling"]),
@@ -365,8 +376,8 @@ def write_report(runs: dict[str, dict[str, Any]]) -> str:
             f"{_fmt(c['ceiling']['0.1']['ratio'])} | {_fmt(p['ratio_at_0.1'])} | "
             f"{_fmt(m['auc_all_inspected'])} ({_fmt(m['auc_random_sample'])}) | "
             f"{_fmt(p['auc_all_inspected'])} ({_fmt(p['auc_random_sample'])}) | "
-            f"{_fmt(t['over_plain_at_5'])} | {met} | {r['date'][:16]}, {r['commit']}, "
-            f"{r['machine']['loadavg'][0]} |"
+            f"{_fmt(t['over_plain_at_5'])} | {met} | {trained['date'][:16]}, "
+            f"{trained['commit']}, {trained['loadavg'][0]} |"
         )
     missing = [
         f"{layout} {w}"
