@@ -96,7 +96,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Scoring API A/B under wrk ({report['date']}, checkout {report['commit']})",
         "",
         f"Variants: {', '.join(f'`{n}` = {v}' for n, v in report['variants'].items())}. "
-        f"1 worker each; {report['rounds']} rounds of {report['seconds']:g} s per variant and "
+        f"{report.get('workers', 1)} worker(s) each; {report['rounds']} rounds of {report['seconds']:g} s per variant and "
         f"client count, order reversed every round; autogroup nice "
         f"{report['priority'] if report['priority'] is not None else 'unchanged'}; load "
         f"average at start {report['loadavg_at_start'][0]:.1f}. Data: `bench_api_wrk.py`'s "
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per phase")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     parser.add_argument("--priority", type=int, help="autogroup nice value (root), e.g. -20")
     parser.add_argument("--work", type=Path, help="work dir (default benchmarks/work/api)")
     parser.add_argument("--stem", default="api_ab", help="results file name")
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": args.seconds,
             "rounds": args.rounds,
             "priority": args.priority,
+            "workers": args.workers,
             "loadavg_at_start": os.getloadavg(),
             "machine": base.machine(),
         }
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 env = base.work_env(work)
                 env["GUOMEN_DATABASE_URL"] = f"sqlite:///{copy_database(work, name)}"
                 env.update(extra)
-                server, _ = base.guomen_server(1, work, env)
+                server, _ = base.guomen_server(args.workers, work, env)
                 server.log_path = work / f"ab-{name}.log"
                 server.start(env, work)
                 servers[name] = server
