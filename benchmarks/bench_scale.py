@@ -223,6 +223,8 @@ def markdown(payload: dict[str, Any]) -> str:
                     "rescore_days", 365
                 ):
                     continue  # different periods: not comparable per million
+                if name == "train" and r.get("max_rows") != base.get("max_rows"):
+                    continue  # a different sample cap: not comparable per million
                 for key, unit in (("wall_s", "wall"), ("cpu_s", "CPU")):
                     a = base["steps"][name].get(key) or 0
                     b = r["steps"][name].get(key) or 0
