@@ -371,9 +371,9 @@ class AuditCommitter:
     connection that is a fraction of a millisecond, cheaper than any hand-over to a thread
     (measured: docs/api.md, "Performance"). When the gate is taken (another worker process is
     committing, or a group is in progress here), and always on a server database (PostgreSQL),
-    the rows are queued instead and the loop goes on serving: one daemon thread takes every request queued meanwhile, inserts all their rows in one
-    transaction under the gate (group commit), and only then answers each of them (one wake-up
-    of each event loop per group). Either way an answer exists only after its rows are
+    the rows are queued instead and the loop goes on serving: one daemon thread takes every
+    request queued meanwhile, inserts all their rows in one transaction under the gate (group
+    commit), and only then answers each of them (one wake-up of each event loop per group). Either way an answer exists only after its rows are
     committed, so a crash can lose unanswered requests only. When a group's transaction fails,
     each of its requests is tried again alone, so a bad request fails by itself.
     """

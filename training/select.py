@@ -269,9 +269,9 @@ def select_entities(
     # Prefilter: what a candidate adds to the default set. The default set's models (fitted on
     # train, out of fold) leave residuals on the train rows; the score statistic of a
     # candidate's smoothed rate (logit) against them says how much a model would gain by
-    # adding it. A key's own
-    # rate alone would rank the enterprise's crosses first (they repeat the enterprise's
-    # history) and miss a fine grain whose cells are seen rarely (product line x origin).
+    # adding it. A key's own rate alone would rank the enterprise's crosses first (they repeat
+    # the enterprise's history) and miss a fine grain whose cells are seen rarely (product
+    # line x origin).
     # Validation stays for the decisions below. The own rate's validation AUC is reported too.
     va_rows = ~is_tr
     base_cols = [n for n in data.feature_names if n in columns]

@@ -83,6 +83,12 @@ def _refusals_mapped() -> Iterator[None]:
         ) from exc
 
 
+def _service_state(request: Request) -> dict[str, Any]:
+    """What the scoring service takes from the app: the audit engine, rates, worker id."""
+    state = request.app.state
+    return {"engine": state.engine, "rates": state.rates, "worker_id": state.worker_id}
+
+
 def _counted(request: Request, done: ScoredCall) -> ScoredCall:
     decisions = request.app.state.metrics.decisions
     for r in done.results:
@@ -94,17 +100,9 @@ def _score(
     request: Request, scorer: Scorer, declarations: list[Declaration], call: ScoringCall
 ) -> ScoredCall:
     """Run the scoring service for one batch request (blocking: in a worker thread)."""
-    state = request.app.state
     with _refusals_mapped():
-        done = score_declarations(
-            scorer,
-            declarations,
-            active_measures(request),
-            call,
-            engine=state.engine,
-            rates=state.rates,
-            worker_id=state.worker_id,
-        )
+        done = score_declarations(scorer, declarations, active_measures(request), call,
+                                  **_service_state(request))  # fmt: skip
     return _counted(request, done)
 
 
@@ -112,17 +110,9 @@ async def _score_on_loop(
     request: Request, scorer: Scorer, declaration: Declaration, call: ScoringCall
 ) -> ScoredCall:
     """Run the scoring service for one declaration on the event loop."""
-    state = request.app.state
     with _refusals_mapped():
-        done = await score_on_loop(
-            scorer,
-            [declaration],
-            active_measures(request),
-            call,
-            engine=state.engine,
-            rates=state.rates,
-            worker_id=state.worker_id,
-        )
+        done = await score_on_loop(scorer, [declaration], active_measures(request), call,
+                                   **_service_state(request))  # fmt: skip
     return _counted(request, done)
 
 
