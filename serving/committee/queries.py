@@ -78,6 +78,17 @@ def random_critical_defined(rows: list[dict[str, Any]]) -> bool:
     return any(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
+def default_assessment_day(tables: dict[str, pd.DataFrame], today: pd.Timestamp) -> str:
+    """The day the propose form offers: the latest declaration day held, never after today.
+
+    An assessment as of today would look at weeks the store has no data for yet (results
+    arrive later), so the committee would be shown an empty window by default.
+    """
+    latest = tables["declarations"]["declared_at"].max()
+    day = today if pd.isna(latest) else min(pd.Timestamp(latest), today)
+    return str(day.date())
+
+
 def search(
     tables: dict[str, pd.DataFrame], engine: Engine, warnings: list[dict[str, Any]], q: str
 ) -> dict[str, Any]:

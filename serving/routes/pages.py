@@ -146,8 +146,14 @@ def warnings_page(
     level = level if level in LEVELS else None
     rows = store.list(status=status, level=level)
     counts = queries.warning_counts(store.list())
+    today = pd.Timestamp.now(tz="UTC")
+    try:
+        default_day = queries.default_assessment_day(get_tables(request), today)
+    except HTTPException:  # no ingested store yet: the form still works, with no default
+        default_day = ""
     return render(request, "warnings.html", {"user": user, "warnings": rows, "counts": counts,
-                  "status": status, "level": level,
+                  "status": status, "level": level, "default_day": default_day,
+                  "today": str(today.date()),
                   "statuses": queries.WARNING_STATUS_ORDER})  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from serving.decisions import decide
@@ -88,6 +89,13 @@ def test_committee_walkthrough(server, browser):
     cookie = d.get_cookie("gm_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert d.execute_script("return document.cookie").find("gm_session") == -1
+
+    # the form offers the latest day the store holds (never after today), not an empty date
+    latest = app.state.warning_tables["declarations"]["declared_at"].max()
+    today = pd.Timestamp.now(tz="UTC")
+    as_of = d.find_element(By.ID, "as_of")
+    assert as_of.get_attribute("value") == str(min(latest, today).date())
+    assert as_of.get_attribute("max") == str(today.date())
 
     # propose from the form (date input: type the ISO date through JS, locale-independent)
     d.execute_script("document.getElementById('as_of').value = '2024-12-21'")
