@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
@@ -37,7 +38,29 @@ def _fmt_pct(v: Any) -> str:
     return "–" if math.isnan(f) else f"{f:.1%}"
 
 
+def _fmt_counts(counts: Any) -> str:
+    """``{"foodborne_illness": 4, "hs_code": 2.5}`` as "foodborne illness 4 · hs code 2.5"."""
+    if not isinstance(counts, dict) or not counts:
+        return "–"
+    return " · ".join(f"{str(k).replace('_', ' ')} {v:g}" if isinstance(v, int | float)
+                      else f"{str(k).replace('_', ' ')} {v}" for k, v in counts.items())  # fmt: skip
+
+
+def _fmt_when(value: Any) -> str:
+    """An ISO timestamp as "2026-12-02 05:23 UTC" (the stored value keeps its microseconds)."""
+    if not value:
+        return ""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
 templates.env.filters["pct"] = _fmt_pct
+templates.env.filters["counts"] = _fmt_counts
+templates.env.filters["when"] = _fmt_when
 
 
 def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:

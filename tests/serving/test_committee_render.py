@@ -1,0 +1,18 @@
+"""The committee templates' formatting filters (``serving.committee.render``)."""
+
+from __future__ import annotations
+
+from serving.committee.render import templates
+
+
+def test_counts_read_as_words_not_as_a_python_dict():
+    counts = templates.env.filters["counts"]
+    assert counts({"foodborne_illness": 4, "hs_code": 2.5}) == "foodborne illness 4 · hs code 2.5"
+    assert counts({}) == "–" and counts(None) == "–"
+
+
+def test_when_shows_minutes_in_utc_without_microseconds():
+    when = templates.env.filters["when"]
+    assert when("2026-12-02T05:23:34.868304+00:00") == "2026-12-02 05:23 UTC"
+    assert when("2026-12-02T13:23:00+08:00") == "2026-12-02 05:23 UTC"
+    assert when(None) == "" and when("not a time") == "not a time"
