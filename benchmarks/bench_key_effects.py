@@ -127,34 +127,48 @@ class World:
         return key.to_numpy(dtype=object)
 
     def known_before(self, key: np.ndarray, values: list[np.ndarray]) -> list[np.ndarray]:
-        """Per row: sums of ``values`` over the same key's inspected rows whose result was known
-        strictly before the row's declaration (the features' timing rule)."""
-        ev_rows = self.inspected & pd.notna(key)
-        events = pd.DataFrame(
-            {"k": key[ev_rows], "t": self.inspected_ns[ev_rows]}
-            | {f"v{i}": v[ev_rows] for i, v in enumerate(values)}
-        ).sort_values("t", kind="stable")
-        for i in range(len(values)):
-            events[f"c{i}"] = events.groupby("k")[f"v{i}"].cumsum()
-        has = pd.notna(key)
-        queries = pd.DataFrame(
-            {"k": key[has], "t": self.declared_ns[has], "r": np.flatnonzero(has)}
-        ).sort_values("t", kind="stable")
-        cols = [f"c{i}" for i in range(len(values))]
-        merged = pd.merge_asof(
-            queries,
-            events[["k", "t", *cols]],
-            on="t",
-            by="k",
-            allow_exact_matches=False,
-            direction="backward",
-        )
-        out = []
-        for c in cols:
-            full = np.full(len(key), np.nan)
-            full[merged["r"].to_numpy()] = merged[c].fillna(0.0).to_numpy()
-            out.append(full)
-        return out
+        """:func:`sums_known_before` over this world's rows."""
+        return sums_known_before(key, self.inspected, self.inspected_ns, self.declared_ns, values)
+
+
+def sums_known_before(
+    key: np.ndarray,
+    inspected: np.ndarray,
+    inspected_ns: np.ndarray,
+    declared_ns: np.ndarray,
+    values: list[np.ndarray],
+) -> list[np.ndarray]:
+    """Per row: sums of ``values`` over the inspected rows of the same key whose result was
+    known strictly before the row's declaration (the features' timing rule); NaN where the row
+    has no key (``None``), 0 where nothing was known yet."""
+    has = pd.notna(key)
+    ev_rows = inspected & has
+    events = pd.DataFrame(
+        {"k": key[ev_rows], "t": inspected_ns[ev_rows]}
+        | {f"v{i}": v[ev_rows] for i, v in enumerate(values)}
+    ).sort_values("t", kind="stable")
+    cols = [f"c{i}" for i in range(len(values))]
+    for i, c in enumerate(cols):
+        events[c] = events.groupby("k")[f"v{i}"].cumsum()
+    # the last of tied result times carries the tie group's whole sum
+    events = events.drop_duplicates(["k", "t"], keep="last")
+    queries = pd.DataFrame(
+        {"k": key[has], "t": declared_ns[has], "r": np.flatnonzero(has)}
+    ).sort_values("t", kind="stable")
+    merged = pd.merge_asof(
+        queries,
+        events[["k", "t", *cols]],
+        on="t",
+        by="k",
+        allow_exact_matches=False,
+        direction="backward",
+    )
+    out = []
+    for c in cols:
+        full = np.full(len(key), np.nan)
+        full[merged["r"].to_numpy()] = merged[c].fillna(0.0).to_numpy()
+        out.append(full)
+    return out
 
 
 def expectation(world: World, base: str) -> np.ndarray:
