@@ -32,6 +32,7 @@ from serving.db import create_schema, make_engine
 from serving.decisions import no_measures
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import install_openapi
+from serving.phase_timing import PhaseTimingMiddleware, configured_path
 from serving.registry import ModelManager
 from serving.request_guard import StrictJSONMiddleware, validation_error_handler
 from serving.routes import (
@@ -280,6 +281,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, internal_error)
     install_hardening(app, settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    phase_file = configured_path()
+    if phase_file is not None:  # outermost; not installed at all when off
+        app.add_middleware(PhaseTimingMiddleware, path=phase_file)
     return app
 
 

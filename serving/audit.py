@@ -29,7 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from features.contract import DECLARATIONS, INSPECTIONS
+from serving.checkpoint import WalCheckpointer, no_autocheckpoint
 from serving.db import UTCDateTime, metadata
+from serving.phase_timing import mark
 
 log = logging.getLogger("guomen.serving.audit")
 Made = TypeVar("Made")
@@ -244,6 +246,12 @@ class AuditWriter:
         ]
         self._keep = self.gate.lock_path is not None
         self._kept: Any = None
+        # An SQLite file: checkpoints in a thread, never in a commit on the loop (serving.checkpoint)
+        self.checkpointer = (
+            WalCheckpointer(self.gate.lock_path.removesuffix("-write.lock"))
+            if self.gate.lock_path is not None
+            else None
+        )
 
     def _params(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         values = []
@@ -281,13 +289,19 @@ class AuditWriter:
         if not self._keep:
             return self.engine.raw_connection()
         if self._kept is None:
-            self._kept = self.engine.raw_connection()
+            kept = self.engine.raw_connection()
+            if self.checkpointer is not None:
+                no_autocheckpoint(kept)
+                self.checkpointer.start()
+            self._kept = kept
         return self._kept
 
     def close(self) -> None:
         """Give the kept connection back (at shutdown)."""
         with self.gate.held():
             kept, self._kept = self._kept, None
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         if kept is not None:
             with contextlib.suppress(Exception):
                 kept.close()
@@ -412,6 +426,7 @@ class AuditCommitter:
         ):
             _after_commit(then)
             return
+        mark("queued")  # phase timings: this request's commit is the committer thread's
         loop = asyncio.get_running_loop()
         waiting = _Waiting(params, loop, loop.create_future(), then)
         with self._wake:

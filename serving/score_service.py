@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from serving.audit import audit_committer, canonical_json, sha256_text, write_audit
+from serving.phase_timing import mark
 from serving.schemas import Declaration
 from serving.scoring import CurrencyError, FeatureError, Scorer
 from serving.scoring import ScoreResult as Scored
@@ -139,11 +140,16 @@ async def score_on_loop(
     Raises as :func:`score_declarations`.
     """
     scored = _score_and_explain(scorer, declarations, measures, call, rates, worker_id)
+    mark("bodies")
     rows = scored.rows
+
+    def then() -> None:
+        mark("audit")
+        scorer.live.add_declarations(rows)
+        mark("snapshot")
+
     try:
-        await audit_committer(engine).write(
-            scored.audit, then=lambda: scorer.live.add_declarations(rows)
-        )
+        await audit_committer(engine).write(scored.audit, then=then)
     except Exception as exc:
         raise AuditUnavailable(f"audit write failed for request {scored.done.request_id}") from exc
     return scored.done
@@ -159,6 +165,7 @@ def _score_and_explain(
 ) -> _Scored:
     """The answers and audit rows of one call (CPU only: nothing stored, snapshot unchanged)."""
     request_id = uuid.uuid4().hex
+    mark("route")
     # The model's numeric attributes follow ingest's number rule (issues as attributes.<name>).
     for declaration in declarations:
         declaration.check_attributes(scorer.bundle.attributes)

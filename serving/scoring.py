@@ -29,6 +29,7 @@ from policy.tiers import SupervisionPolicy
 from riskmodel import ModelBundle, ModelRef
 from riskmodel.explain import Calibrated, calibrate, make_explainer
 from serving.decisions import Decision, InspectionMeasure, decide
+from serving.phase_timing import mark
 
 log = logging.getLogger("guomen.serving.scoring")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -227,9 +228,13 @@ class Scorer:
         The snapshot is not changed; call ``live.add_declarations`` once the result is audited.
         """
         X, credits = self._features([declaration])
+        mark("features")
         phi = self.explainer.contributions_row(X[0])
         scores = calibrate(phi[None, :], self.bundle.calibration)
-        return self._finish(declaration, X[0], scores, 0, credits[0], measures)
+        mark("explain")
+        result = self._finish(declaration, X[0], scores, 0, credits[0], measures)
+        mark("decide")
+        return result
 
     def score_many(
         self,

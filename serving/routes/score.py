@@ -22,6 +22,7 @@ from pydantic_core import to_json
 
 from serving.auth import InspectorKey
 from serving.deps import CurrentScorer, active_measures
+from serving.phase_timing import mark
 from serving.schemas import (
     ERROR_RESPONSES,
     BatchRequest,
@@ -131,7 +132,9 @@ async def score(
     An audit row is stored before the answer is sent.
     """
     call = ScoringCall(key.key_id, explain, top_k, batch=False)
-    return _json((await _score_on_loop(request, scorer, declaration, call)).bodies[0])
+    answer = _json((await _score_on_loop(request, scorer, declaration, call)).bodies[0])
+    mark("json")
+    return answer
 
 
 @router.post("/score/batch", response_model=BatchResponse, responses=RESPONSES)
