@@ -31,8 +31,10 @@ import pyarrow.parquet as pq
 from features.progress import Progress
 from training.split import TEST, TRAIN, VALIDATION, TimeSplit, time_split
 
-# At most this many declarations per segment (about 0.8 KB each as float32 features, x2 while
-# the frame is sorted and copied to float64 by segment): 3M keeps training under ~10 GB.
+# At most this many declarations per segment, so at most three times as many in memory (train,
+# validation and test are capped each). Training's peak follows the kept rows, about 4-5 KB
+# each (float32 features, their sorted copy, float64 matrices, the raw declarations of the
+# baselines; docs/scale.md, "Memory of training"), not the rows in the folder.
 DEFAULT_MAX_ROWS = 3_000_000
 
 
@@ -157,24 +159,40 @@ def load_partitioned_inputs(
         if progress:
             progress(f"read {name}")
         feat_path, label_path = _partition_files(directory, name)
-        feats = pd.read_parquet(feat_path)
-        labels = pd.read_parquet(label_path)
-        seg = split.segment(feats["declared_at"])
+        when = pq.read_table(feat_path, columns=["declared_at"]).column("declared_at")
+        seg = split.segment(when.to_pandas())
         rate = np.vectorize(rates.__getitem__, otypes=[float])(seg) if len(seg) else np.zeros(0)
-        keep = _uniform(seed, name, len(feats)) < rate
-        frames.append(feats[keep].reset_index(drop=True))
-        label_frames.append(labels[keep].reset_index(drop=True))
+        # Only the kept rows become pandas frames (the Arrow tables are freed partition by
+        # partition): above the cap most of a partition is never converted.
+        keep = np.flatnonzero(_uniform(seed, name, len(when)) < rate)
+        feats = pq.read_table(feat_path).take(keep).to_pandas()
+        frames.append(feats.reset_index(drop=True))
+        label_frames.append(pq.read_table(label_path).take(keep).to_pandas().reset_index(drop=True))
         months = [p["months"] for p in manifest["partitions"] if p["name"] == name][0]
         decl = store.read("declarations", months=months)
-        both = decl if first_rows is None else pd.concat([first_rows, decl], ignore_index=True)
-        first_rows = both.sort_values("declared_at", kind="stable").drop_duplicates(
+        # Each enterprise's first declaration so far: only this partition's rows earlier than
+        # their enterprise's first one yet (or of a new enterprise) can replace it, so the
+        # carried rows are one per enterprise and the partition is never sorted whole.
+        if first_rows is None:
+            candidates = decl
+        else:
+            current = first_rows.set_index("enterprise_id")["declared_at"]
+            before = decl["enterprise_id"].map(current)
+            candidates = decl[before.isna().to_numpy() | (decl["declared_at"] < before).to_numpy()]
+        own = candidates.sort_values("declared_at", kind="stable").drop_duplicates(
             "enterprise_id", keep="first"
         )
-        kept_ids = pd.Index(feats.loc[keep, "declaration_id"])
-        decl_kept.append(decl[kept_ids.get_indexer(pd.Index(decl["declaration_id"])) >= 0])
-        del feats, labels, decl
+        if first_rows is None:
+            first_rows = own
+        elif len(own):
+            replaced = first_rows["enterprise_id"].isin(own["enterprise_id"]).to_numpy()
+            first_rows = pd.concat([first_rows[~replaced], own], ignore_index=True)
+        decl_kept.append(decl[decl["declaration_id"].isin(feats["declaration_id"])])
+        del feats, decl, candidates, own
     features = pd.concat(frames, ignore_index=True)
     kept = {s: int((split.segment(features["declared_at"]) == s).sum()) for s in rows}
+    if first_rows is not None:
+        first_rows = first_rows.sort_values("declared_at", kind="stable")
     declarations = pd.concat([*decl_kept, first_rows], ignore_index=True).drop_duplicates(
         "declaration_id"
     )

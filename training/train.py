@@ -58,11 +58,21 @@ class TrainingData:
     severity: np.ndarray  # str per row: the inspection's severity, "" when none
 
     def matrix(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """float64 feature matrix (model column order) of ``rows`` (a boolean mask)."""
-        block = self.frame[self.feature_names]
-        if rows is not None:
-            block = block[rows]
-        return block.to_numpy(dtype=np.float64, na_value=np.nan)
+        """float64 feature matrix (model column order) of ``rows`` (a boolean mask).
+
+        Filled one column at a time (column-major, as ``DataFrame.to_numpy`` of one block):
+        selecting the columns and then the rows of the frame first would copy every row's
+        features twice before the cast (the propensity model's matrix of all train-period rows
+        peaked at three times its own size).
+        """
+        n = len(self.frame) if rows is None else int(np.count_nonzero(rows))
+        out = np.empty((n, len(self.feature_names)), dtype=np.float64, order="F")
+        for j, name in enumerate(self.feature_names):
+            col = self.frame[name].to_numpy()
+            if col.dtype.kind != "f":  # a nullable or object column: its NA as NaN
+                col = self.frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+            out[:, j] = col if rows is None else col[rows]
+        return out
 
     def rows(self, segment: str, labelled: bool = True) -> np.ndarray:
         """Boolean mask of a segment's rows (only labelled ones by default)."""
@@ -346,6 +356,7 @@ def propensity_weights(
     model = lgb.train(
         params, lgb.Dataset(X, label=target, feature_name=data.feature_names), num_boost_round=100
     )
+    del X  # every train-period row: not held while the weighted rows' matrix is built
     p = np.asarray(model.predict(data.matrix(rows)), dtype=np.float64)
     w = np.minimum(1.0 / np.clip(p, 1e-6, 1.0), config.selection.ipw_clip)
     w = w / w.mean()
