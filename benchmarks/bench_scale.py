@@ -87,6 +87,7 @@ def measure(
     first: str = "demo-data",
     previous: dict[str, Any] | None = None,
     rescore_days: int = 365,
+    feature_threads: int = 1,
 ) -> dict[str, Any]:
     """Run the steps at ``n`` declarations from ``first`` up to ``last``, each in-memory step of
     ``compare`` right after its out-of-core one (side by side at the same load); ``save`` is
@@ -111,6 +112,10 @@ def measure(
     steps: dict[str, dict[str, Any]] = dict((previous or {}).get("steps", {}))
     result: dict[str, Any] = {"declarations": n, "steps": steps, "max_rows": max_rows,
                               "ingest_chunk_rows": chunk_rows}  # fmt: skip
+    if first == "demo-data" or STEPS.index(first) <= STEPS.index("features"):
+        result["feature_threads"] = feature_threads
+    elif previous and "feature_threads" in previous:
+        result["feature_threads"] = previous["feature_threads"]
     if previous and previous.get("in_memory"):
         result["in_memory"] = previous["in_memory"]
     logs = work / "logs"
@@ -144,7 +149,7 @@ def measure(
     step(
         "features",
         [*GUOMEN, "features", "build", "--store", str(home / "store"), "--out", str(feats),
-         "--partition-months", str(partition_months)],
+         "--partition-months", str(partition_months), "--threads", str(feature_threads)],
         [*GUOMEN, "features", "build", "--store", str(home / "store"),
          "--out", str(home / "features.parquet")],
     )  # fmt: skip
@@ -193,6 +198,9 @@ def markdown(payload: dict[str, Any]) -> str:
         if r.get("rescore_days", 365) != 365 and "rescore" in r["steps"]:
             lines.append(f"| {r['declarations']:,} | (rescore over a {r['rescore_days']}-day "
                          "period at this size, not 365) | | | | | |")  # fmt: skip
+        if r.get("feature_threads", 1) != 1 and "features" in r["steps"]:
+            lines.append(f"| {r['declarations']:,} | (features with --threads "
+                         f"{r['feature_threads']} at this size) | | | | | |")  # fmt: skip
         if r.get("max_rows", payload["max_rows"]) != payload["max_rows"]:
             lines.append(f"| {r['declarations']:,} | (training sample cap {r['max_rows']:,} rows "
                          "per segment at this size) | | | | | |")  # fmt: skip
@@ -259,6 +267,10 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="keep earlier sizes of scale.json")
     ap.add_argument("--rescore-days", type=int, default=365, help="rescoring's period (days)")
     ap.add_argument(
+        "--feature-threads", type=int, default=1,
+        help="guomen features build --threads (partitions at once; CPU seconds unchanged)",
+    )  # fmt: skip
+    ap.add_argument(
         "--first",
         default="demo-data",
         choices=STEPS,
@@ -294,7 +306,7 @@ def main() -> None:
         result = measure(
             n, args.partition_months, args.max_rows, tuple(args.compare), save, args.last,
             args.chunk_rows, args.first, earlier.get(n) if args.first != "demo-data" else None,
-            args.rescore_days,
+            args.rescore_days, args.feature_threads,
         )  # fmt: skip
         runs = [r for r in runs if r["declarations"] != n] + [result]
 
