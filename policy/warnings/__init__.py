@@ -68,7 +68,7 @@ from policy.warnings.proposal import (
     warning_id_for,
     warning_title,
 )
-from policy.warnings.signal_matching import signal_matches
+from policy.warnings.signal_matching import report_voices, signal_matches
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
     benjamini_hochberg,
@@ -128,6 +128,7 @@ __all__ = [
     "review_notice",
     "review_until",
     "severity_class",
+    "report_voices",
     "signal_matches",
     "subject_keys",
     "validate_config",

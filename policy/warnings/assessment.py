@@ -17,7 +17,11 @@ import pandas as pd
 from features.contract import DEFAULT_CREDIT_RATING
 from features.credit import rating_in_force
 from policy.warnings.config import load_warning_config
-from policy.warnings.signal_matching import SERIOUS_SIGNAL_SEVERITIES, signal_matches
+from policy.warnings.signal_matching import (
+    SERIOUS_SIGNAL_SEVERITIES,
+    report_voices,
+    signal_matches,
+)
 from policy.warnings.statistics import (
     WINDOW_EXPECTATION,
     benjamini_hochberg,
@@ -247,9 +251,7 @@ def _signal_evidence(
     harm = window["channel"].isin(cfg["severity"]["harm_channels"]) & (
         window["severity"] == "serious"
     ).fillna(False)
-    source = window["source"].astype("str").fillna("") if "source" in window else ""
-    # two reports are independent when they come by another channel or from another source
-    origin_of = window["channel"].astype("str") + "|" + source
+    origin_of = report_voices(window, en["case_channels"])
     out = pd.DataFrame(
         {
             "signals": g["weight"].sum(),
@@ -300,8 +302,9 @@ def _signal_evidence(
         & (out["serious_signals"] >= lk["signal_surge_serious"])
     )
     # an early notice: two or more independent reports, surprising for the subject, counted
-    # over all reports or over the high/serious ones; the smaller of the two tails, doubled
-    # (Bonferroni over the two counts), goes through Benjamini-Hochberg over the kind
+    # over all reports or over the high/serious ones; the two tails are combined by a weighted
+    # Bonferroni (each divided by its share of the test's level, the shares summing to one),
+    # and the smaller goes through Benjamini-Hochberg over the kind
     need_n, need_src = int(en["min_reports"]), int(en["min_sources"])
     by_all = (n_sig >= need_n) & (out["signal_sources"] >= need_src)
     by_serious = (out["serious_signals"] >= need_n) & (
@@ -311,8 +314,13 @@ def _signal_evidence(
     p_ser = pd.Series(p_serious, index=everyone).where(
         by_serious.reindex(everyone, fill_value=False), 1.0
     )
+    serious_share = float(en["serious_share"])
     p_notice = pd.Series(
-        np.minimum(1.0, 2.0 * np.minimum(p_all.to_numpy(), p_ser.to_numpy())), index=everyone
+        np.minimum(
+            1.0,
+            np.minimum(p_all.to_numpy() / (1.0 - serious_share), p_ser.to_numpy() / serious_share),
+        ),
+        index=everyone,
     )
     notice_fdr = pd.Series(
         benjamini_hochberg(p_notice.to_numpy(), float(en["fdr"])), index=everyone

@@ -59,8 +59,16 @@ class EarlyNoticeConfig(_Section):
     kinds: list[str]
     min_reports: int
     min_sources: int
+    case_channels: list[str]
+    serious_share: float
     fdr: float
     review_days: int
+
+    @model_validator(mode="after")
+    def _check_share(self) -> EarlyNoticeConfig:
+        if not 0.0 < self.serious_share < 1.0:
+            raise ValueError("serious_share must be in (0, 1)")
+        return self
 
 
 class LikelihoodConfig(_Section):

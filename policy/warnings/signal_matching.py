@@ -83,3 +83,29 @@ def signal_matches(signals: pd.DataFrame, kind: str) -> pd.DataFrame:
     out["key"] = parts["key"].to_numpy()
     out["weight"] = parts["weight"].to_numpy(dtype="float64")
     return out
+
+
+def report_voices(signals: pd.DataFrame, case_channels: list[str]) -> pd.Series:
+    """Who is speaking in each report: two reports are independent when their voices differ.
+
+    A report repeated by the agency or outlet that issued it is one voice: the voice of a
+    report is its ``channel`` and ``source`` (a RASFF notification passed on twice, two Weibo
+    posts, one brand owner's reports). Reports of the ``case_channels`` are filed one case at a
+    time by different people (12315 consumer complaints, injury and foodborne-illness case
+    reports): each is its own voice even when they share a channel and source, so its
+    ``signal_id`` is part of its voice. Contract v1.1 has no reporter id; a complainant who
+    files twice therefore counts twice (docs/warnings.md, "Independent reports").
+
+    Parameters
+    ----------
+    signals
+        Rows of ``risk_signals`` (with ``channel``; ``source`` and ``signal_id`` optional).
+    case_channels
+        Channels whose every report is a separate case.
+    """
+    channel = signals["channel"].astype("str")
+    blank = pd.Series("", index=signals.index)
+    source = signals["source"].astype("str").fillna("") if "source" in signals else blank
+    case_id = signals["signal_id"].astype("str") if "signal_id" in signals else blank
+    per_case = channel.isin(case_channels).to_numpy(bool)
+    return channel + "|" + source + "|" + case_id.where(per_case, "")
