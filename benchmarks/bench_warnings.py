@@ -45,6 +45,7 @@ from policy.warnings import (
     Subject,
     assess,
     evaluate_effect,
+    fresh_evidence,
     is_report_driven,
     load_warning_config,
     propose,
@@ -196,6 +197,8 @@ def run(
     lapsed = 0
     confirmed = 0
     escalations: list[dict[str, Any]] = []
+    # fresh reports recorded on an open warning (policy.warnings.fresh_evidence)
+    fresh_records: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     per_step: list[float] = []
     notice_s = 0.0
@@ -242,6 +245,10 @@ def run(
             if review is not None:  # results confirm the report-driven notice
                 w["confirmed_at"] = str(as_of.date())
                 confirmed += 1
+            if fresh_evidence(w, now, as_of, cfg, w.get("fresh_evidence_at")) is not None:
+                w["fresh_evidence_at"] = as_of
+                fresh_records.append({"id": w["id"], "as_of": str(as_of.date()),
+                              "subject": f"{key[0]}:{key[1]}", "level": w["level"]})  # fmt: skip
             if 0 < now.level < w["level"]:
                 escalations.append(
                     {"id": w["id"], "as_of": str(as_of.date()), "from": w["level"], "to": now.level}
@@ -297,6 +304,15 @@ def run(
         reports30, bad30 = early_evidence(o, tables, ob_of)
         entry.update(reports_first_30d=reports30, nonconforming_first_30d=bad30,
                      eligible_30d=bool(reports30 >= 2 or bad30 >= 2))  # fmt: skip
+        # fresh reports on an open warning about its product x origin while it runs: put
+        # before the committee, counted apart from proposals (docs/warnings.md)
+        flagged = [
+            (pd.Timestamp(f["as_of"], tz="UTC") - o["t0"].normalize()).days
+            for f in fresh_records
+            if f["subject"] == f"hs4_origin:{o['hs4']}/{o['origin_country']}"
+        ]
+        flagged = [d for d in flagged if 0 <= d <= (o["t1"] - o["t0"]).days + GRACE_DAYS]
+        entry["fresh_evidence_day"] = min(flagged) if flagged else None
         if len(mine):
             firstw = mine.sort_values("as_of").iloc[0]
             delay = (pd.Timestamp(firstw["as_of"], tz="UTC") - o["t0"].normalize()).days
@@ -356,6 +372,12 @@ def run(
             "detected_42d": sum(d["detected_42d"] for d in detections),
             "eligible_30d": len(eligible),
             "eligible_detected_30d": sum(d["detected_30d"] for d in eligible),
+            "eligible_detected_or_fresh_evidence_30d": sum(
+                d["detected_30d"]
+                or (d["fresh_evidence_day"] is not None and d["fresh_evidence_day"] <= 30)
+                for d in eligible
+            ),
+            "fresh_evidence_records": len(fresh_records),
             "eligible_share_detected_30d": (
                 sum(d["detected_30d"] for d in eligible) / len(eligible) if eligible else None
             ),
@@ -389,6 +411,7 @@ def run(
         },
         "warnings": frame.replace({np.nan: None}).to_dict("records"),
         "escalations": escalations,
+        "fresh_evidence": fresh_records,
     }
 
 
@@ -486,14 +509,16 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
         "escalates on a more severe reassessment, lifts on a passing effect evaluation; "
         "report-driven notices are confirmed by results or lapse after their review period). "
         "Eligible: outbreaks whose first 30 days hold >= 2 reports or >= 2 nonconforming "
-        "results (target: >= 80 % of them proposed within 30 days). Without cause: warnings "
+        "results (target: >= 80 % of them proposed within 30 days); beside it, those proposed "
+        "or put before the committee as fresh reports on a warning already open on their "
+        "product x origin (`fresh-evidence`, not a proposal). Without cause: warnings "
         "with no planted outbreak behind them (target: <= 12 a year).",
         "",
         "| world | declarations | intensity | seed | detected <= 30 d | detected <= 42 d | "
-        "eligible proposed <= 30 d | median delay (d) | max level exact | without cause "
+        "eligible proposed <= 30 d | + fresh evidence <= 30 d | median delay (d) | max level exact | without cause "
         "(per year) | notices (confirmed / lapsed) | warnings | assessment / report check "
         "every (d) | replay s | load | date | commit |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s = r["summary"]
@@ -502,7 +527,8 @@ def matrix_markdown(runs: list[dict[str, Any]]) -> str:
             f"| {r['world']} | {r['declarations']:,} | {r['signal_intensity']}x | {r['seed']} | "
             f"{s['detected_30d']}/{s['outbreaks']} | {s['detected_42d']}/{s['outbreaks']} | "
             f"{s['eligible_detected_30d']}/{s['eligible_30d']}"
-            f"{f' ({share:.0%})' if share is not None else ''} | {s['median_delay_days']} | "
+            f"{f' ({share:.0%})' if share is not None else ''} | "
+            f"{s.get('eligible_detected_or_fresh_evidence_30d', '-')} | {s['median_delay_days']} | "
             f"{s['max_level_exact']}/{s['detected']} | {s['without_planted_cause']} "
             f"({(s['without_planted_cause_per_year'] or 0):.1f}) | "
             f"{s['report_driven_notices']} ({s['notices_confirmed']} / {s['notices_lapsed']}) | "

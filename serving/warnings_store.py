@@ -31,8 +31,10 @@ from policy.warnings import (
     InspectionMeasure,
     InvalidTransition,
     Subject,
+    as_utc,
     assess,
     build_warning,
+    fresh_evidence,
     inspection_measures,
     load_warning_config,
     measures_for_level,
@@ -281,33 +283,60 @@ class WarningStore:
             and w["id"] not in confirmed
         ]
 
+    def _last_fresh_evidence(self) -> dict[str, Any]:
+        """warning id -> ``as_of`` of its latest fresh-evidence record."""
+        t = transitions_table.c
+        q = sa.select(t.warning_id, t.evaluation).where(t.action == "fresh-evidence")
+        last: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for wid, ev in conn.execute(q):
+                at = (ev or {}).get("as_of")
+                if at is not None and (wid not in last or at > last[wid]):
+                    last[wid] = at
+        return last
+
     def review_notices(
         self, tables: dict[str, Any], as_of: Any, actor: str = "notice-review"
     ) -> builtins.list[dict[str, Any]]:
-        """Review the pending early notices at ``as_of`` (``policy.warnings.review_notice``):
-        confirm (and, when results show a more severe level, raise) those that results now
-        support, lapse those whose review period has passed. Returns the warnings changed."""
-        pending = self.pending_notices()
-        if not pending:
+        """Review the open warnings at ``as_of``: confirm (and, when results show a more severe
+        level, raise) the pending early notices that results now support, lapse those whose
+        review period has passed (``policy.warnings.review_notice``), and record fresh reports
+        on any open warning for the committee (``policy.warnings.fresh_evidence``). Returns the
+        warnings changed."""
+        open_now = [w for w in self.list() if w["status"] in OPEN_STATUSES]
+        if not open_now:
             return []
-        subjects = [Subject.parse(w["subject_kind"], w["subject_key"]) for w in pending]
+        pending = {w["id"] for w in self.pending_notices()}
+        subjects = [Subject.parse(w["subject_kind"], w["subject_key"]) for w in open_now]
         fresh = {
             (a.subject.kind, a.subject.key_str): a
             for a in assess(tables, as_of, self.config, subjects=subjects)
         }
+        last = self._last_fresh_evidence()
         changed = []
-        for w in pending:
-            decision = review_notice(w, fresh.get((w["subject_kind"], w["subject_key"])),
-                                     as_of, self.config)  # fmt: skip
-            if decision is None:
-                continue
-            action, level = decision
-            reason = (
-                "results confirm the report-driven notice"
-                if action == "confirm"
-                else "review period passed without results confirming the notice"
-            )
-            changed.append(self.apply(w["id"], action, actor, reason, new_level=level))
+        for w in open_now:
+            now = fresh.get((w["subject_kind"], w["subject_key"]))
+            decision = review_notice(w, now, as_of, self.config) if w["id"] in pending else None
+            if decision is not None:
+                action, level = decision
+                reason = (
+                    "results confirm the report-driven notice"
+                    if action == "confirm"
+                    else "review period passed without results confirming the notice"
+                )
+                changed.append(self.apply(w["id"], action, actor, reason, new_level=level))
+                if action == "lapse":
+                    continue
+            why = fresh_evidence(w, now, as_of, self.config, last.get(w["id"]))
+            if why is not None and now is not None:
+                evidence = {
+                    "as_of": as_utc(as_of).isoformat(),
+                    "signals": now.signals,
+                    "signal_sources": now.signal_sources,
+                    "signals_expected": now.signals_expected,
+                    "notice_p": now.notice_p,
+                }
+                changed.append(self.apply(w["id"], "fresh-evidence", actor, why, evidence))
         return changed
 
     def propose(

@@ -87,10 +87,14 @@ class Assessment:
     # predictive, the independent channels/sources among them, and whether the warning rests
     # on reports alone (an early notice awaiting results)
     signal_p: float = 1.0
-    # the early notice's p-value: the smaller tail of all and of high/serious reports, doubled
+    # the early notice's p-value: the smaller of the all-reports and the high/serious tails,
+    # each divided by its share of the level (early_notice.serious_share)
     notice_p: float = 1.0
     signal_sources: int = 0
     report_driven: bool = False
+    # the window's reports alone pass the early-notice test (whatever the results say): on a
+    # subject already under a warning this is fresh evidence for the committee
+    reports_make_notice: bool = False
     # the tail probability of the window's nonconforming count under the subject's
     # gamma-Poisson predictive (1: fewer than min_inspected results), and the level at or
     # below which results alone corroborate an excess
@@ -780,7 +784,8 @@ def _grade(
             f"early notice: {n_sig:g} reports ({serious} high/serious) from {sources} "
             f"independent channels/sources vs {expected:.2f} expected (P = "
             f"{float(row.get('notice_p', 1.0)):.1e}, the smaller tail of all and of "
-            "high/serious reports, doubled); report-driven, awaiting results"
+            "high/serious reports, each over its share of the level); report-driven, "
+            "awaiting results"
         )
     elif like > 0 and (surge or serious >= lk["signal_bump_count"]):
         why = (
@@ -907,6 +912,7 @@ def _grade(
         notice_p=float(row.get("notice_p", 1.0)),
         signal_sources=sources,
         report_driven=alone,
+        reports_make_notice=bool(row.get("early_notice", False)),
         serious_signals=serious,
         signal_channels=channels,
         mean_score=mean_score,

@@ -16,8 +16,10 @@ STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "active", "lift
 OPEN_STATUSES: tuple[str, ...] = ("proposed", "approved", "active")
 # what the committee does
 ACTIONS: tuple[str, ...] = ("approve", "reject", "activate", "escalate", "de-escalate", "lift")
-# what the review of a report-driven early notice does by itself (review_notice)
-REVIEW_ACTIONS: tuple[str, ...] = ("confirm", "lapse")
+# what the review of open warnings does by itself: confirm or lapse a report-driven early
+# notice (review_notice); put fresh evidence on an open warning before the committee
+# (fresh_evidence: status and level unchanged)
+REVIEW_ACTIONS: tuple[str, ...] = ("confirm", "lapse", "fresh-evidence")
 
 
 class InvalidTransition(Exception):
@@ -119,13 +121,17 @@ def next_state(
 
     The review of a report-driven early notice (:func:`review_notice`): any open status
     -confirm-> the same status at ``new_level`` (results confirm it; never less severe);
-    any open status -lapse-> lapsed (final: the review period passed without results).
+    any open status -lapse-> lapsed (final: the review period passed without results). Any open
+    warning -fresh-evidence-> unchanged (:func:`fresh_evidence`: reports that arrived after it
+    was raised would make a notice on their own; recorded for the committee to judge).
     """
     if action in REVIEW_ACTIONS:
         if status not in OPEN_STATUSES:
             raise InvalidTransition(f"cannot {action} a warning that is {status}")
         if action == "lapse":
             return "lapsed", level
+        if action == "fresh-evidence":
+            return status, level
         return status, min(level, int(new_level or level))
     if action not in ACTIONS:
         raise InvalidTransition(f"unknown action {action!r}")
@@ -207,3 +213,53 @@ def review_notice(
     if as_utc(as_of) >= review_until(warning, config):
         return "lapse", level
     return None
+
+
+def fresh_evidence(
+    warning: dict[str, Any],
+    reassessment: Assessment | None,
+    as_of: Any,
+    config: dict[str, Any],
+    last_flagged: Any = None,
+) -> str | None:
+    """Whether fresh reports about a subject already under a warning go before the committee.
+
+    An open warning keeps its subject out of new proposals, so an outbreak that begins under
+    a warning raised for something else (or by chance) would never be proposed. When the
+    reports of the current window alone pass the early-notice test
+    (``reassessment.reports_make_notice``) and the warning was raised at least a window
+    earlier (so none of those reports is the evidence it was raised on), the new evidence is
+    recorded on the warning (transition ``fresh-evidence``, status and level unchanged): the
+    committee decides whether to escalate. At most once a window per warning.
+
+    Parameters
+    ----------
+    warning
+        The open warning's record (``status``, ``as_of``).
+    reassessment
+        A fresh assessment of its subject at ``as_of``.
+    last_flagged
+        ``as_of`` of the last fresh-evidence record on this warning, if any.
+
+    Returns
+    -------
+    str or None
+        The reason to record (what the reports show), or None.
+    """
+    if reassessment is None or warning.get("status", "proposed") not in OPEN_STATUSES:
+        return None
+    if not reassessment.reports_make_notice:
+        return None
+    window = pd.Timedelta(days=int(config["window_days"]))
+    t = as_utc(as_of)
+    if t - as_utc(warning["as_of"]) < window:
+        return None
+    if last_flagged is not None and t - as_utc(last_flagged) < window:
+        return None
+    a = reassessment
+    return (
+        f"fresh evidence since the warning was raised: {a.signals:g} reports from "
+        f"{a.signal_sources} independent voices in the last {config['window_days']} days vs "
+        f"{a.signals_expected:.2f} expected (P = {a.notice_p:.1e}); reports alone would make "
+        "a notice; the committee decides whether to escalate"
+    )

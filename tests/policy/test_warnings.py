@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from math import isclose
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from policy.warnings import (
     beta_lower_bound,
     build_warning,
     evaluate_effect,
+    fresh_evidence,
     inspection_measures,
     load_warning_config,
     matrix_level,
@@ -24,6 +26,7 @@ from policy.warnings import (
     next_state,
     poisson_cusum,
     propose,
+    report_voices,
     validate_config,
 )
 from tests.policy.warnings_synth import (
@@ -411,6 +414,34 @@ def test_a_lapsed_notice_does_not_hold_back_fresh_reports(tables):
 
     assert not noticed({"level": 4, "closed_at": day(190)})  # lifted 13 days ago: cool-down
     assert noticed({"level": 4, "closed_at": day(190), "lapsed": True})  # lapsed: heard
+
+
+def test_fresh_reports_on_a_subject_under_a_warning_go_before_the_committee(tables):
+    """An open warning keeps its subject out of new proposals; reports that arrived after it
+    was raised and would make a notice on their own are recorded on it instead (once a
+    window), never the reports it was raised on."""
+    burst = reports(3, 196, "851610", "DE", ["foreign_alert", "public_opinion", "recall"],
+                    ["RASFF", "Weibo", "SAMR"], "X")  # fmt: skip
+    tb = with_reports(tables, burst)
+    [now] = assess(tb, day(203), CFG, subjects=[QUIET])
+    assert now.reports_make_notice
+    raised = {"status": "active", "as_of": str(day(100)), "level": 3}
+    why = fresh_evidence(raised, now, day(203), CFG)
+    assert why is not None and "fresh evidence" in why and "3 reports" in why
+    # raised less than a window ago: these may be the very reports it was raised on
+    assert fresh_evidence({**raised, "as_of": str(day(190))}, now, day(203), CFG) is None
+    # recorded a week ago already: once a window
+    assert fresh_evidence(raised, now, day(203), CFG, last_flagged=day(196)) is None
+    assert fresh_evidence(raised, now, day(203), CFG, last_flagged=day(170)) is not None
+    # closed warnings, and reports that would not make a notice, are not fresh evidence
+    assert fresh_evidence({**raised, "status": "lifted"}, now, day(203), CFG) is None
+    [quiet] = assess(tables, day(203), CFG, subjects=[QUIET])
+    assert not quiet.reports_make_notice
+    assert fresh_evidence(raised, quiet, day(203), CFG) is None
+    # the record: status and level stay, the committee decides
+    assert next_state("active", 3, "fresh-evidence") == ("active", 3)
+    with pytest.raises(InvalidTransition):
+        next_state("lifted", 3, "fresh-evidence")
 
 
 def test_the_nightly_report_check_proposes_what_the_full_assessment_proposes(tables):
@@ -812,6 +843,45 @@ def test_two_independent_reports_about_a_quiet_subject_make_a_report_driven_iv_n
     busy = reports(14, 10, "851610", "DE", ["foreign_alert"], ["RASFF"], "H")
     [b] = assess(with_reports(tables, busy, two), day(203), CFG, subjects=[QUIET])
     assert b.signals_expected > 1 and b.signal_p > 0.2 and not b.report_driven
+
+
+def test_case_reports_are_voices_of_their_own_but_an_agency_repeating_itself_is_one(tables):
+    """Two 12315 complaints are two complainants (two voices) on one channel and source; the
+    same foreign agency notifying twice, or one outlet reporting twice, is one voice."""
+    complaints = reports(2, 196, "851610", "DE", ["consumer_complaint"], ["12315"], "C")
+    [c] = assess(with_reports(tables, complaints), day(203), CFG, subjects=[QUIET])
+    assert c.signal_sources == 2 and c.report_driven and c.level == 4
+    for channel, source in [("foreign_alert", "RASFF"), ("public_opinion", "news media")]:
+        echo = reports(2, 196, "851610", "DE", [channel], [source], "R")
+        [e] = assess(with_reports(tables, echo), day(203), CFG, subjects=[QUIET])
+        assert e.signal_sources == 1 and not e.report_driven, channel
+    # the rule itself: a case channel's voice carries the report's id, an agency's does not
+    frame = pd.concat([complaints, reports(2, 196, "851610", "DE", ["foreign_alert"],
+                                           ["RASFF"], "R")], ignore_index=True)  # fmt: skip
+    voices = report_voices(frame, CFG["early_notice"]["case_channels"])
+    assert voices.nunique() == 3
+    assert report_voices(frame, []).nunique() == 2  # no case channels: channel + source only
+
+
+def test_the_notice_p_value_weights_the_all_reports_count_over_the_serious_one(tables):
+    """Weighted Bonferroni: the all-reports tail over 1 - serious_share, the high/serious tail
+    over serious_share; the notice's p-value is the smaller (0.5 / 0.5 is the plain doubling)."""
+    share = CFG["early_notice"]["serious_share"]
+    assert 0.0 < share < 0.5  # the medium-graded first reports of an outbreak weigh more
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                  ["RASFF", "Weibo"], "N")  # fmt: skip
+    [a] = assess(with_reports(tables, two), day(203), CFG, subjects=[QUIET])
+    assert a.serious_signals == 0  # medium reports: only the all-reports count is tested
+    assert isclose(a.notice_p, min(1.0, a.signal_p / (1.0 - share)))
+    even = copy.deepcopy(CFG)
+    even["early_notice"]["serious_share"] = 0.5
+    [b] = assess(with_reports(tables, two), day(203), even, subjects=[QUIET])
+    assert isclose(b.notice_p, min(1.0, 2.0 * a.signal_p))
+    for bad in (0.0, 1.0):
+        broken = copy.deepcopy(DEFAULT_CONFIG)
+        broken["early_notice"]["serious_share"] = bad
+        with pytest.raises(ValueError, match="serious_share"):
+            validate_config(broken)
 
 
 def test_a_burst_far_above_a_busy_subjects_own_usual_count_makes_a_notice(tables):
