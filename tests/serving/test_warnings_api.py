@@ -370,6 +370,38 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         assert "lapsed" in client.get("/committee/warnings/record").text
 
 
+def test_fresh_reports_on_an_open_warning_are_recorded_for_the_committee(tmp_path):
+    """A subject under a warning is not proposed again; fresh reports that would make a notice
+    on their own are put on the open warning (transition fresh-evidence, once a window)."""
+    from tests.serving.warnings_app import make_tables, reports, with_reports
+
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                  ["RASFF", "Weibo"], "N")  # fmt: skip
+    later = reports(5, 205, "851610", "DE", ["foreign_alert", "recall", "consumer_complaint"],
+                    ["Safety Gate", "SAMR", "12315"], "L")  # fmt: skip
+    app, keys = build_app(tmp_path / "f.db", with_reports(make_tables(), two, later))
+    with TestClient(app) as client:
+        r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
+        [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+        ok = client.post(f"/v1/warnings/{w['id']}/approve", json={"reason": "notice"},
+                         headers=h(keys))  # fmt: skip
+        assert ok.status_code == 200
+        for as_of in ("2024-08-12", "2024-08-19", "2024-08-26"):
+            made = client.post("/v1/warnings/propose", json={"as_of": as_of}, headers=h(keys))
+            assert "8516/DE" not in {x["subject_key"] for x in made.json()}  # still open
+        got = client.get(f"/v1/warnings/{w['id']}", headers=h(keys)).json()
+        fresh = [t for t in got["transitions"] if t["action"] == "fresh-evidence"]
+        assert len(fresh) == 1  # 08-12 is within a window of the notice; then once a window
+        assert fresh[0]["actor"] == "notice-review" and "fresh evidence" in fresh[0]["reason"]
+        assert fresh[0]["evaluation"]["as_of"].startswith("2024-08-19")
+        assert fresh[0]["evaluation"]["signals"] >= 2
+        assert (got["status"], got["level"]) == ("active", w["level"])  # the committee decides
+        # not an action of the committee
+        by_hand = client.post(f"/v1/warnings/{w['id']}/fresh-evidence", json={"reason": "x"},
+                              headers=h(keys))  # fmt: skip
+        assert by_hand.status_code == 422
+
+
 def test_measures_are_re_read_once_when_they_expire_not_by_every_caller(ctx):
     """The measure cache on expiry: one caller re-reads the database, the others meanwhile
     keep the list of a moment ago (no herd of identical queries); a change made in this
