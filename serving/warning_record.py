@@ -37,6 +37,7 @@ RECORD_FIELDS: tuple[str, ...] = (
     "ended_at",
     "days_in_force",
     "escalations",
+    "fresh_evidence",
     "inspected_during",
     "nonconforming_during",
     "rate_during",
@@ -110,6 +111,8 @@ def record_rows(
             "activated_at": (w.get("activated_at") or "")[:10] or None,
             "ended_at": ended_at.date().isoformat() if ended_at is not None else None,
             "escalations": len(raised),
+            # fresh reports recorded on it while open (policy.warnings.fresh_evidence)
+            "fresh_evidence": sum(t["action"] == "fresh-evidence" for t in trans),
             "inspected_during": None,
             "nonconforming_during": None,
             "rate_during": None,

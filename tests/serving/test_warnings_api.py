@@ -400,6 +400,13 @@ def test_fresh_reports_on_an_open_warning_are_recorded_for_the_committee(tmp_pat
         by_hand = client.post(f"/v1/warnings/{w['id']}/fresh-evidence", json={"reason": "x"},
                               headers=h(keys))  # fmt: skip
         assert by_hand.status_code == 422
+        # the committee's record shows it
+        _login(client, keys["committee"])
+        csv_rows = client.get("/committee/warnings/record.csv").text.splitlines()
+        header = csv_rows[0].split(",")
+        [mine] = [row.split(",") for row in csv_rows[1:] if row.startswith(w["id"])]
+        assert mine[header.index("fresh_evidence")] == "1"
+        assert "fresh evidence ×1" in client.get("/committee/warnings/record").text
 
 
 def test_measures_are_re_read_once_when_they_expire_not_by_every_caller(ctx):
