@@ -114,6 +114,7 @@ def measure(
                               "ingest_chunk_rows": chunk_rows}  # fmt: skip
     if first == "demo-data" or STEPS.index(first) <= STEPS.index("features"):
         result["feature_threads"] = feature_threads
+        result["partition_months"] = partition_months
     elif previous and "feature_threads" in previous:
         result["feature_threads"] = previous["feature_threads"]
     if previous and previous.get("in_memory"):
@@ -198,6 +199,10 @@ def markdown(payload: dict[str, Any]) -> str:
         if r.get("rescore_days", 365) != 365 and "rescore" in r["steps"]:
             lines.append(f"| {r['declarations']:,} | (rescore over a {r['rescore_days']}-day "
                          "period at this size, not 365) | | | | | |")  # fmt: skip
+        months = r.get("partition_months", payload["partition_months"])
+        if months != payload["partition_months"] and "features" in r["steps"]:
+            lines.append(f"| {r['declarations']:,} | (features in {months}-month partitions "
+                         "at this size) | | | | | |")  # fmt: skip
         if r.get("feature_threads", 1) != 1 and "features" in r["steps"]:
             lines.append(f"| {r['declarations']:,} | (features with --threads "
                          f"{r['feature_threads']} at this size) | | | | | |")  # fmt: skip
