@@ -201,10 +201,34 @@ class KeyStore:
 _api_key_header = APIKeyHeader(name=HEADER_NAME, auto_error=False, description="API key")
 
 
+def allowed_roles(*roles: str) -> frozenset[str]:
+    """The roles that pass a check for ``roles``: those and admin."""
+    return frozenset(roles) | {"admin"}
+
+
+def granted_from_cache(request: Request, allowed: frozenset[str]) -> ApiKey | None:
+    """The request's key record when the key cache alone grants one of ``allowed`` (no I/O).
+
+    None for anything else (no key, an unknown, uncached, revoked or malformed key, a role not
+    allowed): the caller then runs :func:`require_role`'s dependency, which gives the 401 or
+    403 (or looks an uncached key up). A fast path for routes that skip FastAPI's dependency
+    solving (``serving.routes.score``); what it accepts, the dependency accepts too.
+    """
+    key = request.headers.get(HEADER_NAME)
+    if not key:
+        return None
+    store: KeyStore = request.app.state.keys
+    hit, record = store.cached(key)
+    if not hit or record is None or record.role not in allowed:
+        return None
+    request.state.key_id = record.key_id
+    return record
+
+
 def require_role(*roles: str) -> Callable[..., Awaitable[ApiKey]]:
     """FastAPI dependency: a valid key (401 otherwise) whose role is in ``roles`` or is admin
     (403 otherwise). Returns the key's record."""
-    allowed = frozenset(roles) | {"admin"}
+    allowed = allowed_roles(*roles)
 
     async def dependency(
         request: Request, key: Annotated[str | None, Depends(_api_key_header)]
