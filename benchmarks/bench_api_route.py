@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import MutableMapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,7 +104,8 @@ def build_app(engine: Any) -> FastAPI:
 
 def body() -> bytes:
     """The schema's example declaration, declared a minute ago."""
-    example = dict(Declaration.model_config["json_schema_extra"]["examples"][0])  # type: ignore[index]
+    extra: Any = Declaration.model_config["json_schema_extra"]
+    example = dict(extra["examples"][0])
     example["declared_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     return json.dumps(example).encode()
 
@@ -125,7 +127,7 @@ async def call(app: FastAPI, path: str, payload: bytes, key: bytes, query: bytes
         await asyncio.sleep(3600)  # the client never leaves
         return {"type": "http.disconnect"}
 
-    async def send(message: dict) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 

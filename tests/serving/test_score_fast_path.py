@@ -74,6 +74,7 @@ def _request(app: Any, body: bytes, key: str | None, query: bytes = b"",
 
 
 def _fast(client: TestClient, body: bytes, key: str | None, **kw: Any) -> Any:
+    assert client.portal is not None  # inside the client's context
     return client.portal.call(score_route.fast_inputs, _request(client.app, body, key, **kw))
 
 
