@@ -78,7 +78,8 @@ Explain = Annotated[
     Literal["top", "full"],
     Query(description="top: the top_k reasons; full: also every contribution"),
 ]
-TopK = Annotated[int, Query(ge=0, le=1000, description="number of reasons returned")]
+_TOP_K_MAX = 1000  # FastAPI's bound and the fast path's, from one place
+TopK = Annotated[int, Query(ge=0, le=_TOP_K_MAX, description="number of reasons returned")]
 
 
 @contextlib.contextmanager
@@ -147,7 +148,6 @@ async def _answer(
 _INSPECTOR = allowed_roles("inspector")
 _EXPLAIN = frozenset({"top", "full"})
 _TOP_K = re.compile(r"0|[1-9][0-9]{0,3}")  # what the fast path takes; anything else: FastAPI's
-_TOP_K_MAX = 1000
 
 
 def _plain_query(query_string: bytes) -> tuple[str, int] | None:
