@@ -58,7 +58,21 @@ def _fmt_when(value: Any) -> str:
     return ts.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _fmt_field(value: Any) -> str:
+    """A declaration or profile field; an optional field the declaration left empty reads as
+    "– not declared" rather than Python's ``None`` / ``nan``."""
+    if value is None or value == "":
+        return "– not declared"
+    try:
+        if pd.isna(value):
+            return "– not declared"
+    except (TypeError, ValueError):  # lists and other non-scalars: shown as they are
+        pass
+    return str(value)
+
+
 templates.env.filters["pct"] = _fmt_pct
+templates.env.filters["field"] = _fmt_field
 templates.env.filters["counts"] = _fmt_counts
 templates.env.filters["when"] = _fmt_when
 
