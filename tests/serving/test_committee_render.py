@@ -30,5 +30,9 @@ def test_an_empty_optional_field_reads_as_not_declared():
 def test_the_declaration_page_shows_a_missing_overseas_party_as_not_declared():
     page = templates.env.get_template("declaration.html").render(
         d={"declaration_id": "D1", "overseas_party_id": None, "hs_code": "9503000000"},
-        in_store=False, result=None, audit=[], request=None)
+        in_store=False,
+        result=None,
+        audit=[],
+        request=None,
+    )
     assert "None" not in page and "– not declared" in page
