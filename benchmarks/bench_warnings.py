@@ -48,6 +48,7 @@ from policy.warnings import (
     fresh_evidence,
     is_report_driven,
     load_warning_config,
+    notice_tests,
     propose,
     review_notice,
     signal_matches,
@@ -232,10 +233,14 @@ def run(
         # the committee escalates when a fresh assessment is more severe (one call for all)
         subjects = [Subject.parse(k, v) for k, v in open_w]
         reassessed = assess(tables, as_of, cfg, subjects=subjects) if subjects else []
+        pending = [(w["id"], Subject.parse(*key), w["as_of"])
+                   for key, w in open_w.items() if is_report_driven(w)]  # fmt: skip
+        tests = notice_tests(tables, pending, as_of, cfg)
         for now in reassessed:
             key = (now.subject.kind, now.subject.key_str)
             w = open_w[key]
-            review = review_notice(w, now, as_of, cfg) if is_report_driven(w) else None
+            test = tests.get(w["id"])
+            review = review_notice(w, now, as_of, cfg, test) if is_report_driven(w) else None
             if review is not None and review[0] == "lapse":
                 w["lapsed_at"] = str(as_of.date())
                 del open_w[key]

@@ -39,6 +39,7 @@ from policy.warnings import (
     load_warning_config,
     measures_for_level,
     next_state,
+    notice_tests,
     propose,
     retitle,
     review_notice,
@@ -312,11 +313,25 @@ class WarningStore:
             (a.subject.kind, a.subject.key_str): a
             for a in assess(tables, as_of, self.config, subjects=subjects)
         }
+        tests = notice_tests(
+            tables,
+            [
+                (w["id"], Subject.parse(w["subject_kind"], w["subject_key"]), w["as_of"])
+                for w in open_now
+                if w["id"] in pending
+            ],  # fmt: skip
+            as_of,
+            self.config,
+        )
+        fdr = float(self.config["early_notice"]["confirm_fdr"])
         last = self._last_fresh_evidence()
         changed = []
         for w in open_now:
             now = fresh.get((w["subject_kind"], w["subject_key"]))
-            decision = review_notice(w, now, as_of, self.config) if w["id"] in pending else None
+            test = tests.get(w["id"])
+            decision = (
+                review_notice(w, now, as_of, self.config, test) if w["id"] in pending else None
+            )
             if decision is not None:
                 action, level = decision
                 reason = (
@@ -324,7 +339,13 @@ class WarningStore:
                     if action == "confirm"
                     else "review period passed without results confirming the notice"
                 )
-                changed.append(self.apply(w["id"], action, actor, reason, new_level=level))
+                evaluation = None
+                if test is not None:
+                    reason = f"{reason}: {test.describe(fdr)}"
+                    evaluation = {"as_of": as_utc(as_of).isoformat(), **test.to_dict()}
+                changed.append(
+                    self.apply(w["id"], action, actor, reason, evaluation, new_level=level)
+                )
                 if action == "lapse":
                     continue
             why = fresh_evidence(w, now, as_of, self.config, last.get(w["id"]))

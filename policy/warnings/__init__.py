@@ -29,11 +29,13 @@ Nothing here reads settings or the environment; all inputs are explicit.
 
 from policy.warnings.assessment import (
     Assessment,
+    NoticeTest,
     _grade,
     as_utc,
     assess,
     likelihood_class,
     matrix_level,
+    notice_tests,
     severity_class,
 )
 from policy.warnings.config import (
@@ -102,6 +104,7 @@ __all__ = [
     "SUBJECT_LABELS_ZH",
     "WINDOW_EXPECTATION",
     "Assessment",
+    "NoticeTest",
     "EffectEvaluation",
     "InspectionMeasure",
     "InvalidTransition",
@@ -123,6 +126,7 @@ __all__ = [
     "matrix_level",
     "measures_for_level",
     "negative_binomial_tail",
+    "notice_tests",
     "next_state",
     "poisson_cusum",
     "propose",

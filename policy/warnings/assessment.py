@@ -111,6 +111,11 @@ class Assessment:
         return d
 
 
+# the declaration columns every assessment joins to inspections (one join, cached)
+_JOIN_COLUMNS = ["declaration_id", "declared_at", "enterprise_id", "overseas_party_id",
+                   "hs_code", "origin_country", "port_code"]  # fmt: skip
+
+
 def as_utc(value: Any) -> pd.Timestamp:
     """A time as a UTC timestamp (naive times are taken as UTC)."""
     ts = pd.Timestamp(value)
@@ -372,9 +377,7 @@ def notice_candidates(
     if sig is None or sig.empty:
         return []
     b_start = t - pd.Timedelta(days=int(cfg["window_days"]) + int(cfg["baseline_days"]))
-    cols = ["declaration_id", "declared_at", "enterprise_id", "overseas_party_id", "hs_code",
-            "origin_country", "port_code"]  # fmt: skip
-    joined = _joined_inspections(tables, cols)
+    joined = _joined_inspections(tables, _JOIN_COLUMNS)
     insp_all = joined.loc[(joined["inspected_at"] > b_start) & (joined["inspected_at"] <= t)]
     found: list[Subject] = []
     for kind in cfg["early_notice"]["kinds"]:
@@ -557,15 +560,7 @@ def assess(
     lk = cfg["likelihood"]
 
     decl = tables["declarations"]
-    cols = [
-        "declaration_id",
-        "declared_at",
-        "enterprise_id",
-        "overseas_party_id",
-        "hs_code",
-        "origin_country",
-        "port_code",
-    ]
+    cols = list(_JOIN_COLUMNS)
     decl_w = decl.loc[(decl["declared_at"] > w_start) & (decl["declared_at"] <= t), cols].copy()
     value = decl.get("declared_value_usd")
     if value is not None:
@@ -931,3 +926,115 @@ def _grade(
         results_alone_alpha=float(row.get("alone_alpha", 0.0)),
         notes=notes,
     )
+
+
+@dataclass
+class NoticeTest:
+    """The results since a report-driven notice against its subject's own baseline.
+
+    ``inspected`` / ``nonconforming``: results of the subject's declarations inspected after the
+    notice; ``expected``: what they would show at the subject's own rate before the reports
+    (each inspection's stratum rate times the subject's standardised ratio, shrunk towards the
+    kind's pooled prior); ``p``: the tail probability of ``nonconforming`` under that
+    gamma-Poisson predictive; ``confirmed``: passed Benjamini-Hochberg over the notices open
+    at this review (``early_notice.confirm_fdr``)."""
+
+    warning_id: str
+    inspected: int
+    nonconforming: int
+    expected: float
+    baseline_inspected: int
+    p: float
+    family: int = 1
+    confirmed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self, fdr: float) -> str:
+        return (
+            f"results since the notice: {self.nonconforming}/{self.inspected} nonconforming vs "
+            f"{self.expected:.2f} expected at the subject's own earlier rate "
+            f"({self.baseline_inspected} inspections before the reports), P = {self.p:.1e}; "
+            f"Benjamini-Hochberg over the {self.family} open notice(s) at FDR {fdr:g}: "
+            + ("confirmed" if self.confirmed else "not confirmed")
+        )
+
+
+def notice_tests(
+    tables: dict[str, pd.DataFrame],
+    notices: list[tuple[str, Subject, Any]],
+    as_of: Any,
+    config: dict[str, Any] | None = None,
+) -> dict[str, NoticeTest]:
+    """Test the results since each open report-driven notice (docs/warnings.md, "Confirmed by
+    its own results").
+
+    A notice is one hypothesis decided in advance: "this subject's results since the reports
+    exceed its own earlier rate". So it is tested once against that subject's own baseline,
+    and the false-discovery control runs over the open notices only, not over every subject of
+    the kind (which a fresh full assessment would do, and which buries a single subject with
+    a clear excess among thousands tested).
+
+    Parameters
+    ----------
+    notices
+        ``(warning_id, subject, notice_time)`` of every open report-driven notice.
+
+    Returns
+    -------
+    dict
+        warning id -> :class:`NoticeTest`.
+    """
+    cfg = config or load_warning_config()
+    if not notices:
+        return {}
+    t = as_utc(as_of)
+    lk = cfg["likelihood"]
+    joined = _joined_inspections(tables, _JOIN_COLUMNS)
+    strata = [c for c in lk.get("mix_strata", []) if c in joined.columns]
+    prior_s = float(lk.get("stratum_prior", 20))
+    window = pd.Timedelta(days=int(cfg["window_days"]))
+    span = pd.Timedelta(days=int(cfg["baseline_days"]))
+    out: dict[str, NoticeTest] = {}
+    for wid, subject, since in notices:
+        s0 = as_utc(since)
+        # the baseline is what the notice's own assessment used: the year before its window,
+        # so the reports' weeks (and any early results of an outbreak) are not "normal"
+        b_end = s0 - window
+        base = joined.loc[
+            (joined["inspected_at"] > b_end - span) & (joined["inspected_at"] <= b_end)
+        ]
+        after = joined.loc[(joined["inspected_at"] > s0) & (joined["inspected_at"] <= t)]
+        global_rate = float(base["bad"].mean()) if len(base) else 0.05
+        if not np.isfinite(global_rate) or global_rate <= 0:
+            global_rate = 0.05
+        base_keys = subject_keys(base, subject.kind)
+        bg = base.assign(key=base_keys, p_exp=_expected_rates(base, base, strata, prior_s,
+                                                              global_rate)).dropna(subset=["key"])  # fmt: skip
+        by_key = bg.groupby("key")
+        shape, rate = gamma_prior_moments(
+            by_key["bad"].sum().to_numpy(np.float64), by_key["p_exp"].sum().to_numpy(np.float64)
+        )
+        own = bg[bg["key"] == subject.key_str]
+        mine = after.loc[
+            (subject_keys(after, subject.kind) == subject.key_str).fillna(False).to_numpy(bool)
+        ]
+        e = float(_expected_rates(base, mine, strata, prior_s, global_rate).sum())
+        k = int(mine["bad"].sum())
+        tail, mean = negative_binomial_tail(
+            np.array([k], dtype=np.float64),
+            np.array([float(own["bad"].sum())]),
+            np.array([float(own["p_exp"].sum())]),
+            np.array([e]),
+            shape,
+            rate,
+        )
+        out[wid] = NoticeTest(wid, len(mine), k, float(mean[0]), len(own), float(tail[0]))
+    fdr = float(cfg["early_notice"]["confirm_fdr"])
+    ids = list(out)
+    passed = benjamini_hochberg(np.array([out[i].p for i in ids]), fdr)
+    for i, ok in zip(ids, passed, strict=True):
+        out[i].family = len(ids)
+        out[i].confirmed = bool(ok) and out[i].nonconforming > 0
+    return out

@@ -63,11 +63,14 @@ class EarlyNoticeConfig(_Section):
     serious_share: float
     fdr: float
     review_days: int
+    confirm_fdr: float
 
     @model_validator(mode="after")
     def _check_share(self) -> EarlyNoticeConfig:
         if not 0.0 < self.serious_share < 1.0:
             raise ValueError("serious_share must be in (0, 1)")
+        if not 0.0 < self.confirm_fdr < 1.0:
+            raise ValueError("confirm_fdr must be in (0, 1)")
         return self
 
 

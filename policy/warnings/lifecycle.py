@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from policy.warnings.assessment import Assessment, as_utc
+from policy.warnings.assessment import Assessment, NoticeTest, as_utc
 from policy.warnings.config import load_warning_config
 from policy.warnings.subjects import Subject
 
@@ -186,6 +186,7 @@ def review_notice(
     reassessment: Assessment | None,
     as_of: Any,
     config: dict[str, Any],
+    test: NoticeTest | None = None,
 ) -> tuple[str, int] | None:
     """The review of an open report-driven early notice at ``as_of``.
 
@@ -196,20 +197,28 @@ def review_notice(
         ``assessment``, optionally ``review_until``).
     reassessment
         A fresh assessment of its subject at ``as_of`` (``assess(..., subjects=[...])``).
+    test
+        The notice's own test of its results since it was raised (``notice_tests``).
 
     Returns
     -------
     ("confirm", level), ("lapse", level) or None
-        Confirm when results now show an excess (the fresh assessment has a level on results,
-        not on reports alone); the level is the more severe of the notice's and the fresh one.
-        Lapse once the review period has passed without that. None: keep waiting (or not a
-        report-driven open notice).
+        Confirm when the results since the notice exceed the subject's own earlier rate (the
+        notice's test passed), or when the fresh assessment has a level on results, not on
+        reports alone; the level is the more severe of the notice's and the fresh one on
+        results. Lapse once the review period has passed without either. None: keep waiting
+        (or not a report-driven open notice).
     """
     if warning.get("status", "proposed") not in OPEN_STATUSES or not is_report_driven(warning):
         return None
     level = int(warning["level"])
-    if reassessment is not None and reassessment.level > 0 and not reassessment.report_driven:
+    on_results = (
+        reassessment is not None and reassessment.level > 0 and not reassessment.report_driven
+    )
+    if on_results and reassessment is not None:
         return "confirm", min(level, int(reassessment.level))
+    if test is not None and test.confirmed:
+        return "confirm", level
     if as_utc(as_of) >= review_until(warning, config):
         return "lapse", level
     return None

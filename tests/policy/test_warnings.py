@@ -933,3 +933,61 @@ def test_results_confirm_a_notice_and_escalate_it(tables):
     assert next_state("active", 4, "confirm", new_level=now.level) == ("active", now.level)
     confirmed = {**w, "confirmed_at": str(day(362).date())}
     assert review_notice(confirmed, now, day(400), CFG) is None  # confirmed: never lapses
+
+
+def test_results_since_a_notice_confirm_it_by_its_own_test_against_its_subjects_baseline():
+    """A moderate excess on the notice's subject alone: the notice's one test (its results since
+    the notice against the subject's own earlier rate, Benjamini-Hochberg over the open notices
+    only) confirms it, whatever the fresh assessment over every subject makes of it."""
+    from policy.warnings import notice_tests, review_notice
+
+    early = reports(2, 336, "030310", "VN", ["foreign_alert", "public_opinion"],
+                     ["RASFF", "news media"], "O")  # fmt: skip
+    tb = with_reports(make_tables(signals=False, outbreak_rate=0.3), early)
+    [w] = [x for x in propose(tb, day(341), CFG) if x["subject_key"] == OUTBREAK.key_str]
+    assert w["report_driven"] and w["level"] == 4
+    tests = notice_tests(tb, [(w["id"], OUTBREAK, w["as_of"])], day(383), CFG)
+    t = tests[w["id"]]
+    assert t.inspected > 0 and t.nonconforming > 2 * t.expected and t.family == 1
+    assert t.p < CFG["early_notice"]["confirm_fdr"] and t.confirmed
+    assert review_notice(w, None, day(383), CFG, t) == ("confirm", 4)
+    assert "results since the notice" in t.describe(0.05) and "confirmed" in t.describe(0.05)
+
+
+def test_a_notice_whose_results_look_like_its_subjects_usual_rate_is_not_confirmed(tables):
+    from policy.warnings import notice_tests, review_notice
+
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                   ["RASFF", "Weibo"], "N")  # fmt: skip
+    tb = with_reports(tables, two)
+    [w] = [x for x in propose(tb, day(203), CFG) if x["subject_key"] == QUIET.key_str]
+    days = CFG["early_notice"]["review_days"]
+    t = notice_tests(tb, [(w["id"], QUIET, w["as_of"])], day(203 + days), CFG)[w["id"]]
+    assert t.inspected > 0 and not t.confirmed and t.p > 0.05
+    assert t.nonconforming < 3 * max(t.expected, 1.0)
+    assert review_notice(w, None, day(203 + days), CFG, t) == ("lapse", 4)
+
+
+def test_the_notices_false_discovery_control_runs_over_the_open_notices_only():
+    """Benjamini-Hochberg over the notices open at the review: the same results confirm a notice
+    alone and may not among many others whose results are usual."""
+    from policy.warnings import benjamini_hochberg, notice_tests
+
+    tb = make_tables(signals=False, outbreak_rate=0.3)
+    others = [
+        Subject("hs4_origin", (h, o)) for h in ("9503", "8516", "3304") for o in ("DE", "JP", "TH")
+    ]
+    notices = [("W-ob", OUTBREAK, day(341))] + [
+        (f"W{i}", s, day(341)) for i, s in enumerate(others)
+    ]
+    got = notice_tests(tb, notices, day(383), CFG)
+    assert set(got) == {n[0] for n in notices} and {t.family for t in got.values()} == {
+        len(notices)
+    }
+    p = np.array([got[n[0]].p for n in notices])
+    expect = benjamini_hochberg(p, CFG["early_notice"]["confirm_fdr"])
+    assert [got[n[0]].confirmed for n in notices] == [bool(x) and got[n[0]].nonconforming > 0
+                                                      for n, x in zip(notices, expect, strict=True)]  # fmt: skip
+    assert got["W-ob"].confirmed  # a clear excess survives the family
+    alone = notice_tests(tb, [notices[0]], day(383), CFG)["W-ob"]
+    assert alone.p == got["W-ob"].p and alone.family == 1

@@ -364,6 +364,8 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         assert got["status"] == "lapsed"
         last = got["transitions"][-1]
         assert last["action"] == "lapse" and last["actor"] == "notice-review"
+        # the record says what the notice's own test of its results found
+        assert "results since the notice" in last["reason"] and "FDR" in last["reason"]
         listed = client.get("/v1/warnings", params={"status": "lapsed"}, headers=h(keys)).json()
         assert [x["id"] for x in listed] == [w["id"]]
         _login(client, keys["committee"])
