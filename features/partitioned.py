@@ -26,6 +26,8 @@ Layout written (``FEATURES/``)::
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
@@ -661,6 +663,7 @@ def build_partitioned(
             for m in group:
                 context.append((m, rows.select(np.flatnonzero(month_of == m))))
             del decl, frame, events, carried_history
+            release_free_heap()
         partitions = run.finish()
         manifest = {
             "format": FORMAT,
@@ -731,6 +734,36 @@ class _Runner:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
             self.pool = None
+
+
+def _load_malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None where the C library has none: musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim(0)``).
+
+    Each partition frees gigabytes of numpy temporaries (sorts, gathers) of varying sizes;
+    glibc keeps the freed pages of its heap and arenas, so without this the build's RSS grew
+    about 15 MB a month at 1M declarations (0.30 -> 1.03 GB over 37 one-month partitions)
+    while the live Python and numpy memory grew 2 MB a month (the unit values and new keys).
+    Returns whether the trim was available."""
+    if _MALLOC_TRIM is None:
+        return False
+    _MALLOC_TRIM(0)
+    return True
 
 
 def _groups(months: list[str], k: int) -> Iterator[list[str]]:

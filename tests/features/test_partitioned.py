@@ -177,3 +177,40 @@ def test_features_build_on_a_scheduler_through_the_cli(tmp_path: Path) -> None:
         )
     res = runner.invoke(app, [*base[:4], "--out", str(tmp_path / "x"), "--scheduler", "tcp://x:1"])
     assert res.exit_code != 0 and "--partition-months" in res.output
+
+
+def test_live_memory_does_not_grow_per_partition(tmp_path: Path) -> None:
+    """Once the 12-month context is full, what the build keeps between partitions grows only
+    with what it must carry (20-byte unit values per declaration, new keys): nothing of a
+    partition's frame, events or results is retained (a leak of one would add megabytes)."""
+    import gc
+    import tracemalloc
+
+    tables = make_tables(20000, seed=3, days=900, attributes=True)
+    traced: list[int] = []
+
+    def progress(_: str) -> None:
+        gc.collect()
+        traced.append(tracemalloc.get_traced_memory()[0])
+
+    tracemalloc.start()
+    try:
+        build_partitioned(FrameSource(tables), tmp_path / "f", ATTRS, partition_months=1,
+                          progress=progress)  # fmt: skip
+    finally:
+        tracemalloc.stop()
+    assert len(traced) >= 28
+    t = pd.to_datetime(tables["declarations"]["declared_at"], utc=True)
+    per_month = len(t) / t.dt.tz_localize(None).dt.to_period("M").nunique()
+    full, last = traced[14], traced[-1]
+    added = per_month * (len(traced) - 1 - 14)
+    assert last - full < 100 * added + 256 * 1024, (full, last, added)
+
+
+def test_free_heap_is_given_back_on_glibc() -> None:
+    import platform
+
+    from features.partitioned import release_free_heap
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert release_free_heap() is expected
