@@ -56,6 +56,15 @@ OUTCOMES: tuple[str, ...] = (
 )
 
 
+
+def _ended_at(end: dict[str, Any]) -> pd.Timestamp:
+    """When a warning ended in the world it was assessed in: the review or effect evaluation's
+    own date when the transition carries one (a replay or a late review records its actions
+    today, about a date weeks earlier), else when the transition was recorded."""
+    ev = end.get("evaluation") or {}
+    when = ev.get("as_of") or ev.get("period_end")
+    return as_utc(when) if when else as_utc(end["at"])
+
 def _outcome(status: str, end: dict[str, Any] | None) -> str:
     if status == "lifted":
         passed = bool(end and (end.get("evaluation") or {}).get("passed"))
@@ -93,7 +102,7 @@ def record_rows(
         raised = [t for t in trans if t["from_level"] and int(t["to_level"]) < int(t["from_level"])]
         closing = [t for t in trans if t["action"] in ("lift", "lapse", "reject")]
         end = closing[-1] if closing else None
-        ended_at = as_utc(end["at"]) if end else None
+        ended_at = _ended_at(end) if end else None
         a = w.get("assessment") or {}
         baseline = a.get("baseline")
         row: dict[str, Any] = {

@@ -370,6 +370,11 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         assert [x["id"] for x in listed] == [w["id"]]
         _login(client, keys["committee"])
         assert "lapsed" in client.get("/committee/warnings/record").text
+        # it ended at the review that lapsed it (2024-09-03), not when that review was recorded
+        # (today): the results "during" stop there too
+        rows = csv.DictReader(io.StringIO(client.get("/committee/warnings/record.csv").text))
+        [mine] = [x for x in rows if x["id"] == w["id"]]
+        assert mine["ended_at"] == "2024-09-03"
 
 
 def test_fresh_reports_on_an_open_warning_are_recorded_for_the_committee(tmp_path):
