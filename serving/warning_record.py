@@ -56,7 +56,6 @@ OUTCOMES: tuple[str, ...] = (
 )
 
 
-
 def _ended_at(end: dict[str, Any]) -> pd.Timestamp:
     """When a warning ended in the world it was assessed in: the review or effect evaluation's
     own date when the transition carries one (a replay or a late review records its actions
@@ -64,6 +63,7 @@ def _ended_at(end: dict[str, Any]) -> pd.Timestamp:
     ev = end.get("evaluation") or {}
     when = ev.get("as_of") or ev.get("period_end")
     return as_utc(when) if when else as_utc(end["at"])
+
 
 def _outcome(status: str, end: dict[str, Any] | None) -> str:
     if status == "lifted":
