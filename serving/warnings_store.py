@@ -36,6 +36,7 @@ from policy.warnings import (
     build_warning,
     fresh_evidence,
     inspection_measures,
+    is_report_driven,
     load_warning_config,
     measures_for_level,
     next_state,
@@ -159,12 +160,33 @@ class WarningStore:
         return self._version
 
     # ---------------------------------------------------------------- reads
+    def _with_confirmation(
+        self, conn: Connection, rows: builtins.list[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
+        """Set ``confirmed_at`` on early notices that results confirmed (the review's own
+        ``as_of``), so ``policy.warnings.is_report_driven`` reads a stored record as the
+        replay's in-memory one."""
+        ids = [w["id"] for w in rows if (w.get("assessment") or {}).get("report_driven")]
+        if not ids:
+            return rows
+        t = transitions_table.c
+        q = sa.select(t.warning_id, t.at, t.evaluation).where(
+            t.action == "confirm", t.warning_id.in_(ids)
+        )
+        when = {wid: (ev or {}).get("as_of") or _iso(at) for wid, at, ev in conn.execute(q)}
+        for w in rows:
+            if w["id"] in when:
+                w["confirmed_at"] = when[w["id"]]
+        return rows
+
     def get(self, warning_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(warnings_table).where(warnings_table.c.id == warning_id)
             ).first()
-        return _row_to_dict(row) if row is not None else None
+            if row is None:
+                return None
+            return self._with_confirmation(conn, [_row_to_dict(row)])[0]
 
     def list(
         self, status: str | None = None, level: int | None = None, limit: int = 1000
@@ -179,7 +201,7 @@ class WarningStore:
             warnings_table.c.level, warnings_table.c.as_of.desc(), warnings_table.c.id
         ).limit(limit)
         with self.engine.connect() as conn:
-            return [_row_to_dict(r) for r in conn.execute(q)]
+            return self._with_confirmation(conn, [_row_to_dict(r) for r in conn.execute(q)])
 
     def transitions(self, warning_id: str) -> builtins.list[dict[str, Any]]:
         q = (
@@ -271,18 +293,7 @@ class WarningStore:
 
     def pending_notices(self) -> builtins.list[dict[str, Any]]:
         """Open report-driven early notices that results have not confirmed yet."""
-        t = transitions_table.c
-        with self.engine.connect() as conn:
-            confirmed = {
-                r[0] for r in conn.execute(sa.select(t.warning_id).where(t.action == "confirm"))
-            }
-        return [
-            w
-            for w in self.list()
-            if w["status"] in OPEN_STATUSES
-            and (w.get("assessment") or {}).get("report_driven")
-            and w["id"] not in confirmed
-        ]
+        return [w for w in self.list() if w["status"] in OPEN_STATUSES and is_report_driven(w)]
 
     def _last_fresh_evidence(self) -> dict[str, Any]:
         """warning id -> ``as_of`` of its latest fresh-evidence record."""

@@ -38,6 +38,9 @@ class EffectEvaluation:
     threshold: float
     min_inspected: int
     passed: bool
+    # an early notice still resting on reports: its results confirm it or it lapses at its
+    # review (``review_notice``); a clean run of inspections is not an effect of a measure
+    awaiting_confirmation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +73,9 @@ def evaluate_effect(
 
     It passes when at least ``lift.min_inspected`` were inspected and their nonconformity rate
     is at most ``threshold`` (default: ``lift.threshold_factor`` x the assessment's baseline).
+    It never passes for a report-driven early notice that results have not confirmed
+    (``awaiting_confirmation``): such a notice claims no risk on results that a measure could
+    have reduced; its own review confirms it or lets it lapse.
     A thinly traded subject may not see ``min_inspected`` inspections in ``period_days``; the
     period then reaches back to the activation, so every inspection under the measure counts
     and the warning can still be lifted on evidence.
@@ -86,6 +92,7 @@ def evaluate_effect(
         threshold = float(lift["threshold_factor"]) * baseline
     subject = Subject.parse(warning["subject_kind"], warning["subject_key"])
     min_n = int(lift["min_inspected"])
+    awaiting = is_report_driven(warning)
     n, k = inspected_under_measure(subject, tables, start, end)
     activated = warning.get("activated_at")
     if n < min_n and activated and as_utc(activated) < start:
@@ -100,7 +107,8 @@ def evaluate_effect(
         rate=rate,
         threshold=float(threshold),
         min_inspected=min_n,
-        passed=bool(rate is not None and n >= min_n and rate <= threshold),
+        passed=bool(rate is not None and n >= min_n and rate <= threshold and not awaiting),
+        awaiting_confirmation=awaiting,
     )
 
 

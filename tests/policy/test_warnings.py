@@ -318,6 +318,23 @@ def test_effect_evaluation_counts_matching_inspections_after_activation(tables):
     assert ev.period_start == day(356).isoformat()
 
 
+def test_an_unconfirmed_notice_is_not_lifted_on_its_effect_evaluation(tables):
+    """Clean inspections under an early notice that results never confirmed are no effect of a
+    measure: the notice lapses at its review instead (bench replays had lifted such notices on
+    'effect evaluation' within days of raising them)."""
+    [a] = assess(tables, day(355), CFG, subjects=[OUTBREAK])
+    w = build_warning(a, CFG)
+    w["activated_at"] = day(356).isoformat()
+    everything = evaluate_effect(w, tables, day(399), CFG, threshold=1.0, period_days=60)
+    assert everything.passed and not everything.awaiting_confirmation  # on results: lifts
+    notice = {**w, "report_driven": True}
+    ev = evaluate_effect(notice, tables, day(399), CFG, threshold=1.0, period_days=60)
+    assert ev.awaiting_confirmation and not ev.passed
+    assert ev.inspected == everything.inspected  # still shown to the committee
+    confirmed = {**notice, "confirmed_at": str(day(380).date())}
+    assert evaluate_effect(confirmed, tables, day(399), CFG, threshold=1.0, period_days=60).passed
+
+
 def test_a_surge_of_serious_signals_raises_a_warning_before_any_result(tables):
     """Foreign alerts about a product from an origin, no inspection yet: an early warning."""
     n = 5

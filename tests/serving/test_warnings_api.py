@@ -377,6 +377,36 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         assert mine["ended_at"] == "2024-09-03"
 
 
+def test_a_stored_notice_is_lifted_on_evaluation_only_once_results_confirmed_it(tmp_path):
+    from tests.serving.warnings_app import make_tables, reports, with_reports
+
+    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
+                  ["RASFF", "Weibo"], "N")  # fmt: skip
+    app, keys = build_app(tmp_path / "c.db", with_reports(make_tables(), two))
+    with TestClient(app) as client:
+        r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
+        [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+        ok = client.post(f"/v1/warnings/{w['id']}/approve", json={"reason": "notice"},
+                         headers=h(keys))  # fmt: skip
+        assert ok.status_code == 200
+        q = {"as_of": "2024-08-19", "threshold": 1.0}
+        ev = client.get(f"/v1/warnings/{w['id']}/evaluation", params=q, headers=h(keys)).json()
+        assert ev["awaiting_confirmation"] is True and ev["passed"] is False
+        lift = client.post(f"/v1/warnings/{w['id']}/lift", headers=h(keys),
+                           json={"evaluate": True, "as_of": "2024-08-19", "threshold": 1.0})  # fmt: skip
+        assert lift.status_code == 409  # no passing evaluation; a recorded reason still lifts
+        store = app.state.warning_store
+        assert [x["id"] for x in store.pending_notices()] == [w["id"]]
+        store.apply(w["id"], "confirm", "notice-review", "results confirm the notice",
+                    {"as_of": "2024-08-12T00:00:00+00:00"})  # fmt: skip
+        got = client.get(f"/v1/warnings/{w['id']}", headers=h(keys)).json()
+        assert got["confirmed_at"] == "2024-08-12T00:00:00+00:00"
+        assert store.pending_notices() == []
+        ev = client.get(f"/v1/warnings/{w['id']}/evaluation", params=q, headers=h(keys)).json()
+        assert ev["awaiting_confirmation"] is False
+        assert ev["passed"] is (ev["inspected"] >= ev["min_inspected"])
+
+
 def test_fresh_reports_on_an_open_warning_are_recorded_for_the_committee(tmp_path):
     """A subject under a warning is not proposed again; fresh reports that would make a notice
     on their own are put on the open warning (transition fresh-evidence, once a window)."""
