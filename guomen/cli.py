@@ -319,16 +319,20 @@ def warnings_propose(
     import pandas as pd
 
     from features.store import Store
+    from serving.plan_inputs import latest_scores, score_frame
 
     try:
         pd.Timestamp(as_of)
     except ValueError as exc:
         raise typer.BadParameter(f"--as-of: {exc}") from exc
     ws = _warning_store(config)
-    tables = Store(store or get_settings().store_dir).tables()
+    settings = get_settings()
+    tables = Store(store or settings.store_dir).tables()
+    run = latest_scores(settings.data_dir)  # the model's scores, when a rescoring run left them
     made = ws.propose(  # type: ignore[attr-defined]
-        tables, as_of, f"cli:{getpass.getuser()}", notices_only=notices_only
-    )
+        tables, as_of, f"cli:{getpass.getuser()}", None if run is None else score_frame(run),
+        notices_only=notices_only,
+    )  # fmt: skip
     for w in made:
         typer.echo(f"{w['id']}  {w['level_name']:<10} {w['publication_type']}  {w['title']}")
     typer.echo(f"{len(made)} new proposal(s)")

@@ -51,6 +51,15 @@ def read_scores(run_dir: Path) -> pd.Series:
     return frame.set_index(frame["declaration_id"].astype("str"))["probability"]
 
 
+def score_frame(run_dir: Path) -> pd.DataFrame:
+    """A rescoring run's scores as the warnings assessment takes them
+    (``declaration_id``, ``probability``)."""
+    probability = read_scores(run_dir)
+    return pd.DataFrame(
+        {"declaration_id": probability.index.to_numpy(), "probability": probability.to_numpy()}
+    )
+
+
 def plan_groups(
     tables: Mapping[str, pd.DataFrame],
     *,

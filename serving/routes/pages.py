@@ -28,7 +28,7 @@ from serving.committee.render import error_page, install_error_pages, mount_stat
 from serving.committee.state import app_settings, current_scorer, memo
 from serving.request_guard import validation_error
 from serving.rescore.db import get_profile
-from serving.routes.warnings import get_store, get_tables, run_action, run_propose
+from serving.routes.warnings import get_scores, get_store, get_tables, run_action, run_propose
 from serving.sessions import (
     PAGE_ROLES,
     User,
@@ -169,7 +169,9 @@ def propose_page(
         pd.Timestamp(as_of)
     except ValueError as exc:
         raise validation_error(("body", "as_of"), str(exc), as_of) from exc
-    made = run_propose(get_store(request), get_tables(request), as_of, user.actor)
+    made = run_propose(
+        get_store(request), get_tables(request), as_of, user.actor, get_scores(request)
+    )
     return RedirectResponse(f"/committee/warnings?status=proposed&made={len(made)}",
                             status_code=303)  # fmt: skip
 

@@ -110,8 +110,29 @@ def get_tables(request: Request) -> dict[str, pd.DataFrame]:
 
 
 def get_scores(request: Request) -> pd.DataFrame | None:
-    """Model scores of declarations when a rescoring run left them on ``app.state``."""
-    return getattr(request.app.state, "warning_scores", None)
+    """Model scores of declarations (``declaration_id``, ``probability``) for the assessment.
+
+    ``app.state.warning_scores`` (set by whoever already holds them) wins; otherwise the newest
+    rescoring run under the data folder (``guomen rescore`` writes ``data/rescore/AS_OF/``),
+    re-read when a newer run lands. None when there is none: the assessment then says so.
+    """
+    state = request.app.state
+    given = getattr(state, "warning_scores", None)
+    if given is not None:
+        return given
+    from serving.plan_inputs import latest_scores, score_frame
+
+    run = latest_scores(Path(_settings(request).data_dir))
+    if run is None:
+        return None
+    scored = run / "scored"
+    stamp = (str(run), scored.stat().st_mtime_ns)
+    cached = getattr(state, "_warning_scores_cache", None)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    frame = score_frame(run)
+    state._warning_scores_cache = (stamp, frame)
+    return frame
 
 
 def actor_of(key: ApiKey) -> str:

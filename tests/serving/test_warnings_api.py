@@ -6,6 +6,7 @@ import csv
 import io
 import re
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -375,6 +376,33 @@ def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(t
         rows = csv.DictReader(io.StringIO(client.get("/committee/warnings/record.csv").text))
         [mine] = [x for x in rows if x["id"] == w["id"]]
         assert mine["ended_at"] == "2024-09-03"
+
+
+def test_proposals_carry_the_newest_rescoring_runs_model_scores(tmp_path):
+    """The assessment's model-score line reads ``guomen rescore``'s scored declarations (it
+    said "not given" on every warning: nothing handed the scores to the propose routes)."""
+    from tests.serving.warnings_app import make_tables
+
+    tables = make_tables()
+    app, keys = build_app(tmp_path / "s.db", tables)
+    with TestClient(app) as client:
+        [before] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+        assert before["assessment"]["mean_score"] is None
+    decl = tables["declarations"]
+    hot = (decl["hs_code"].str[:4] == "0303") & (decl["origin_country"] == "VN")
+    scored = tmp_path / "data" / "rescore" / "2024-12-31" / "scored"
+    scored.mkdir(parents=True)
+    pd.DataFrame(
+        {"declaration_id": decl["declaration_id"].astype(str), "probability": hot * 0.6 + 0.1}
+    ).to_parquet(scored / "part-00000.parquet")
+    app, keys = build_app(tmp_path / "s2.db", tables)
+    with TestClient(app) as client:
+        [w] = [x for x in _propose(client, keys) if x["subject_key"] == "0303/VN"]
+        assert w["assessment"]["mean_score"] == pytest.approx(0.7)
+        assert w["assessment"]["score_ratio"] > 1
+        _login(client, keys["committee"])
+        page = client.get(f"/committee/warnings/{w['id']}").text
+        assert "mean 70" in page and "not given" not in page
 
 
 def test_a_stored_notice_is_lifted_on_evaluation_only_once_results_confirmed_it(tmp_path):

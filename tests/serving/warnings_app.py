@@ -32,7 +32,10 @@ def build_app(
     engine = make_engine(f"sqlite:///{db_path}")
     create_schema(engine)
     app = FastAPI()
-    app.state.settings = Settings(database_url=f"sqlite:///{db_path}", **TEST_SECRETS)
+    # home beside the database: the data folder (rescoring runs) is the test's own
+    app.state.settings = Settings(
+        home=db_path.parent, database_url=f"sqlite:///{db_path}", **TEST_SECRETS
+    )
     app.state.engine = engine
     app.state.keys = KeyStore(engine, cache_seconds=0.0)
     app.state.warning_tables = tables if tables is not None else make_tables()
