@@ -285,7 +285,8 @@ def propose_manual(request: Request, body: ManualProposal, key: CommitteeKey) ->
     except ValueError as exc:
         raise validation_error(("body", "subject_key"), str(exc)) from exc
     store = get_store(request)
-    [a] = assess(get_tables(request), body.as_of, store.config, subjects=[subject])
+    [a] = assess(get_tables(request), body.as_of, store.config, get_scores(request),
+                 subjects=[subject])  # fmt: skip
     if a.level == 0:
         if body.level is None:
             raise validation_error(

@@ -403,6 +403,10 @@ def test_proposals_carry_the_newest_rescoring_runs_model_scores(tmp_path):
         _login(client, keys["committee"])
         page = client.get(f"/committee/warnings/{w['id']}").text
         assert "mean 70" in page and "not given" not in page
+        body = {"subject_kind": "hs4", "subject_key": "0303", "as_of": AS_OF,
+                "reason": "by hand", "level": 4}  # fmt: skip
+        hand = client.post("/v1/warnings/manual", json=body, headers=h(keys)).json()
+        assert hand["assessment"]["mean_score"] is not None  # by hand too
 
 
 def test_a_stored_notice_is_lifted_on_evaluation_only_once_results_confirmed_it(tmp_path):
