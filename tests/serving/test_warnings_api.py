@@ -343,15 +343,25 @@ def test_the_record_lists_past_warnings_with_what_followed(ctx):
     assert client.get(f"/committee/warnings/{wid}").status_code == 200
 
 
-def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(tmp_path):
+def _two_report_notice(client, keys):
+    """The Ⅳ notice that two independent reports about 8516/DE make on 2024-07-22."""
+    r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
+    [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+    return w
+
+
+def _notice_app(db):
     from tests.serving.warnings_app import make_tables, reports, with_reports
 
     two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
                   ["RASFF", "Weibo"], "N")  # fmt: skip
-    app, keys = build_app(tmp_path / "n.db", with_reports(make_tables(), two))
+    return build_app(db, with_reports(make_tables(), two))
+
+
+def test_an_early_notice_is_stored_report_driven_and_lapses_at_a_later_propose(tmp_path):
+    app, keys = _notice_app(tmp_path / "n.db")
     with TestClient(app) as client:
-        r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
-        [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+        w = _two_report_notice(client, keys)
         assert w["level"] == 4 and w["assessment"]["report_driven"]
         assert "awaiting results" in w["matters"]
         # the committee cannot lapse it by hand; the review does, once the period is over
@@ -410,14 +420,9 @@ def test_proposals_carry_the_newest_rescoring_runs_model_scores(tmp_path):
 
 
 def test_a_stored_notice_is_lifted_on_evaluation_only_once_results_confirmed_it(tmp_path):
-    from tests.serving.warnings_app import make_tables, reports, with_reports
-
-    two = reports(2, 196, "851610", "DE", ["foreign_alert", "public_opinion"],
-                  ["RASFF", "Weibo"], "N")  # fmt: skip
-    app, keys = build_app(tmp_path / "c.db", with_reports(make_tables(), two))
+    app, keys = _notice_app(tmp_path / "c.db")
     with TestClient(app) as client:
-        r = client.post("/v1/warnings/propose", json={"as_of": "2024-07-22"}, headers=h(keys))
-        [w] = [x for x in r.json() if x["subject_key"] == "8516/DE"]
+        w = _two_report_notice(client, keys)
         ok = client.post(f"/v1/warnings/{w['id']}/approve", json={"reason": "notice"},
                          headers=h(keys))  # fmt: skip
         assert ok.status_code == 200
