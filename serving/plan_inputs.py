@@ -39,8 +39,9 @@ def latest_scores(rescore_root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def read_scores(run_dir: Path) -> pd.Series:
-    """``probability`` by ``declaration_id`` from a rescoring run's ``scored/`` parts."""
+def score_frame(run_dir: Path) -> pd.DataFrame:
+    """``declaration_id`` and ``probability`` from a rescoring run's ``scored/`` parts (as the
+    warnings assessment takes them)."""
     parts = sorted((run_dir / "scored").glob("part-*.parquet"))
     if not parts:
         raise FileNotFoundError(f"no scored parts under {run_dir / 'scored'}")
@@ -48,16 +49,14 @@ def read_scores(run_dir: Path) -> pd.Series:
         [pd.read_parquet(p, columns=["declaration_id", "probability"]) for p in parts],
         ignore_index=True,
     )
-    return frame.set_index(frame["declaration_id"].astype("str"))["probability"]
+    frame["declaration_id"] = frame["declaration_id"].astype("str")
+    return frame
 
 
-def score_frame(run_dir: Path) -> pd.DataFrame:
-    """A rescoring run's scores as the warnings assessment takes them
-    (``declaration_id``, ``probability``)."""
-    probability = read_scores(run_dir)
-    return pd.DataFrame(
-        {"declaration_id": probability.index.to_numpy(), "probability": probability.to_numpy()}
-    )
+def read_scores(run_dir: Path) -> pd.Series:
+    """``probability`` by ``declaration_id`` from a rescoring run's ``scored/`` parts."""
+    frame = score_frame(run_dir)
+    return frame.set_index("declaration_id")["probability"]
 
 
 def plan_groups(

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
@@ -48,6 +49,7 @@ from serving.warnings_store import (
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 CommitteeKey = Annotated[ApiKey, Depends(require_role("committee"))]
 _install_lock = threading.Lock()
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------ wiring
@@ -98,15 +100,21 @@ def get_tables(request: Request) -> dict[str, pd.DataFrame]:
 
     root = Path(_settings(request).store_dir)
     manifest = root / "manifest.json"
-    stamp = manifest.stat().st_mtime_ns if manifest.exists() else None
-    cached = getattr(state, "_warning_tables_cache", None)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    if stamp is None:
+    if not manifest.exists():
         raise HTTPException(503, f"no ingested store at {root}")
-    tables = Store(root).tables()
-    state._warning_tables_cache = (stamp, tables)
-    return tables
+    stamp = manifest.stat().st_mtime_ns
+    return _latest_only(state, "_warning_tables_cache", stamp, lambda: Store(root).tables())
+
+
+def _latest_only(state: Any, name: str, stamp: Any, compute: Callable[[], T]) -> T:
+    """``compute()`` kept on ``state.<name>`` for one ``stamp`` only: the store's tables and a
+    rescoring run's scores are large, and only the newest is ever asked for."""
+    cached = getattr(state, name, None)
+    if cached is not None and cached[0] == stamp:
+        return cast(T, cached[1])
+    value = compute()
+    setattr(state, name, (stamp, value))
+    return value
 
 
 def get_scores(request: Request) -> pd.DataFrame | None:
@@ -122,17 +130,11 @@ def get_scores(request: Request) -> pd.DataFrame | None:
         return given
     from serving.plan_inputs import latest_scores, score_frame
 
-    run = latest_scores(Path(_settings(request).data_dir))
+    run = latest_scores(_settings(request).data_dir)
     if run is None:
         return None
-    scored = run / "scored"
-    stamp = (str(run), scored.stat().st_mtime_ns)
-    cached = getattr(state, "_warning_scores_cache", None)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    frame = score_frame(run)
-    state._warning_scores_cache = (stamp, frame)
-    return frame
+    stamp = (str(run), (run / "scored").stat().st_mtime_ns)
+    return _latest_only(state, "_warning_scores_cache", stamp, lambda: score_frame(run))
 
 
 def actor_of(key: ApiKey) -> str:
